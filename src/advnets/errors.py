@@ -1,0 +1,24 @@
+"""The project's own exceptions.
+
+Everything a user can cause (a bad option, a missing or malformed file, an
+incompatible checkpoint) raises an :class:`AdvnetsError` subclass with a
+message that names the file or option and what was expected. The CLI turns
+these into one line on stderr and exit code 2; anything else is a bug and
+keeps its traceback.
+"""
+
+
+class AdvnetsError(Exception):
+    """A problem with the user's input, reported as one clear line."""
+
+
+class ConfigError(AdvnetsError, ValueError):
+    """An unknown key, a wrong type or an impossible value in a configuration."""
+
+
+class DataError(AdvnetsError, ValueError):
+    """A dataset file or array that is missing, malformed or of the wrong shape."""
+
+
+class CheckpointError(AdvnetsError):
+    """A checkpoint or run directory that cannot be loaded or resumed."""

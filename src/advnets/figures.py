@@ -1,0 +1,47 @@
+"""Image grids: what people look at instead of reading numbers."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from advnets.checkpoint import atomic_write_bytes
+
+
+def image_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
+    """Tile N x C x H x W images in [0, 1] into one uint8 H' x W' (x 3) array,
+    ``nrow`` images per row, separated by ``padding`` pixels of ``pad_value``."""
+    if images.ndim != 4:
+        raise ValueError(f"image_grid expects N x C x H x W, got shape {tuple(images.shape)}")
+    x = images.detach().to("cpu", torch.float32).clamp(0, 1)
+    n, c, h, w = x.shape
+    ncol = max(1, nrow)
+    nrows = -(-n // ncol)
+    grid = torch.full((c, nrows * (h + padding) + padding, ncol * (w + padding) + padding), pad_value)
+    for i in range(n):
+        r, col = divmod(i, ncol)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[:, top : top + h, left : left + w] = x[i]
+    arr = (grid * 255 + 0.5).to(torch.uint8).numpy()
+    return arr[0] if c == 1 else arr.transpose(1, 2, 0)
+
+
+def png_bytes(array: np.ndarray, scale: int = 1) -> bytes:
+    img = Image.fromarray(array)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int, scale: int = 1) -> Path:
+    """Write a PNG grid atomically (never a half-written image under ``path``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, png_bytes(image_grid(images, nrow), scale=scale))
+    return path

@@ -1,0 +1,153 @@
+"""The players: an MLP generator G(z) and a maxout discriminator D(x).
+
+Both are built from config (:mod:`advnets.config`), so the paper's presets are
+data, not code. D returns logits; the sigmoid lives in the losses, where it can
+be fused into a numerically stable softplus (PAPER.md §1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from advnets.config import DiscriminatorConfig, GeneratorConfig
+
+_ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "linear": nn.Identity,
+}
+
+
+class Maxout(nn.Module):
+    """Maxout units (Goodfellow et al., 2013): a linear map to units x pieces,
+    then the max over each unit's pieces. Pieces of one unit are adjacent
+    columns, as in the reference code's pylearn2 Maxout layer."""
+
+    def __init__(self, in_features: int, units: int, pieces: int) -> None:
+        super().__init__()
+        self.units, self.pieces = units, pieces
+        self.linear = nn.Linear(in_features, units * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.linear(x)
+        return z.view(*z.shape[:-1], self.units, self.pieces).amax(dim=-1)
+
+
+def _uniform_(module: nn.Linear, init_range: float) -> None:
+    # The reference code's "irange": weights U(-r, r), biases zero.
+    nn.init.uniform_(module.weight, -init_range, init_range)
+    nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """G(z; theta_g): noise enters only the bottom layer (PAPER.md §1)."""
+
+    def __init__(self, cfg: GeneratorConfig, data_dim: int) -> None:
+        super().__init__()
+        self.cfg, self.data_dim = cfg, data_dim
+        layers: list[nn.Module] = []
+        width = cfg.noise_dim
+        for size, act in zip(cfg.hidden_sizes, cfg.hidden_activations, strict=True):
+            linear = nn.Linear(width, size)
+            _uniform_(linear, cfg.init_range)
+            layers += [linear, _ACTIVATIONS[act]()]
+            width = size
+        self.output = nn.Linear(width, data_dim)
+        _uniform_(self.output, cfg.output_init_range or cfg.init_range)
+        layers += [self.output, _ACTIVATIONS[cfg.output_activation]()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+    @torch.no_grad()
+    def init_output_bias_from_data(self, data: torch.Tensor, eps: float = 1e-3) -> None:
+        """Set the sigmoid output bias to logit(mean pixel), the mean clipped to
+        [eps, 1 - eps] (the reference code's init_sigmoid_bias_from_marginals),
+        so that G starts out producing the data's average image."""
+        mean = data.reshape(len(data), -1).double().mean(dim=0).clamp(eps, 1 - eps)
+        self.output.bias.copy_(torch.log(mean / (1 - mean)).to(self.output.bias.dtype))
+
+    def sample_noise(
+        self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> torch.Tensor:
+        return sample_noise(self.cfg, n, generator=generator, device=device)
+
+
+def sample_noise(
+    cfg: GeneratorConfig,
+    n: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Draw n noise vectors from the prior p_z: U[-sqrt(3), sqrt(3)]^dim (unit
+    variance, the reference code's choice) or N(0, I)."""
+    # Draw where the generator lives (a CPU generator cannot fill a CUDA
+    # tensor), then move: the same seed gives the same z on every device.
+    where = generator.device if generator is not None else device
+    if cfg.noise == "uniform":
+        a = math.sqrt(3.0)
+        z = torch.rand(n, cfg.noise_dim, generator=generator, device=where).mul_(2 * a).sub_(a)
+    else:
+        z = torch.randn(n, cfg.noise_dim, generator=generator, device=where)
+    return z if device is None else z.to(device)
+
+
+class Discriminator(nn.Module):
+    """D(x; theta_d): maxout hidden layers, one linear output unit (a logit),
+    dropout on every layer's input during training (PAPER.md §4)."""
+
+    def __init__(self, cfg: DiscriminatorConfig, data_dim: int) -> None:
+        super().__init__()
+        self.cfg, self.data_dim = cfg, data_dim
+        self.hidden = nn.ModuleList()
+        width = data_dim
+        for units, pieces in zip(cfg.hidden_units, cfg.pieces, strict=True):
+            layer = Maxout(width, units, pieces)
+            _uniform_(layer.linear, cfg.init_range)
+            self.hidden.append(layer)
+            width = units
+        self.output = nn.Linear(width, 1)
+        _uniform_(self.output, cfg.init_range)
+        # Where dropout masks come from: an explicit generator (set by the
+        # trainer, so a run's randomness is its own and checkpointable) or,
+        # when None, torch's global stream.
+        self.dropout_generator: torch.Generator | None = None
+
+    def _dropout(self, x: torch.Tensor, include_prob: float) -> torch.Tensor:
+        # Inverted dropout: keep with include_prob, scale kept inputs by
+        # 1/include_prob (1.25 for p = 0.8, 2 for p = 0.5), as the reference.
+        if not self.training or include_prob >= 1:
+            return x
+        if self.dropout_generator is None:
+            return nn.functional.dropout(x, p=1 - include_prob, training=True)
+        mask = torch.empty_like(x).bernoulli_(include_prob, generator=self.dropout_generator)
+        return x * mask.mul_(1 / include_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(len(x), -1)
+        include = self.cfg.input_include_prob
+        for layer in self.hidden:
+            h = layer(self._dropout(h, include))
+            include = self.cfg.hidden_include_prob
+        return self.output(self._dropout(h, include)).squeeze(-1)
+
+
+@torch.no_grad()
+def apply_max_col_norm(module: nn.Module, max_norm: float | None) -> None:
+    """Rescale each unit's incoming weight vector to L2 norm <= max_norm (the
+    reference code's max_col_norm constraint), applied after every update."""
+    if max_norm is None:
+        return
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            norms = m.weight.norm(dim=1, keepdim=True)
+            m.weight.mul_(torch.clamp(max_norm / (norms + 1e-7), max=1.0))
+
+
+def build_nets(g_cfg: GeneratorConfig, d_cfg: DiscriminatorConfig, data_dim: int) -> tuple[Generator, Discriminator]:
+    return Generator(g_cfg, data_dim), Discriminator(d_cfg, data_dim)

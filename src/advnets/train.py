@@ -1,0 +1,367 @@
+"""Algorithm 1: minibatch stochastic gradient training of adversarial nets.
+
+One *step* is one iteration of Algorithm 1's outer loop: k discriminator
+updates, each on a fresh minibatch of m examples and m noise vectors, then one
+generator update on m fresh noise vectors ("alternating"). The reference code
+instead updates D and G in one step from the same batch of G samples
+("simultaneous", k = 1); both are available by name.
+
+Data live on the device as one tensor and minibatches are index slices of a
+per-epoch permutation (no DataLoader). All randomness flows from the run's
+seed through explicit generators: data order, noise, and D's dropout masks.
+Their states are checkpointed, so a resumed run continues the same streams.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advnets.checkpoint import save_checkpoint
+from advnets.config import OptimConfig, RunConfig, from_dict, to_dict
+from advnets.data import Dataset
+from advnets.errors import AdvnetsError, CheckpointError
+from advnets.figures import image_grid, save_grid
+from advnets.losses import GENERATOR_LOSSES, discriminator_loss, value_function
+from advnets.nets import apply_max_col_norm, build_nets, sample_noise
+
+GRID_SIZE = 100  # fixed-noise samples drawn into every progress grid (10 x 10)
+
+
+class TrainingDiverged(AdvnetsError):
+    """A loss became NaN or infinite."""
+
+
+def momentum_at(cfg: OptimConfig, epoch: int) -> float:
+    """Momentum after ``epoch`` completed epochs: linear from momentum_start
+    to momentum_end over momentum_saturate_epoch epochs, then constant."""
+    frac = min(epoch / cfg.momentum_saturate_epoch, 1.0)
+    return cfg.momentum_start + (cfg.momentum_end - cfg.momentum_start) * frac
+
+
+def lr_at(cfg: OptimConfig, step: int) -> float:
+    """Learning rate for iteration ``step`` (0-based): divided by lr_decay
+    after every minibatch, floored at min_lr (the reference's ExponentialDecay)."""
+    return max(cfg.lr / cfg.lr_decay**step, cfg.min_lr)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise AdvnetsError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise AdvnetsError("--device mps: MPS is not available here; use --device cpu or auto")
+    if name not in ("cpu", "cuda", "mps"):
+        raise AdvnetsError(f"--device {name}: expected auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def _make_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.adam_betas)
+    # torch's SGD applies lr to the velocity (p -= lr * v, v = mu v + g); the
+    # reference's pylearn2 keeps lr inside it (v = mu v - lr g). The two agree
+    # exactly while lr is constant and differ negligibly under the 1/1.000004 decay.
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum_start)
+
+
+@dataclass
+class _Running:
+    """On-device sums between two log rows (no host sync per step)."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    steps: int = 0
+
+    def add(self, **values: torch.Tensor) -> None:
+        for k, v in values.items():
+            v = v.detach()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.steps += 1
+
+    def means(self) -> dict[str, float]:
+        if not self.sums:
+            return {}
+        keys = list(self.sums)
+        vals = torch.stack([self.sums[k].float() for k in keys]).cpu().tolist()
+        return {k: v / self.steps for k, v in zip(keys, vals, strict=True)}
+
+
+class Trainer:
+    """Holds G, D, their optimisers and the data/noise streams of one run."""
+
+    def __init__(self, cfg: RunConfig, dataset: Dataset, device: str | torch.device | None = None) -> None:
+        self.cfg = cfg
+        self.dataset = dataset
+        self.device = torch.device(device) if device is not None else resolve_device(cfg.train.device)
+        t = cfg.train
+        if len(dataset.train) < t.batch_size:
+            raise AdvnetsError(
+                f"--batch-size {t.batch_size} is larger than the training split ({len(dataset.train)} images)"
+            )
+        # Initial weights come from the seed without disturbing the caller's
+        # global RNG; after that every random draw has its own generator.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(t.seed)
+            self.g, self.d = build_nets(cfg.generator, cfg.discriminator, dataset.dim)
+        self.data = dataset.train.reshape(len(dataset.train), -1).to(self.device)
+        if cfg.generator.output_bias_from_data and cfg.generator.output_activation == "sigmoid":
+            self.g.init_output_bias_from_data(dataset.train)
+        self.g.to(self.device).train()
+        self.d.to(self.device).train()
+        self.opt_g = _make_optimizer(cfg.optim, self.g.parameters())
+        self.opt_d = _make_optimizer(cfg.optim, self.d.parameters())
+        self.g_loss_fn = GENERATOR_LOSSES[t.g_loss]
+        self.d_params = list(self.d.parameters())
+        self.g_params = list(self.g.parameters())
+
+        self.data_gen = torch.Generator(device="cpu").manual_seed(t.seed + 1)
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(t.seed + 2)
+        self.d.dropout_generator = torch.Generator(device=self.device).manual_seed(t.seed + 4)
+        fixed_gen = torch.Generator(device="cpu").manual_seed(t.seed + 3)
+        self.fixed_noise = sample_noise(cfg.generator, GRID_SIZE, generator=fixed_gen).to(self.device)
+
+        self.batches_per_epoch = len(self.data) // t.batch_size  # the last partial batch is dropped
+        self.total_steps = t.epochs * self.batches_per_epoch // t.k
+        self.step = 0  # completed Algorithm-1 iterations
+        self.epoch = 0  # completed passes over the training split
+        self.batch_in_epoch = 0
+        self.perm = self._new_perm()
+        self.d_updates = 0  # counters that tests of Algorithm 1 read
+        self.g_updates = 0
+
+    # ----- data and noise streams ---------------------------------------------------------
+    def _new_perm(self) -> torch.Tensor:
+        return torch.randperm(len(self.data), generator=self.data_gen)
+
+    def next_real_batch(self) -> torch.Tensor:
+        """The next minibatch of m examples; a new epoch starts a new permutation."""
+        m = self.cfg.train.batch_size
+        idx = self.perm[self.batch_in_epoch * m : (self.batch_in_epoch + 1) * m].to(self.device)
+        self.batch_in_epoch += 1
+        if self.batch_in_epoch == self.batches_per_epoch:  # roll over at once, so schedules see it
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self.perm = self._new_perm()
+        return self.data.index_select(0, idx)
+
+    def noise(self, n: int) -> torch.Tensor:
+        return sample_noise(self.cfg.generator, n, generator=self.noise_gen)
+
+    # ----- Algorithm 1 ---------------------------------------------------------------------
+    def _set_schedules(self) -> None:
+        o = self.cfg.optim
+        lr = lr_at(o, self.step)
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
+                if o.optimizer == "sgd":
+                    group["momentum"] = momentum_at(o, self.epoch)
+
+    def _d_step(self) -> dict[str, torch.Tensor]:
+        """Algorithm 1, inner loop: ascend V's gradient for D on a fresh minibatch."""
+        m = self.cfg.train.batch_size
+        x = self.next_real_batch()
+        with torch.no_grad():
+            fake = self.g(self.noise(m))
+        # One D forward over real and generated rows: dropout masks are drawn
+        # per row, so this equals two separate calls.
+        logits = self.d(torch.cat([x, fake]))
+        real_logits, fake_logits = logits[:m], logits[m:]
+        loss_d = discriminator_loss(real_logits, fake_logits)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        apply_max_col_norm(self.d, self.cfg.discriminator.max_col_norm)
+        self.d_updates += 1
+        return {"d_loss": loss_d, "real_logits": real_logits, "fake_logits": fake_logits}
+
+    def _g_step(self) -> torch.Tensor:
+        """Algorithm 1, outer loop: descend G's loss on fresh noise, D held fixed."""
+        for p in self.d_params:  # no weight gradients for D during G's step
+            p.requires_grad_(False)
+        try:
+            loss_g = self.g_loss_fn(self.d(self.g(self.noise(self.cfg.train.batch_size))))
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+        finally:
+            for p in self.d_params:
+                p.requires_grad_(True)
+        self.opt_g.step()
+        apply_max_col_norm(self.g, self.cfg.generator.max_col_norm)
+        self.g_updates += 1
+        return loss_g
+
+    def _simultaneous_step(self) -> dict[str, torch.Tensor]:
+        """The reference code's update: one batch of G samples, D's gradient of
+        its loss and G's gradient of its loss from the same forward pass (and the
+        same dropout masks), then both players step."""
+        m = self.cfg.train.batch_size
+        x = self.next_real_batch()
+        fake = self.g(self.noise(m))
+        logits = self.d(torch.cat([x, fake]))
+        real_logits, fake_logits = logits[:m], logits[m:]
+        loss_d = discriminator_loss(real_logits, fake_logits)
+        loss_g = self.g_loss_fn(fake_logits)
+        self.opt_d.zero_grad(set_to_none=True)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_d.backward(inputs=self.d_params, retain_graph=True)
+        loss_g.backward(inputs=self.g_params)
+        self.opt_d.step()
+        self.opt_g.step()
+        apply_max_col_norm(self.d, self.cfg.discriminator.max_col_norm)
+        apply_max_col_norm(self.g, self.cfg.generator.max_col_norm)
+        self.d_updates += 1
+        self.g_updates += 1
+        return {"d_loss": loss_d, "g_loss": loss_g, "real_logits": real_logits, "fake_logits": fake_logits}
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One Algorithm-1 iteration; returns on-device scalars for logging."""
+        self._set_schedules()
+        if self.cfg.train.update == "simultaneous":
+            out = self._simultaneous_step()
+        else:
+            for _ in range(self.cfg.train.k):
+                out = self._d_step()
+            out["g_loss"] = self._g_step()
+        self.step += 1
+        return {
+            "d_loss": out["d_loss"],
+            "g_loss": out["g_loss"],
+            "d_real": torch.sigmoid(out["real_logits"]).mean(),
+            "d_fake": torch.sigmoid(out["fake_logits"]).mean(),
+            "value": value_function(out["real_logits"], out["fake_logits"]),
+        }
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n samples of G as N x C x H x W images (G in eval mode for the call)."""
+        was_training = self.g.training
+        self.g.eval()
+        z = sample_noise(self.cfg.generator, n, generator=generator, device=self.device)
+        out = self.g(z).reshape(n, *self.dataset.image_shape)
+        self.g.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def fixed_samples(self) -> torch.Tensor:
+        return self.g(self.fixed_noise).reshape(GRID_SIZE, *self.dataset.image_shape)
+
+    # ----- checkpoints ---------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        rng = {
+            "data": self.data_gen.get_state(),
+            "noise": self.noise_gen.get_state(),
+            "dropout": self.d.dropout_generator.get_state(),
+        }
+        return {
+            "generator": self.g.state_dict(),
+            "discriminator": self.d.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "config": to_dict(self.cfg),
+            "data_dim": self.dataset.dim,
+            "image_shape": list(self.dataset.image_shape),
+            "dataset": self.dataset.name,
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "perm": self.perm,
+            "d_updates": self.d_updates,
+            "g_updates": self.g_updates,
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        stored = from_dict(RunConfig, state["config"])
+        for part in ("generator", "discriminator"):
+            if getattr(stored, part) != getattr(self.cfg, part):
+                raise CheckpointError(
+                    f"cannot resume: the checkpoint's {part} config differs from this run's "
+                    f"({to_dict(getattr(stored, part))} vs {to_dict(getattr(self.cfg, part))})"
+                )
+        if int(state["data_dim"]) != self.dataset.dim:
+            raise CheckpointError(
+                f"cannot resume: the checkpoint was trained on {state['data_dim']}-d data, this dataset is "
+                f"{self.dataset.dim}-d"
+            )
+        self.g.load_state_dict(state["generator"])
+        self.d.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        for key in ("step", "epoch", "batch_in_epoch", "d_updates", "g_updates"):
+            setattr(self, key, int(state[key]))
+        self.perm = state["perm"].to(torch.int64)
+        self.data_gen.set_state(state["rng"]["data"])
+        self.noise_gen.set_state(state["rng"]["noise"])
+        self.d.dropout_generator.set_state(state["rng"]["dropout"])
+
+    def save(self, run_dir: Path) -> Path:
+        return save_checkpoint(run_dir, self.state_dict())
+
+    # ----- the loop --------------------------------------------------------------------------
+    def fit(self, run_dir: Path | None = None, progress: bool = True, tensorboard: bool = True) -> dict[str, float]:
+        """Train until ``total_steps``, logging, sampling and checkpointing into
+        ``run_dir`` (if given). Returns the last logged row."""
+        from tqdm.auto import tqdm
+
+        from advnets.rundir import MetricsLog
+
+        t = self.cfg.train
+        log = MetricsLog(run_dir, tensorboard=tensorboard) if run_dir is not None else None
+        running = _Running()
+        last: dict[str, float] = {}
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True)
+        tick, tick_step = time.perf_counter(), self.step
+        try:
+            while self.step < self.total_steps:
+                running.add(**self.train_step())
+                bar.update(1)
+                done = self.step >= self.total_steps
+                if self.step % t.log_every == 0 or done:
+                    now = time.perf_counter()
+                    means = running.means()
+                    running = _Running()
+                    for key in ("d_loss", "g_loss"):
+                        if not torch.isfinite(torch.tensor(means[key])):
+                            raise TrainingDiverged(
+                                f"training diverged at step {self.step}: "
+                                f"{'D' if key == 'd_loss' else 'G'}'s loss is {means[key]}"
+                            )
+                    seen = (self.step - tick_step) * t.batch_size * (t.k if t.update == "alternating" else 1)
+                    last = {
+                        "step": self.step,
+                        "epoch": self.epoch + self.batch_in_epoch / self.batches_per_epoch,
+                        **means,
+                        "lr": self.opt_g.param_groups[0]["lr"],
+                        "momentum": self.opt_g.param_groups[0].get("momentum", 0.0),
+                        "samples_per_s": seen / max(now - tick, 1e-9),
+                    }
+                    tick, tick_step = now, self.step
+                    bar.set_postfix(D=f"{means['d_loss']:.3f}", G=f"{means['g_loss']:.3f}", refresh=False)
+                    if log is not None:
+                        log.log(last)
+                if run_dir is not None:
+                    if self.step % t.sample_every == 0 or done:
+                        self._write_grid(run_dir, log)
+                    if self.step % t.checkpoint_every == 0 or done:
+                        self.save(run_dir)
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        return last
+
+    def _write_grid(self, run_dir: Path, log) -> None:
+        images = self.fixed_samples()
+        save_grid(images, Path(run_dir) / "samples" / f"step-{self.step:08d}.png", nrow=10, scale=2)
+        if log is not None:
+            log.image("samples", image_grid(images, nrow=10), self.step)

@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny configurations that train in seconds on 2 CPU cores."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from advnets.config import PRESETS, override
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
+
+
+def tiny_config(**train):
+    """The mnist preset shrunk: G 16 -> 32 -> 32 -> d, D maxout 16x3 -> 16x3."""
+    base = PRESETS["mnist"]
+    return override(
+        base,
+        generator=override(base.generator, noise_dim=16, hidden_sizes=(32, 32)),
+        discriminator=override(base.discriminator, hidden_units=(16, 16), pieces=(3, 3)),
+        train=override(base.train, **{"epochs": 1, "batch_size": 20, "log_every": 5, **train}),
+    )
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from advnets.data import load_dataset
+
+    return load_dataset("embedded-digits")

@@ -1,0 +1,121 @@
+"""The CLI end to end, through real subprocesses."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def run(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "advnets", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=ENV,
+        timeout=600,
+    )
+
+
+def test_help_shows_runnable_examples_and_module_equals_script():
+    out = run("--help")
+    assert out.returncode == 0
+    assert "examples:" in out.stdout and "advnets train --preset mnist" in out.stdout
+    for sub in ("train", "sample"):
+        h = run(sub, "--help")
+        assert h.returncode == 0 and "examples:" in h.stdout
+    script = shutil.which("advnets", path=str(Path(sys.executable).parent))
+    if script:  # the installed console script prints the same help
+        assert subprocess.run([script, "--help"], capture_output=True, text=True).stdout == out.stdout
+
+
+def test_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path):
+    out = run("train", "--preset", "mnist", "--epochs", "7", "--k", "2", "--dry-run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    cfg = json.loads(out.stdout)
+    assert cfg["train"]["epochs"] == 7 and cfg["train"]["k"] == 2 and cfg["train"]["update"] == "alternating"
+    assert cfg["generator"]["hidden_sizes"] == [1200, 1200]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_sample_resume_end_to_end(tmp_path):
+    run_dir = tmp_path / "run"
+    out = run(
+        "train", "--data", "embedded-digits", "--epochs", "1", "--out", run_dir, "--no-progress", "--log-every", "5"
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"run directory: {run_dir}" in out.stdout
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["data"]["source"] == "embedded-digits" and cfg["splits"]["train"] == 1439
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 14  # 1439 // 100 minibatches in one epoch
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step-00000014.pt"
+
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    for path in (a, b):
+        s = run("sample", "--run", run_dir, "-n", "16", "--seed", "3", "--out", path)
+        assert s.returncode == 0, s.stderr
+        assert "seed 3" in s.stdout
+    assert a.read_bytes() == b.read_bytes()  # sampling by seed is reproducible
+    img = Image.open(a)
+    assert img.size == (2 * (4 * 10 + 2), 2 * (4 * 10 + 2))  # 4 x 4 grid of 8x8 digits, 2 px padding, x2
+
+    again = run("train", "--out", run_dir, "--resume", "--epochs", "2", "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stderr
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step-00000028.pt"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["train", "--epochs", "0"], "--epochs"),
+        (["train", "--lr", "-1"], "--lr"),
+        (["train", "--preset", "nope"], "--preset"),
+        (["train", "--data", "/no/such/dir"], "/no/such/dir"),
+        (["train", "--resume"], "--resume"),
+        (["train", "--resume", "--out", "/no/such/run"], "/no/such/run"),
+        (["train", "--k", "3", "--update", "simultaneous", "--dry-run"], "train.k"),
+        (["sample", "--run", "/no/such/run"], "/no/such/run"),
+        (["sample"], "--run"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(tmp_path, args, expected):
+    out = run(*args, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], out.stderr
+
+
+def test_existing_run_is_not_overwritten_without_resume(tmp_path):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    out = run("train", "--data", "embedded-digits", "--out", tmp_path / "run")
+    assert out.returncode == 2 and "--resume" in out.stderr
+
+
+def test_sample_refuses_a_non_png_output(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run("train", "--data", "embedded-digits", "--epochs", "1", "--out", run_dir, "--no-progress").returncode == 0
+    out = run("sample", "--run", run_dir, "--out", tmp_path / "grid.jpg")
+    assert out.returncode == 2 and ".png" in out.stderr
+    assert not (tmp_path / "grid.jpg").exists()
+
+
+def test_corrupt_checkpoint_is_a_clear_error_naming_the_file(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run("train", "--data", "embedded-digits", "--epochs", "1", "--out", run_dir, "--no-progress").returncode == 0
+    ckpt = run_dir / "checkpoints" / "step-00000014.pt"
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ckpt.write_bytes(bytes(data))
+    out = run("sample", "--run", run_dir)
+    assert out.returncode == 2 and "step-00000014.pt" in out.stderr and "corrupt" in out.stderr

@@ -1,0 +1,212 @@
+"""Algorithm 1 (train.py): schedules, update counts, determinism, checkpoints, learning."""
+
+import math
+
+import pytest
+import torch
+
+from advnets.checkpoint import latest_checkpoint, load_checkpoint, load_models
+from advnets.config import PRESETS, override
+from advnets.losses import discriminator_loss, generator_loss_nonsaturating
+from advnets.nets import sample_noise
+from advnets.train import Trainer, lr_at, momentum_at
+from conftest import tiny_config
+
+
+def test_momentum_ramps_linearly_from_half_to_point_seven_by_epoch_250():
+    o = PRESETS["mnist"].optim
+    assert momentum_at(o, 0) == 0.5
+    assert math.isclose(momentum_at(o, 125), 0.6)
+    assert math.isclose(momentum_at(o, 250), 0.7)
+    assert math.isclose(momentum_at(o, 1000), 0.7)
+
+
+def test_lr_is_divided_by_1_000004_per_minibatch_with_floor():
+    o = PRESETS["mnist"].optim
+    assert lr_at(o, 0) == 0.1
+    assert math.isclose(lr_at(o, 1), 0.1 / 1.000004, rel_tol=1e-15)
+    assert math.isclose(lr_at(o, 100_000), 0.1 * 1.000004**-100_000, rel_tol=1e-12)
+    assert lr_at(o, 10**8) == 1e-6  # 0.1 / 1.000004**1e8 is far below the floor
+
+
+def test_schedules_reach_the_optimizers(digits):
+    cfg = tiny_config(epochs=3)
+    cfg = override(cfg, optim=override(cfg.optim, momentum_saturate_epoch=2, lr_decay=1.01))
+    tr = Trainer(cfg, digits)
+    per_epoch = tr.batches_per_epoch
+    for _ in range(per_epoch + 1):
+        tr.train_step()
+    # the step just taken was the first of epoch 1, at iteration per_epoch
+    assert tr.epoch == 1
+    group = tr.opt_d.param_groups[0]
+    assert math.isclose(group["lr"], 0.1 / 1.01**per_epoch, rel_tol=1e-12)
+    assert math.isclose(group["momentum"], 0.6)
+    assert tr.opt_g.param_groups[0]["momentum"] == group["momentum"]
+
+
+def test_k_discriminator_steps_per_generator_step_each_on_a_fresh_minibatch(digits):
+    cfg = tiny_config(k=3, update="alternating", epochs=5)
+    tr = Trainer(cfg, digits)
+    seen = []
+    original = tr.next_real_batch
+
+    def spy():
+        x = original()
+        seen.append(x.clone())
+        return x
+
+    tr.next_real_batch = spy
+    g_before = [p.clone() for p in tr.g.parameters()]
+    for _ in range(4):
+        tr.train_step()
+    assert (tr.d_updates, tr.g_updates) == (12, 4)
+    assert len(seen) == 12  # one real minibatch per D step, none for G's step
+    flat = [s.reshape(len(s), -1) for s in seen]
+    for i in range(len(flat)):
+        for j in range(i + 1, len(flat)):
+            assert not torch.equal(flat[i], flat[j])
+    assert any(not torch.equal(a, b) for a, b in zip(g_before, tr.g.parameters(), strict=True))
+
+
+def test_g_step_leaves_d_untouched_and_d_step_leaves_g_untouched(digits):
+    tr = Trainer(tiny_config(update="alternating"), digits)
+    g0 = [p.clone() for p in tr.g.parameters()]
+    d0 = [p.clone() for p in tr.d.parameters()]
+    tr._d_step()
+    assert all(torch.equal(a, b) for a, b in zip(g0, tr.g.parameters(), strict=True))
+    d1 = [p.clone() for p in tr.d.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(d0, d1, strict=True))
+    tr.opt_d.zero_grad(set_to_none=True)
+    tr._g_step()
+    assert all(torch.equal(a, b) for a, b in zip(d1, tr.d.parameters(), strict=True))
+    assert all(p.grad is None for p in tr.d.parameters())  # no weight gradients for D in G's step
+
+
+def test_simultaneous_step_uses_each_players_own_loss_gradient(digits):
+    """Both players step from one forward pass: D by its loss, G by its loss."""
+    cfg = tiny_config(update="simultaneous")
+    cfg = override(
+        cfg,
+        optim=override(cfg.optim, momentum_start=0.0, momentum_end=0.0),
+        discriminator=override(cfg.discriminator, input_include_prob=1.0, hidden_include_prob=1.0),
+    )  # no dropout: deterministic
+    tr = Trainer(cfg, digits)
+    # recompute the same step by hand: same data batch, same noise
+    state = tr.state_dict()
+    twin = Trainer(cfg, digits)
+    twin.load_state_dict(state)
+    x = twin.next_real_batch()
+    z = twin.noise(cfg.train.batch_size)
+    fake = twin.g(z)
+    real_logits, fake_logits = twin.d(x), twin.d(fake)
+    gd = torch.autograd.grad(discriminator_loss(real_logits, fake_logits), list(twin.d.parameters()), retain_graph=True)
+    gg = torch.autograd.grad(generator_loss_nonsaturating(fake_logits), list(twin.g.parameters()))
+    d_before = [p.detach().clone() for p in tr.d.parameters()]
+    g_before = [p.detach().clone() for p in tr.g.parameters()]
+    tr.train_step()
+    for p0, p1, g in zip(d_before, tr.d.parameters(), gd, strict=True):
+        torch.testing.assert_close(p1.detach(), p0 - 0.1 * g, rtol=1e-5, atol=1e-7)
+    for p0, p1, g in zip(g_before, tr.g.parameters(), gg, strict=True):
+        torch.testing.assert_close(p1.detach(), p0 - 0.1 * g, rtol=1e-5, atol=1e-7)
+
+
+def test_one_step_smoke_run_on_the_papers_mnist_model():
+    from advnets.data import load_dataset
+
+    tr = Trainer(PRESETS["mnist"], load_dataset("embedded"))
+    out = tr.train_step()
+    assert set(out) == {"d_loss", "g_loss", "d_real", "d_fake", "value"}
+    assert all(torch.isfinite(v) for v in out.values())
+    assert abs(out["d_loss"].item() - math.log(2)) < 0.05  # D starts near 1/2 everywhere
+
+
+@pytest.mark.parametrize("update", ["alternating", "simultaneous"])
+def test_same_seed_gives_bit_identical_weights(digits, update):
+    cfg = tiny_config(update=update, epochs=2)
+    a, b = Trainer(cfg, digits), Trainer(cfg, digits)
+    a.fit(progress=False)
+    b.fit(progress=False)
+    for p, q in zip([*a.g.parameters(), *a.d.parameters()], [*b.g.parameters(), *b.d.parameters()], strict=True):
+        assert torch.equal(p, q)
+    c = Trainer(override(cfg, train=override(cfg.train, seed=1)), digits)
+    c.fit(progress=False)
+    assert not torch.equal(next(a.g.parameters()), next(c.g.parameters()))
+
+
+def test_save_load_gives_identical_generator_outputs(tmp_path, digits):
+    tr = Trainer(tiny_config(epochs=1), digits)
+    tr.fit(run_dir=tmp_path, progress=False, tensorboard=False)
+    g, d, cfg, state = load_models(tmp_path)
+    z = sample_noise(cfg.generator, 16, generator=torch.Generator().manual_seed(5))
+    tr.g.eval()
+    with torch.no_grad():
+        assert torch.equal(g(z), tr.g(z))
+        tr.d.eval()
+        assert torch.equal(d(tr.g(z)), tr.d(tr.g(z)))
+    assert state["step"] == tr.step and state["version"]
+    assert latest_checkpoint(tmp_path).name == f"step-{tr.step:08d}.pt"
+
+
+def test_resume_continues_bit_identically(tmp_path, digits):
+    cfg = tiny_config(epochs=4, update="alternating", k=2, checkpoint_every=1000)
+    full = Trainer(cfg, digits)
+    full.fit(progress=False)
+    half = Trainer(cfg, digits)
+    for _ in range(half.total_steps // 2 + 1):  # stop mid-epoch
+        half.train_step()
+    path = half.save(tmp_path)
+    resumed = Trainer(cfg, digits)
+    resumed.load_state_dict(load_checkpoint(path))
+    resumed.fit(progress=False)
+    assert resumed.step == full.step
+    for p, q in zip(
+        [*full.g.parameters(), *full.d.parameters()], [*resumed.g.parameters(), *resumed.d.parameters()], strict=True
+    ):
+        assert torch.equal(p, q)
+
+
+def test_run_directory_holds_config_metrics_samples_checkpoint_and_events(tmp_path, digits):
+    from advnets.rundir import read_metrics, write_config
+
+    cfg = tiny_config(epochs=2, log_every=7, sample_every=10)
+    tr = Trainer(cfg, digits)
+    write_config(tmp_path, cfg)
+    tr.fit(run_dir=tmp_path, progress=False)
+    rows = read_metrics(tmp_path)
+    assert [r["step"] for r in rows] == [*range(7, tr.total_steps, 7), tr.total_steps]
+    for key in ("epoch", "d_loss", "g_loss", "d_real", "d_fake", "lr", "momentum", "samples_per_s"):
+        assert all(math.isfinite(r[key]) for r in rows), key
+    assert (tmp_path / "config.json").is_file()
+    pngs = sorted(p.name for p in (tmp_path / "samples").glob("*.png"))
+    assert pngs == [f"step-{s:08d}.png" for s in [*range(10, tr.total_steps, 10), tr.total_steps]]
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+    assert latest_checkpoint(tmp_path) is not None
+
+
+def test_training_on_8x8_digits_moves_samples_towards_the_data(digits):
+    """A short run learns: G starts as the mean image (its output bias) with
+    almost no variation; after training its samples vary like the data do,
+    and held-out digits lie closer to their nearest sample than before (noise
+    with the data's variance would push them much further away)."""
+    base = PRESETS["mnist"]
+    cfg = override(
+        base,
+        generator=override(base.generator, noise_dim=20, hidden_sizes=(128, 128)),
+        discriminator=override(base.discriminator, hidden_units=(64, 64), pieces=(3, 3)),
+        optim=override(base.optim, optimizer="adam", lr=1e-3, lr_decay=1.0),
+        train=override(base.train, epochs=60, batch_size=50, seed=0),
+    )
+    tr = Trainer(cfg, digits)
+    valid = digits.valid.reshape(len(digits.valid), -1)
+    data_std = digits.train.reshape(len(digits.train), -1).std(dim=0).mean().item()
+
+    def stats(samples):
+        s = samples.reshape(len(samples), -1)
+        return s.std(dim=0).mean().item(), torch.cdist(valid, s).min(dim=1).values.mean().item()
+
+    std_before, nn_before = stats(tr.sample(1000, generator=torch.Generator().manual_seed(9)))
+    tr.fit(progress=False)
+    std_after, nn_after = stats(tr.sample(1000, generator=torch.Generator().manual_seed(9)))
+    assert std_before < 0.05 * data_std
+    assert std_after > 0.5 * data_std
+    assert nn_after < nn_before
