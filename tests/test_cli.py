@@ -102,17 +102,45 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path):
     assert out.returncode == 2 and "--resume" in out.stderr
 
 
-def test_sample_refuses_a_non_png_output(tmp_path):
-    run_dir = tmp_path / "run"
-    assert run("train", "--data", "embedded-digits", "--epochs", "1", "--out", run_dir, "--no-progress").returncode == 0
-    out = run("sample", "--run", run_dir, "--out", tmp_path / "grid.jpg")
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One short run shared by the sampling tests (training is the slow part)."""
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    out = run("train", "--data", "embedded-digits", "--epochs", "1", "--out", run_dir, "--no-progress")
+    assert out.returncode == 0, out.stderr
+    return run_dir
+
+
+def test_sample_refuses_a_non_png_output(tmp_path, trained_run):
+    out = run("sample", "--run", trained_run, "--out", tmp_path / "grid.jpg")
     assert out.returncode == 2 and ".png" in out.stderr
     assert not (tmp_path / "grid.jpg").exists()
 
 
-def test_corrupt_checkpoint_is_a_clear_error_naming_the_file(tmp_path):
-    run_dir = tmp_path / "run"
-    assert run("train", "--data", "embedded-digits", "--epochs", "1", "--out", run_dir, "--no-progress").returncode == 0
+def test_sample_nearest_writes_figure2_and_a_memorisation_check(tmp_path, trained_run):
+    png = tmp_path / "fig2.png"
+    out = run("sample", "--run", trained_run, "--nearest", "-n", "9", "--seed", "5", "--out", png)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(png.with_suffix(".json").read_text())
+    assert report["seed"] == 5 and len(report["rightmost_column"]["train_index"]) == 3  # 3 rows of 3 + 1
+    mem = report["memorization"]
+    assert mem["samples"]["n"] == 179 and mem["heldout"]["n"] == 179  # the whole test split
+    assert mem["ratio"] > 0 and "ratio of medians" in out.stdout
+    assert Image.open(png).size == (2 * (4 * 10 + 2), 2 * (3 * 10 + 2))  # 4 columns x 3 rows of 8x8
+
+
+def test_sample_interpolate_writes_rows_of_paths(tmp_path, trained_run):
+    png = tmp_path / "fig3.png"
+    out = run("sample", "--run", trained_run, "--interpolate", "--rows", "2", "--steps", "5", "--out", png)
+    assert out.returncode == 0, out.stderr
+    assert Image.open(png).size == (2 * (5 * 10 + 2), 2 * (2 * 10 + 2))
+    bad = run("sample", "--run", trained_run, "--interpolate", "--steps", "1")
+    assert bad.returncode == 2 and "--steps" in bad.stderr
+
+
+def test_corrupt_checkpoint_is_a_clear_error_naming_the_file(tmp_path, trained_run):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(trained_run, run_dir)
     ckpt = run_dir / "checkpoints" / "step-00000014.pt"
     data = bytearray(ckpt.read_bytes())
     data[len(data) // 2] ^= 0xFF

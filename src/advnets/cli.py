@@ -37,6 +37,8 @@ EXAMPLES_SAMPLE = """\
 examples:
   advnets sample --run runs/00001-mnist-embedded
   advnets sample --run runs/00001-mnist-embedded -n 64 --seed 3 --out grid.png
+  advnets sample --run runs/00001-mnist-embedded --nearest           # Figure 2 + memorisation check
+  advnets sample --run runs/00001-mnist-embedded --interpolate --rows 10 --steps 12   # Figure 3
 """
 
 
@@ -164,7 +166,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-n", type=_positive_int, default=100, help="number of samples (default 100)")
     s.add_argument("--seed", type=int, default=0, help="noise seed (default 0); the same seed gives the same grid")
     s.add_argument(
-        "--out", type=Path, default=None, metavar="FILE.png", help="output PNG (default: RUN/samples/sample-seedS.png)"
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE.png",
+        help="output PNG (default: RUN/samples/{sample,nearest,interpolation}-seedS.png)",
+    )
+    mode = s.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--nearest",
+        action="store_true",
+        help="Figure 2: the rightmost column shows the training example nearest to the sample beside "
+        "it; also prints and writes (next to the PNG, as .json) a memorisation check",
+    )
+    mode.add_argument(
+        "--interpolate",
+        action="store_true",
+        help="Figure 3: each row a linear path in z space between two random noise vectors",
+    )
+    s.add_argument("--rows", type=_positive_int, default=10, help="--interpolate: number of paths (default 10)")
+    s.add_argument("--steps", type=_positive_int, default=10, help="--interpolate: images per path (default 10)")
+    s.add_argument(
+        "--spherical",
+        action="store_true",
+        help="--interpolate along great circles (slerp) instead of straight lines (not the paper's)",
+    )
+    s.add_argument(
+        "--check-size",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="--nearest: generated and held-out images compared in the memorisation check (default 1000)",
     )
     s.set_defaults(func=cmd_sample)
     return parser
@@ -278,22 +310,66 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    import torch
-
     from advnets.checkpoint import load_models
     from advnets.figures import save_grid
-    from advnets.nets import sample_noise
+    from advnets.sampling import generate, grid_columns, interpolate, nearest_figure
 
+    if args.steps < 2 and args.interpolate:
+        raise AdvnetsError("--steps must be at least 2 (the two endpoints of each path)")
     g, _, cfg, state = load_models(args.run)
-    gen = torch.Generator().manual_seed(args.seed)
-    with torch.no_grad():
-        images = g(sample_noise(cfg.generator, args.n, generator=gen)).reshape(args.n, *state["image_shape"])
+    shape = tuple(state["image_shape"])
     run_dir = args.run if args.run.is_dir() else args.run.parent.parent
-    out = args.out or run_dir / "samples" / f"sample-seed{args.seed}.png"
+    kind = "nearest" if args.nearest else "interpolation" if args.interpolate else "sample"
+    out = args.out or run_dir / "samples" / f"{kind}-seed{args.seed}.png"
     if out.suffix.lower() != ".png":
         raise AdvnetsError(f"--out {out}: expected a .png file name")
-    save_grid(images, out, nrow=math.ceil(math.sqrt(args.n)), scale=2)
-    print(f"{args.n} samples (seed {args.seed}) from step {state['step']} -> {out}")
+    step = state["step"]
+    if args.interpolate:
+        images = interpolate(g, args.rows, args.steps, args.seed, shape, spherical=args.spherical)
+        save_grid(images, out, nrow=args.steps, scale=2)
+        how = "spherical" if args.spherical else "linear"
+        print(f"{args.rows} {how} paths x {args.steps} steps in z (seed {args.seed}) from step {step} -> {out}")
+        return 0
+    if not args.nearest:
+        images = generate(g, args.n, args.seed, shape)
+        save_grid(images, out, nrow=grid_columns(args.n), scale=2)
+        print(f"{args.n} samples (seed {args.seed}) from step {step} -> {out}")
+        return 0
+
+    from advnets.data import load_dataset
+    from advnets.evaluate.nearest import memorization_stats
+    from advnets.rundir import atomic_write_json
+
+    data = load_dataset(cfg.data.source, cfg.data.valid_size)
+    columns = grid_columns(args.n) + 1
+    rows = -(-args.n // (columns - 1))
+    images, neighbours = nearest_figure(generate(g, rows * (columns - 1), args.seed, shape), data.train, columns)
+    save_grid(images, out, nrow=columns, scale=2)
+    heldout = data.test[: args.check_size]
+    check = memorization_stats(generate(g, len(heldout), args.seed + 1, shape), data.train, heldout)
+    json_path = out.with_suffix(".json")
+    atomic_write_json(
+        json_path,
+        {
+            "seed": args.seed,
+            "step": step,
+            "dataset": data.name,
+            "figure": str(out),
+            "rightmost_column": neighbours,
+            "memorization": check,
+        },
+    )
+    s, h = check["samples"], check["heldout"]
+    print(f"{rows} rows of samples, nearest training example on the right (seed {args.seed}) -> {out}")
+    print(f"distance to the nearest of {len(data.train)} training images (Euclidean, pixel space):")
+    print(f"  {len(heldout):5d} samples of G:     median {s['median']:.3f}  p5 {s['p5']:.3f}  min {s['min']:.3f}")
+    print(f"  {len(heldout):5d} held-out images:  median {h['median']:.3f}  p5 {h['p5']:.3f}  min {h['min']:.3f}")
+    verdict = (
+        "samples sit much closer to training images than unseen data do: possible memorisation"
+        if check["ratio"] < 0.5
+        else "no sign of memorisation"
+    )
+    print(f"  ratio of medians {check['ratio']:.3f}: {verdict} -> {json_path}")
     return 0
 
 

@@ -38,9 +38,12 @@ def new_run_dir(root: Path, name: str) -> Path:
             nxt += 1
 
 
+def atomic_write_json(path: Path, doc: Any) -> None:
+    atomic_write_bytes(Path(path), (json.dumps(doc, indent=2) + "\n").encode())
+
+
 def write_config(run_dir: Path, cfg: RunConfig, extra: dict[str, Any] | None = None) -> None:
-    doc = {**to_dict(cfg), **(extra or {})}
-    atomic_write_bytes(Path(run_dir) / CONFIG_FILE, (json.dumps(doc, indent=2) + "\n").encode())
+    atomic_write_json(Path(run_dir) / CONFIG_FILE, {**to_dict(cfg), **(extra or {})})
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
