@@ -379,6 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except AdvnetsError as e:
+        from advnets.train import TrainingInterrupted
+
+        if isinstance(e, TrainingInterrupted):  # not a user error: 130 for SIGINT, 143 for SIGTERM
+            print(f"advnets: {e}", file=sys.stderr)
+            return e.exit_code
         if args.debug:
             raise
         print(f"advnets: error: {textwrap.shorten(str(e), 2000)}", file=sys.stderr)

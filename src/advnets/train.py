@@ -14,6 +14,8 @@ Their states are checkpointed, so a resumed run continues the same streams.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,42 @@ GRID_SIZE = 100  # fixed-noise samples drawn into every progress grid (10 x 10)
 
 
 class TrainingDiverged(AdvnetsError):
-    """A loss became NaN or infinite."""
+    """A loss or a weight became NaN or infinite."""
+
+
+class TrainingInterrupted(AdvnetsError):
+    """SIGINT or SIGTERM stopped training after a checkpoint was written."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _StopOnSignal:
+    """While active, SIGINT/SIGTERM only ask the loop to stop after the current
+    step (it then checkpoints and exits); a second SIGINT aborts at once. Only
+    the main thread can own signal handlers, elsewhere this does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: abort now; checkpoints on disk stay whole
+        self.signum = signum
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def momentum_at(cfg: OptimConfig, epoch: int) -> float:
@@ -283,11 +320,10 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         stored = from_dict(RunConfig, state["config"])
         for part in ("generator", "discriminator"):
-            if getattr(stored, part) != getattr(self.cfg, part):
-                raise CheckpointError(
-                    f"cannot resume: the checkpoint's {part} config differs from this run's "
-                    f"({to_dict(getattr(stored, part))} vs {to_dict(getattr(self.cfg, part))})"
-                )
+            old, new = to_dict(getattr(stored, part)), to_dict(getattr(self.cfg, part))
+            diff = [f"{part}.{k}: {old[k]!r} in the checkpoint, {new[k]!r} now" for k in old if old[k] != new[k]]
+            if diff:
+                raise CheckpointError("cannot resume with a different architecture: " + "; ".join(diff))
         if int(state["data_dim"]) != self.dataset.dim:
             raise CheckpointError(
                 f"cannot resume: the checkpoint was trained on {state['data_dim']}-d data, this dataset is "
@@ -308,9 +344,28 @@ class Trainer:
         return save_checkpoint(run_dir, self.state_dict())
 
     # ----- the loop --------------------------------------------------------------------------
+    def _check_finite(self, first_bad: torch.Tensor) -> None:
+        """Raise TrainingDiverged if a loss was non-finite at some step or a
+        weight is non-finite now; called before anything is logged or saved,
+        so a checkpoint never holds diverged weights."""
+        bad = first_bad.tolist()
+        for name, step in zip(("D", "G"), bad, strict=True):
+            if step >= 0:
+                raise TrainingDiverged(
+                    f"training diverged: {name}'s loss became NaN or infinite at step {step}; the last checkpoint "
+                    "(if any) holds the weights from before. Try a lower --lr or another --seed."
+                )
+        for name, net in (("D", self.d), ("G", self.g)):
+            if not all(torch.isfinite(p).all() for p in net.parameters()):
+                raise TrainingDiverged(f"training diverged: {name}'s weights hold NaN or infinity at step {self.step}")
+
     def fit(self, run_dir: Path | None = None, progress: bool = True, tensorboard: bool = True) -> dict[str, float]:
         """Train until ``total_steps``, logging, sampling and checkpointing into
-        ``run_dir`` (if given). Returns the last logged row."""
+        ``run_dir`` (if given). Returns the last logged row.
+
+        SIGINT/SIGTERM finish the current step, write a checkpoint and raise
+        TrainingInterrupted; a non-finite loss raises TrainingDiverged naming
+        the first bad step and network, before any bad weights are saved."""
         from tqdm.auto import tqdm
 
         from advnets.rundir import MetricsLog
@@ -318,42 +373,53 @@ class Trainer:
         t = self.cfg.train
         log = MetricsLog(run_dir, tensorboard=tensorboard) if run_dir is not None else None
         running = _Running()
+        # First step at which D's / G's loss was non-finite (-1: none), kept on
+        # the device so that the check costs no host sync per step.
+        first_bad = torch.full((2,), -1, dtype=torch.long, device=self.device)
         last: dict[str, float] = {}
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True)
         tick, tick_step = time.perf_counter(), self.step
         try:
-            while self.step < self.total_steps:
-                running.add(**self.train_step())
-                bar.update(1)
-                done = self.step >= self.total_steps
-                if self.step % t.log_every == 0 or done:
-                    now = time.perf_counter()
-                    means = running.means()
-                    running = _Running()
-                    for key in ("d_loss", "g_loss"):
-                        if not torch.isfinite(torch.tensor(means[key])):
-                            raise TrainingDiverged(
-                                f"training diverged at step {self.step}: "
-                                f"{'D' if key == 'd_loss' else 'G'}'s loss is {means[key]}"
-                            )
-                    seen = (self.step - tick_step) * t.batch_size * (t.k if t.update == "alternating" else 1)
-                    last = {
-                        "step": self.step,
-                        "epoch": self.epoch + self.batch_in_epoch / self.batches_per_epoch,
-                        **means,
-                        "lr": self.opt_g.param_groups[0]["lr"],
-                        "momentum": self.opt_g.param_groups[0].get("momentum", 0.0),
-                        "samples_per_s": seen / max(now - tick, 1e-9),
-                    }
-                    tick, tick_step = now, self.step
-                    bar.set_postfix(D=f"{means['d_loss']:.3f}", G=f"{means['g_loss']:.3f}", refresh=False)
-                    if log is not None:
-                        log.log(last)
-                if run_dir is not None:
-                    if self.step % t.sample_every == 0 or done:
-                        self._write_grid(run_dir, log)
-                    if self.step % t.checkpoint_every == 0 or done:
-                        self.save(run_dir)
+            with _StopOnSignal() as stop:
+                while self.step < self.total_steps:
+                    out = self.train_step()
+                    bad = ~torch.isfinite(torch.stack([out["d_loss"].detach(), out["g_loss"].detach()]))
+                    first_bad = torch.where(bad & (first_bad < 0), self.step, first_bad)
+                    running.add(**out)
+                    bar.update(1)
+                    done = self.step >= self.total_steps
+                    if self.step % t.log_every == 0 or done or stop.signum is not None:
+                        self._check_finite(first_bad)
+                        now = time.perf_counter()
+                        means = running.means()
+                        running = _Running()
+                        seen = (self.step - tick_step) * t.batch_size * (t.k if t.update == "alternating" else 1)
+                        last = {
+                            "step": self.step,
+                            "epoch": self.epoch + self.batch_in_epoch / self.batches_per_epoch,
+                            **means,
+                            "lr": self.opt_g.param_groups[0]["lr"],
+                            "momentum": self.opt_g.param_groups[0].get("momentum", 0.0),
+                            "samples_per_s": seen / max(now - tick, 1e-9),
+                        }
+                        tick, tick_step = now, self.step
+                        bar.set_postfix(D=f"{means['d_loss']:.3f}", G=f"{means['g_loss']:.3f}", refresh=False)
+                        if log is not None:
+                            log.log(last)
+                    if run_dir is not None:
+                        if self.step % t.sample_every == 0 or done:
+                            self._write_grid(run_dir, log)
+                        if self.step % t.checkpoint_every == 0 or done or stop.signum is not None:
+                            self._check_finite(first_bad)
+                            path = self.save(run_dir)
+                    if stop.signum is not None:
+                        name = signal.Signals(stop.signum).name
+                        where = f"checkpoint {path}" if run_dir is not None else "no run directory, nothing saved"
+                        resume = f"; continue with: advnets train --out {run_dir} --resume" if run_dir else ""
+                        raise TrainingInterrupted(
+                            f"stopped by {name} at step {self.step} of {self.total_steps}: {where}{resume}",
+                            128 + stop.signum,
+                        )
         finally:
             bar.close()
             if log is not None:
