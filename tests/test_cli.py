@@ -147,3 +147,52 @@ def test_corrupt_checkpoint_is_a_clear_error_naming_the_file(tmp_path, trained_r
     ckpt.write_bytes(bytes(data))
     out = run("sample", "--run", run_dir)
     assert out.returncode == 2 and "step-00000014.pt" in out.stderr and "corrupt" in out.stderr
+
+
+def _write_idx(path, array):
+    import gzip
+    import struct
+
+    import numpy as np
+
+    array = np.asarray(array, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def test_train_on_a_directory_of_idx_files_with_a_custom_validation_size(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "mnist"
+    data.mkdir()
+    _write_idx(data / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (260, 28, 28)))
+    _write_idx(data / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, 260))
+    _write_idx(data / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (40, 28, 28)))
+    _write_idx(data / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, 40))
+    run_dir = tmp_path / "run"
+    out = run(
+        "train",
+        "--data",
+        data,
+        "--valid-size",
+        "60",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+        "--out",
+        run_dir,
+        "--no-progress",
+    )
+    assert out.returncode == 0, out.stderr
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["splits"] == {"train": 200, "valid": 60, "test": 40}
+    assert cfg["image_shape"] == [1, 28, 28]
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step-00000004.pt"
+    (data / "t10k-labels-idx1-ubyte.gz").unlink()
+    missing = run("train", "--data", data, "--dry-run")
+    assert missing.returncode == 0  # a dry run does not read data
+    bad = run("train", "--data", data, "--out", tmp_path / "run2")
+    assert bad.returncode == 2 and "t10k-labels" in bad.stderr
