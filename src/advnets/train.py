@@ -25,7 +25,7 @@ import torch
 
 from advnets.checkpoint import save_checkpoint
 from advnets.config import OptimConfig, RunConfig, from_dict, to_dict
-from advnets.data import Dataset
+from advnets.data import Dataset, to_display
 from advnets.errors import AdvnetsError, CheckpointError
 from advnets.figures import image_grid, save_grid
 from advnets.losses import GENERATOR_LOSSES, discriminator_loss, value_function
@@ -148,7 +148,7 @@ class Trainer:
         # global RNG; after that every random draw has its own generator.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(t.seed)
-            self.g, self.d = build_nets(cfg.generator, cfg.discriminator, dataset.dim)
+            self.g, self.d = build_nets(cfg.generator, cfg.discriminator, dataset.image_shape)
         self.data = dataset.train.reshape(len(dataset.train), -1).to(self.device)
         if cfg.generator.output_bias_from_data and cfg.generator.output_activation == "sigmoid":
             self.g.init_output_bias_from_data(dataset.train)
@@ -427,7 +427,7 @@ class Trainer:
         return last
 
     def _write_grid(self, run_dir: Path, log) -> None:
-        images = self.fixed_samples()
+        images = to_display(self.fixed_samples(), self.dataset.preprocess)
         save_grid(images, Path(run_dir) / "samples" / f"step-{self.step:08d}.png", nrow=10, scale=2)
         if log is not None:
             log.image("samples", image_grid(images, nrow=10), self.step)
