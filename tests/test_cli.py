@@ -196,3 +196,52 @@ def test_train_on_a_directory_of_idx_files_with_a_custom_validation_size(tmp_pat
     assert missing.returncode == 0  # a dry run does not read data
     bad = run("train", "--data", data, "--out", tmp_path / "run2")
     assert bad.returncode == 2 and "t10k-labels" in bad.stderr
+
+
+def test_named_datasets_come_from_the_data_directory(tmp_path):
+    import os
+
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    mnist = tmp_path / "data" / "mnist"
+    mnist.mkdir(parents=True)
+    for name, shape in (
+        ("train-images-idx3-ubyte.gz", (230, 28, 28)),
+        ("train-labels-idx1-ubyte.gz", (230,)),
+        ("t10k-images-idx3-ubyte.gz", (20, 28, 28)),
+        ("t10k-labels-idx1-ubyte.gz", (20,)),
+    ):
+        _write_idx(mnist / name, rng.integers(0, 10 if len(shape) == 1 else 256, shape))
+    env = {**os.environ, "ADVNETS_DATA": str(tmp_path / "data")}
+    listing = subprocess.run([sys.executable, "-m", "advnets", "data", "list"], capture_output=True, text=True, env=env)
+    assert listing.returncode == 0
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("mnist "))
+    assert " yes " in row and str(mnist) in row
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "advnets",
+            "train",
+            "--data",
+            "mnist",
+            "--valid-size",
+            "30",
+            "--batch-size",
+            "50",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["splits"]["train"] == 200
+    missing = run("train", "--data", "cifar10", "--data-dir", tmp_path / "data")
+    assert missing.returncode == 2 and "advnets data fetch cifar10" in missing.stderr

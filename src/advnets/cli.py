@@ -33,6 +33,14 @@ examples:
   advnets evaluate --samples S.npy --valid V.npy --test T.npy    # any model's samples, same code
 """
 
+EXAMPLES_DATA = """\
+examples:
+  advnets data list
+  advnets data fetch mnist                 # the four IDX files, checked against pinned SHA-256
+  advnets data fetch cifar10 --data-dir /data
+  advnets train --preset mnist --data mnist
+"""
+
 EXAMPLES_TRAIN = """\
 examples:
   advnets train --preset mnist
@@ -288,6 +296,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
+
+    dp = sub.add_parser(
+        "data",
+        help="list, fetch and locate datasets",
+        description="Datasets live in the data directory: --data-dir, else $ADVNETS_DATA, else ~/.cache/advnets.",
+        epilog=EXAMPLES_DATA,
+        formatter_class=fmt,
+    )
+    dsub = dp.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
+    dsub.required = True
+    dl = dsub.add_parser("list", help="every dataset: present or not, size, splits, how to get it, licence")
+    dl.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help=DATA_DIR_HELP)
+    dl.set_defaults(func=cmd_data_list)
+    df = dsub.add_parser("fetch", help="download a dataset and verify its SHA-256 checksums")
+    df.add_argument("name", choices=("mnist", "cifar10"), help="dataset to download")
+    df.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help=DATA_DIR_HELP)
+    df.add_argument(
+        "--mirror",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="base URL to try instead of the built-in mirrors (repeatable)",
+    )
+    df.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="S",
+        help="connect/read timeout per request in seconds (default 30)",
+    )
+    df.add_argument("--quiet", action="store_true", help="no progress output")
+    df.set_defaults(func=cmd_data_fetch)
     return parser
 
 
@@ -581,6 +621,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 )
                 + "\n"
             )
+    return 0
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from advnets.data.fetch import dataset_status, format_status_table
+
+    print(format_status_table(dataset_status(args.data_dir)))
+    return 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from advnets.data.fetch import fetch
+
+    path = fetch(args.name, args.data_dir, mirrors=args.mirror, timeout=args.timeout, progress=not args.quiet)
+    print(f"{args.name}: verified in {path}; train with --data {args.name}")
     return 0
 
 
