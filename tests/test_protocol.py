@@ -1,0 +1,145 @@
+"""The Table 1 protocol (evaluate/protocol.py) and `advnets evaluate` end to end."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+
+from advnets.errors import DataError
+from advnets.evaluate.protocol import baseline_samples, evaluate_folds, format_row, parse_sigmas
+
+
+def direct_parzen(x, mu, sigma):
+    """log (1/M) sum_j N(x; mu_j, sigma^2 I), from explicit differences in float64."""
+    d2 = ((x[:, None, :] - mu[None, :, :]) ** 2).sum(-1)
+    return (
+        logsumexp(-d2 / (2 * sigma**2), axis=1) - math.log(len(mu)) - x.shape[1] / 2 * math.log(2 * math.pi * sigma**2)
+    )
+
+
+def test_parse_sigmas_reads_logspace_and_lists():
+    np.testing.assert_array_equal(parse_sigmas("logspace:-1:0:10"), np.logspace(-1, 0, 10))
+    np.testing.assert_array_equal(parse_sigmas("0.1, 0.25"), [0.1, 0.25])
+    for bad in ("logspace:-1:0", "0.1,abc", "0,0.1", "-1", ""):
+        with pytest.raises(DataError, match="--sigmas"):
+            parse_sigmas(bad)
+
+
+def test_folds_choose_sigma_per_fold_and_report_se_across_folds():
+    rng = np.random.default_rng(0)
+    folds = []
+    for spread in (0.05, 0.3, 0.6):  # different folds prefer different bandwidths
+        centre = rng.random((1, 5))
+        folds.append(
+            {
+                k: centre + spread * rng.standard_normal((n, 5))
+                for k, n in (("samples", 300), ("valid", 50), ("test", 60))
+            }
+        )
+    sigmas = [0.03, 0.1, 0.3, 1.0]
+    res = evaluate_folds(folds, sigmas=sigmas, check_range=False)
+    fold_means, fold_sigmas = [], []
+    for f in folds:
+        best = max(sigmas, key=lambda s: direct_parzen(f["valid"], f["samples"], s).mean())
+        fold_sigmas.append(best)
+        fold_means.append(direct_parzen(f["test"], f["samples"], best).mean())
+    assert [r["sigma"] for r in res["folds"]] == fold_sigmas and len(set(fold_sigmas)) > 1
+    assert math.isclose(res["mean"], np.mean(fold_means), rel_tol=1e-9)
+    assert math.isclose(res["se"], np.std(fold_means) / math.sqrt(3), rel_tol=1e-9)
+
+
+def test_baselines_are_built_from_the_training_split():
+    gen = torch.Generator().manual_seed(0)
+    train = torch.rand(200, 1, 4, 4, generator=gen)
+    base = baseline_samples(train, m=150, seed=1)
+    real, km, gauss = base["real training images"], base["k-means centroids"], base["Gaussian fit"]
+    flat = train.reshape(200, -1).double()
+    assert real.shape == (150, 16) and all((flat == r).all(dim=1).any() for r in real)  # real rows of train
+    assert km.shape == (100, 16)  # k = min(m, N_train // 2)
+    assert gauss.shape == (150, 16)
+    assert torch.allclose(gauss.mean(dim=0), flat.mean(dim=0), atol=0.08)
+
+
+def test_format_row_reads_like_table_1():
+    row = format_row("adversarial nets", {"mean": 225.04, "se": 2.01, "sigma": 0.2, "n": 10000, "m": 10000})
+    assert "225.0 ± 2.0" in row and "σ = 0.2" in row and "N = 10000" in row
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "advnets", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_evaluate_scores_any_models_samples_like_the_direct_formula(tmp_path):
+    rng = np.random.default_rng(3)
+    samples, valid, test = rng.random((120, 3, 3)), rng.random((30, 9)), rng.random((40, 9))
+    for name, a in (("s", samples), ("v", valid), ("t", test)):
+        np.save(tmp_path / f"{name}.npy", a)
+    out = run(
+        "evaluate",
+        "--samples",
+        tmp_path / "s.npy",
+        "--valid",
+        tmp_path / "v.npy",
+        "--test",
+        tmp_path / "t.npy",
+        "--sigmas",
+        "0.1,0.2,0.4",
+        "--json",
+        tmp_path / "r.json",
+        "--no-progress",
+    )
+    assert out.returncode == 0, out.stderr
+    row = json.loads((tmp_path / "r.json").read_text())["rows"]["samples"]
+    flat = samples.reshape(120, 9)
+    best = max((0.1, 0.2, 0.4), key=lambda s: direct_parzen(valid, flat, s).mean())
+    ll = direct_parzen(test, flat, best)
+    assert row["sigma"] == best
+    assert math.isclose(row["mean"], ll.mean(), rel_tol=1e-9)
+    assert math.isclose(row["se"], ll.std() / math.sqrt(40), rel_tol=1e-9)
+    assert f"{ll.mean():.1f}" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda p: None, "no such file"),
+        (lambda p: np.save(p, np.zeros(5)), "shape"),
+        (lambda p: np.save(p, np.zeros((4, 7))), "features per image"),
+        (lambda p: p.write_bytes(b"not numpy"), "readable"),
+    ],
+)
+def test_evaluate_bad_arrays_exit_2_naming_the_file(tmp_path, make, expected):
+    np.save(tmp_path / "v.npy", np.zeros((4, 9)))
+    np.save(tmp_path / "t.npy", np.zeros((4, 9)))
+    bad = tmp_path / "s.npy"
+    make(bad)
+    out = run("evaluate", "--samples", bad, "--valid", tmp_path / "v.npy", "--test", tmp_path / "t.npy")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert expected in out.stderr.lower() and str(bad) in out.stderr, out.stderr
+
+
+def test_evaluate_a_run_prints_a_table1_row_writes_json_and_metrics(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run("train", "--data", "embedded-digits", "--epochs", "1", "--out", run_dir, "--no-progress").returncode == 0
+    out = run("evaluate", "--run", run_dir, "--num-samples", "300", "--baselines", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads((run_dir / "parzen.json").read_text())
+    assert set(doc["rows"]) == {
+        "adversarial nets (step 14)",
+        "real training images",
+        "k-means centroids",
+        "Gaussian fit",
+    }
+    main = doc["rows"]["adversarial nets (step 14)"]
+    assert main["m"] == 300 and main["n"] == 179 and main["d"] == 64
+    assert doc["protocol"]["valid_size"] == 179  # the digits' whole validation split (< 1000)
+    assert f"{main['mean']:.1f} ± {main['se']:.1f}" in out.stdout
+    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["parzen_ll"] == main["mean"] and last["step"] == 14
