@@ -143,3 +143,33 @@ def test_evaluate_a_run_prints_a_table1_row_writes_json_and_metrics(tmp_path):
     assert f"{main['mean']:.1f} ± {main['se']:.1f}" in out.stdout
     last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["parzen_ll"] == main["mean"] and last["step"] == 14
+
+
+def test_evaluate_tfd_folds_chooses_sigma_per_fold_and_reports_se_across_folds(tmp_path):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(4)
+    n = 80
+    folds = np.zeros((n, 5), dtype=np.int32)
+    for k in range(5):  # fold k: valid and test are different images in each fold
+        folds[50:, k] = 1
+        folds[50 + 6 * k % 30 : 50 + 6 * k % 30 + 3, k] = 2
+        folds[(50 + 6 * k % 30 + 3) : (50 + 6 * k % 30 + 6), k] = 3
+    mat = tmp_path / "TFD_48x48.mat"
+    savemat(mat, {"images": rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), "folds": folds})
+    run_dir = tmp_path / "run"
+    train = run(
+        "train", "--data", f"tfd:{mat}", "--batch-size", "25", "--epochs", "1", "--out", run_dir, "--no-progress"
+    )
+    assert train.returncode == 0, train.stderr
+    out = run(
+        "evaluate", "--run", run_dir, "--folds", "3", "--num-samples", "50", "--sigmas", "0.1,0.3,1", "--no-progress"
+    )
+    assert out.returncode == 0, out.stderr
+    row = json.loads((run_dir / "parzen.json").read_text())["rows"]["adversarial nets (step 2, 3 folds)"]
+    means = [f["mean"] for f in row["folds"]]
+    assert len(means) == 3 and len({round(m, 6) for m in means}) == 3  # each fold scores its own test images
+    assert math.isclose(row["mean"], np.mean(means)) and math.isclose(row["se"], np.std(means) / math.sqrt(3))
+    assert "paper, Table 1 (TFD)" in out.stdout
+    bad = run("evaluate", "--run", run_dir, "--folds", "9", "--num-samples", "50", "--no-progress")
+    assert bad.returncode == 2 and "fold 5 is out of range" in bad.stderr

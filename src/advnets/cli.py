@@ -288,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add rows for real training images, k-means centroids and a Gaussian fit as the 'samples'",
     )
+    e.add_argument(
+        "--folds",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help="TFD runs: the paper's protocol over folds 0..K-1 (sigma per fold, SE across folds; the paper uses 5)",
+    )
     e.add_argument("--float32", action="store_true", help="faster float32 mode (about 1e-3 nats error at 784-d)")
     e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     e.add_argument(
@@ -634,7 +641,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         test, train, dataset_name, step = data.split(args.split), data.train, data.name, state["step"]
         samples = generate(g, args.num_samples, args.seed, tuple(state["image_shape"]))
         label = f"adversarial nets (step {step})"
-        rows[label] = parzen_evaluate(test, samples, valid=valid, sigmas=sigmas, **kw)
+        if args.folds is not None:
+            # The paper's TFD protocol: sigma chosen on each fold's validation
+            # set, that fold's test set scored, the SE taken across folds.
+            from advnets.config import override
+            from advnets.evaluate.protocol import evaluate_folds
+
+            if not cfg.data.source.startswith("tfd"):
+                raise AdvnetsError(f"--folds: only TFD has folds; this run was trained on {cfg.data.source!r}")
+            folds = []
+            for k in range(args.folds):
+                fold_data = load_dataset(override(cfg.data, fold=k), data_dir=args.data_dir)
+                folds.append(
+                    {
+                        "samples": samples,
+                        "valid": fold_data.valid[: args.valid_size],
+                        "test": fold_data.split(args.split),
+                    }
+                )
+            label = f"adversarial nets (step {step}, {args.folds} folds)"
+            rows[label] = evaluate_folds(folds, sigmas=sigmas, **kw)
+            dataset_name = "tfd"
+        else:
+            rows[label] = parzen_evaluate(test, samples, valid=valid, sigmas=sigmas, **kw)
         if args.baselines:
             for name, fake in baseline_samples(train, args.num_samples, args.seed).items():
                 rows[name] = parzen_evaluate(test, fake, valid=valid, sigmas=sigmas, check_range=False, **kw)
