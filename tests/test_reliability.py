@@ -105,3 +105,180 @@ def test_resume_refuses_a_different_architecture(tmp_path, digits):
     other = Trainer(override(cfg, generator=override(cfg.generator, noise_dim=17)), digits)
     with pytest.raises(CheckpointError, match="noise_dim"):
         other.load_state_dict(state)
+
+
+@pytest.mark.parametrize(("err", "text"), [(28, "No space left"), (13, "Permission denied")])
+def test_a_failed_save_keeps_the_previous_checkpoint_and_leaves_no_temporary_files(
+    tmp_path, digits, monkeypatch, err, text
+):
+    import advnets.checkpoint as ckpt
+
+    tr = Trainer(tiny_config(), digits)
+    good = tr.save(tmp_path)
+    tr.train_step()
+    real_replace = os.replace
+    calls = []
+
+    def failing_replace(src, dst):  # the disk fills (or turns read-only) while the new checkpoint is written
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(err, os.strerror(err))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "replace", failing_replace)
+    with pytest.raises(CheckpointError, match=text) as info:
+        tr.save(tmp_path)
+    assert "previous checkpoint is intact" in str(info.value)
+    monkeypatch.undo()
+    assert latest_checkpoint(tmp_path) == good
+    assert load_checkpoint(good)["step"] == 0
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == sorted([good.name, good.with_suffix(".sha256").name, "latest"])  # no orphan, no .tmp
+
+
+def test_skip_nonfinite_skips_bad_updates_and_stops_after_k_in_a_row(digits):
+    from advnets.config import override
+
+    cfg = tiny_config(epochs=2, update="simultaneous")
+    cfg = override(cfg, train=override(cfg.train, skip_nonfinite=2))
+    tr = Trainer(cfg, digits)
+    real_loss, calls = tr.g_loss_fn, []
+
+    def every_third_nan(logits):
+        calls.append(1)
+        loss = real_loss(logits)
+        return loss * float("nan") if len(calls) % 3 == 0 else loss
+
+    tr.g_loss_fn = every_third_nan
+    tr.total_steps = 30
+    tr.fit(progress=False)
+    assert tr.skipped_updates == 10 and tr.g_updates == 20 and tr.d_updates == 20
+    assert all(torch.isfinite(p).all() for p in [*tr.g.parameters(), *tr.d.parameters()])
+    tr.g_loss_fn = lambda logits: real_loss(logits) * float("nan")
+    before = [p.detach().clone() for p in tr.g.parameters()]
+    tr.total_steps = 60
+    with pytest.raises(TrainingDiverged, match="2 consecutive updates"):
+        tr.fit(progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, tr.g.parameters(), strict=True))
+
+
+def test_resume_in_a_new_process_ends_bit_identical_to_an_uninterrupted_run(tmp_path):
+    common = [
+        "--data",
+        "embedded-digits",
+        "--update",
+        "alternating",
+        "--k",
+        "2",
+        "--no-progress",
+        "--checkpoint-every",
+        "100000",
+    ]
+
+    def train(*args):
+        out = subprocess.run(
+            [sys.executable, "-m", "advnets", "train", *common, *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stderr
+
+    train("--epochs", "2", "--out", tmp_path / "full")
+    train("--epochs", "1", "--out", tmp_path / "half")  # 1 epoch = 14 D minibatches = 7 steps (k = 2)
+    train("--epochs", "2", "--out", tmp_path / "half", "--resume")
+    a = load_checkpoint(latest_checkpoint(tmp_path / "full"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "half"))
+    assert a["step"] == b["step"] == 14
+    for key in ("generator", "discriminator"):
+        assert all(torch.equal(a[key][n], b[key][n]) for n in a[key])
+    for key in ("opt_g", "opt_d"):
+        sa, sb = a[key]["state"], b[key]["state"]
+        assert all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
+    for key in ("data", "noise", "dropout"):
+        assert torch.equal(a["rng"][key], b["rng"][key])
+
+
+def test_sigkill_at_random_moments_never_leaves_a_checkpoint_that_resume_would_pick_broken(tmp_path):
+    import random
+
+    run_dir = tmp_path / "run"
+    rnd = random.Random(0)
+    base = [
+        sys.executable,
+        "-m",
+        "advnets",
+        "train",
+        "--data",
+        "embedded-digits",
+        "--epochs",
+        "400",
+        "--out",
+        str(run_dir),
+        "--no-progress",
+        "--checkpoint-every",
+        "1",
+        "--log-every",
+        "1",
+    ]
+    for _ in range(6):
+        args = base + (["--resume"] if latest_checkpoint(run_dir) else [])
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 300
+        while not (run_dir / "checkpoints" / "latest").exists():  # wait until it is writing checkpoints
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(rnd.uniform(0.0, 1.5))  # then kill it anywhere, mid-write included
+        proc.kill()
+        proc.wait()
+        state = load_checkpoint(latest_checkpoint(run_dir))  # loads cleanly, digest verified
+        assert all(torch.isfinite(v).all() for v in state["generator"].values())
+    resumed = subprocess.run(base[:7] + ["2"] + base[8:] + ["--resume"], capture_output=True, text=True, timeout=600)
+    # --epochs 2 is below the step reached: resume picks the checkpoint and has nothing left to do
+    assert resumed.returncode == 0, resumed.stderr
+    assert not list((run_dir / "checkpoints").glob(".*.tmp"))
+
+
+def _checkpoint_bytes():
+    from advnets.data import load_dataset
+    from conftest import tiny_config as cfg
+
+    buf = io.BytesIO()
+    torch.save(Trainer(cfg(), load_dataset("embedded-digits")).state_dict(), buf)
+    return buf.getvalue()
+
+
+_CKPT = None
+
+
+def test_checkpoint_loader_under_fuzzing_returns_a_checkpoint_or_its_own_clear_error(tmp_path):
+    """Random mutations of a real checkpoint (no digest beside it, so the
+    unpickler itself is exercised): a state dict or CheckpointError, never
+    another exception type."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    global _CKPT
+    _CKPT = _CKPT or _checkpoint_bytes()
+    path = tmp_path / "step-00000001.pt"
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        st.lists(st.tuples(st.integers(0, len(_CKPT) - 1), st.integers(0, 255)), min_size=1, max_size=8),
+        st.integers(0, len(_CKPT)),
+    )
+    def check(flips, cut):
+        data = bytearray(_CKPT[:cut] if cut > 100 else _CKPT)
+        for pos, value in flips:
+            if pos < len(data):
+                data[pos] = value
+        path.write_bytes(bytes(data))
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as e:
+            assert path.name in str(e)
+        else:
+            assert {"generator", "discriminator", "config", "step"} <= set(state)
+
+    check()

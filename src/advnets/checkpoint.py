@@ -75,12 +75,20 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
     torch.save({**state, "version": __version__}, buf)
     data = buf.getvalue()
     path = ckpt_dir / f"step-{state['step']:08d}.pt"
+    digest = path.with_suffix(".sha256")
     try:
         atomic_write_bytes(path, data)
-        atomic_write_bytes(path.with_suffix(".sha256"), (hashlib.sha256(data).hexdigest() + "\n").encode())
+        atomic_write_bytes(digest, (hashlib.sha256(data).hexdigest() + "\n").encode())
         atomic_write_bytes(ckpt_dir / LATEST, (path.name + "\n").encode())
     except OSError as e:
-        raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e}") from e
+        # `latest` still names the previous checkpoint; drop the orphaned pieces
+        # of this one (unless latest already points at it).
+        if latest_checkpoint(run_dir) != path:
+            path.unlink(missing_ok=True)
+            digest.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"could not write checkpoint {path}: {e.strerror or e}; the previous checkpoint is intact"
+        ) from e
     return path
 
 

@@ -188,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float, default=None, help="initial learning rate")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda", "mps"), help="default: auto")
+    p.add_argument(
+        "--skip-nonfinite",
+        type=_nonneg_int,
+        default=None,
+        metavar="K",
+        help="skip updates whose loss is NaN/inf and stop after K consecutive ones (default 0: stop at the first)",
+    )
     p.add_argument("--log-every", type=_positive_int, default=None, metavar="STEPS")
     p.add_argument("--sample-every", type=_positive_int, default=None, metavar="STEPS")
     p.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="STEPS")
@@ -432,6 +439,7 @@ def _train_config(args: argparse.Namespace):
             "log_every": args.log_every,
             "sample_every": args.sample_every,
             "checkpoint_every": args.checkpoint_every,
+            "skip_nonfinite": args.skip_nonfinite,
         }.items()
         if v is not None
     }

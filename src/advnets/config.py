@@ -122,6 +122,9 @@ class TrainConfig:
     sample_every: int = 1000  # steps between sample grids (fixed noise)
     checkpoint_every: int = 2000  # steps between checkpoints (one is always written at the end)
     device: str = "auto"
+    # 0: stop at the first NaN/inf loss. K > 0: skip such updates and stop
+    # after K consecutive ones.
+    skip_nonfinite: int = 0
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,7 @@ def validate(cfg: RunConfig) -> None:
         "1 with the simultaneous update (one step updates both players)",
         t.k,
     )
+    need(t.skip_nonfinite >= 0, "train.skip_nonfinite", ">= 0", t.skip_nonfinite)
     for name in ("log_every", "sample_every", "checkpoint_every"):
         need(getattr(t, name) >= 1, f"train.{name}", "a positive integer", getattr(t, name))
     if g.deconv_shape is not None:

@@ -84,9 +84,7 @@ def _as_array(a: Any, name: str) -> np.ndarray:
 
 def _check_nonnegative(arr: np.ndarray, name: str) -> None:
     if np.any(arr < 0):
-        raise DataError(
-            f"{name} has negative entries (min {arr.min():.3g}); a density must be >= 0"
-        )
+        raise DataError(f"{name} has negative entries (min {arr.min():.3g}); a density must be >= 0")
 
 
 def _check_same_shape(a: np.ndarray, b: np.ndarray, na: str, nb: str) -> None:
@@ -223,9 +221,7 @@ def value_function(
         dd = _as_array(d, "d")
         _check_same_shape(dd, p, "d", "p_data")
         if np.any((dd < 0) | (dd > 1)):
-            raise DataError(
-                f"d must be a probability in [0, 1], got values in [{dd.min():.3g}, {dd.max():.3g}]"
-            )
+            raise DataError(f"d must be a probability in [0, 1], got values in [{dd.min():.3g}, {dd.max():.3g}]")
         with np.errstate(divide="ignore"):
             log_d = np.log(dd)
             log_1md = np.log1p(-dd)
@@ -234,9 +230,7 @@ def value_function(
     return _integrate(integrand, w)
 
 
-def virtual_training_criterion(
-    p_data: Any, p_g: Any, dx: Any = None, *, tol: float = DEFAULT_TOL
-) -> float:
+def virtual_training_criterion(p_data: Any, p_g: Any, dx: Any = None, *, tol: float = DEFAULT_TOL) -> float:
     """``C(G) = max_D V(D, G) = V(D*, G)`` (Eq. 4).
 
     ``= E_pdata[log p_data/(p_data+p_g)] + E_pg[log p_g/(p_data+p_g)]``; by Thm. 1
@@ -363,24 +357,18 @@ def jsd_from_samples(
     _check_nonnegative(p_cell, "pdf(grid)")
     p_cell = p_cell * w
     if p_cell.sum() > 1.05:
-        raise DataError(
-            f"pdf integrates to {p_cell.sum():.4g} > 1 on the grid; is it a normalised density?"
-        )
+        raise DataError(f"pdf integrates to {p_cell.sum():.4g} > 1 on the grid; is it a normalised density?")
     if p_cell.sum() <= 0:
         raise DataError("pdf is zero everywhere on the grid; the grid misses the data")
 
     if method == "kde":
         if s.size < 2 or np.ptp(s) == 0:
-            raise DataError(
-                "a Gaussian KDE needs at least 2 distinct samples; use method='histogram'"
-            )
+            raise DataError("a Gaussian KDE needs at least 2 distinct samples; use method='histogram'")
         from scipy.stats import gaussian_kde
 
         q_cell = gaussian_kde(s, bw_method=bandwidth)(x) * w
     else:
-        edges = np.concatenate(
-            [[x[0] - 0.5 * w[0]], x[:-1] + 0.5 * np.diff(x), [x[-1] + 0.5 * w[-1]]]
-        )
+        edges = np.concatenate([[x[0] - 0.5 * w[0]], x[:-1] + 0.5 * np.diff(x), [x[-1] + 0.5 * w[-1]]])
         q_cell = histogram_density(s, edges) * np.diff(edges)
 
     def with_outside(cells: np.ndarray) -> np.ndarray:

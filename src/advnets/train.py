@@ -174,6 +174,8 @@ class Trainer:
         self.perm = self._new_perm()
         self.d_updates = 0  # counters that tests of Algorithm 1 read
         self.g_updates = 0
+        self.skipped_updates = 0  # updates skipped for a non-finite loss (train.skip_nonfinite)
+        self.bad_streak = 0
 
     # ----- data and noise streams ---------------------------------------------------------
     def _new_perm(self) -> torch.Tensor:
@@ -216,9 +218,10 @@ class Trainer:
         loss_d = discriminator_loss(real_logits, fake_logits)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
-        self.opt_d.step()
-        apply_max_col_norm(self.d, self.cfg.discriminator.max_col_norm)
-        self.d_updates += 1
+        if self._may_step(loss_d):
+            self.opt_d.step()
+            apply_max_col_norm(self.d, self.cfg.discriminator.max_col_norm)
+            self.d_updates += 1
         return {"d_loss": loss_d, "real_logits": real_logits, "fake_logits": fake_logits}
 
     def _g_step(self) -> torch.Tensor:
@@ -232,9 +235,10 @@ class Trainer:
         finally:
             for p in self.d_params:
                 p.requires_grad_(True)
-        self.opt_g.step()
-        apply_max_col_norm(self.g, self.cfg.generator.max_col_norm)
-        self.g_updates += 1
+        if self._may_step(loss_g):
+            self.opt_g.step()
+            apply_max_col_norm(self.g, self.cfg.generator.max_col_norm)
+            self.g_updates += 1
         return loss_g
 
     def _simultaneous_step(self) -> dict[str, torch.Tensor]:
@@ -252,13 +256,34 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss_d.backward(inputs=self.d_params, retain_graph=True)
         loss_g.backward(inputs=self.g_params)
-        self.opt_d.step()
-        self.opt_g.step()
-        apply_max_col_norm(self.d, self.cfg.discriminator.max_col_norm)
-        apply_max_col_norm(self.g, self.cfg.generator.max_col_norm)
-        self.d_updates += 1
-        self.g_updates += 1
+        if self._may_step(loss_d, loss_g):
+            self.opt_d.step()
+            self.opt_g.step()
+            apply_max_col_norm(self.d, self.cfg.discriminator.max_col_norm)
+            apply_max_col_norm(self.g, self.cfg.generator.max_col_norm)
+            self.d_updates += 1
+            self.g_updates += 1
         return {"d_loss": loss_d, "g_loss": loss_g, "real_logits": real_logits, "fake_logits": fake_logits}
+
+    def _may_step(self, *losses: torch.Tensor) -> bool:
+        """With train.skip_nonfinite = K > 0, an update whose loss is NaN or
+        infinite is skipped (the weights stay as they were) and training stops
+        after K consecutive skips. K = 0 (default) never syncs here: the fit
+        loop's divergence guard stops at the first non-finite loss instead."""
+        limit = self.cfg.train.skip_nonfinite
+        if limit == 0:
+            return True
+        if all(bool(torch.isfinite(loss)) for loss in losses):
+            self.bad_streak = 0
+            return True
+        self.bad_streak += 1
+        self.skipped_updates += 1
+        if self.bad_streak >= limit:
+            raise TrainingDiverged(
+                f"training diverged: {limit} consecutive updates had a NaN or infinite loss, the last at step "
+                f"{self.step + 1}; the last checkpoint (if any) holds the weights from before"
+            )
+        return False
 
     def train_step(self) -> dict[str, torch.Tensor]:
         """One Algorithm-1 iteration; returns on-device scalars for logging."""
@@ -314,6 +339,7 @@ class Trainer:
             "perm": self.perm,
             "d_updates": self.d_updates,
             "g_updates": self.g_updates,
+            "skipped_updates": self.skipped_updates,
             "rng": rng,
         }
 
@@ -335,6 +361,7 @@ class Trainer:
         self.opt_d.load_state_dict(state["opt_d"])
         for key in ("step", "epoch", "batch_in_epoch", "d_updates", "g_updates"):
             setattr(self, key, int(state[key]))
+        self.skipped_updates = int(state.get("skipped_updates", 0))
         self.perm = state["perm"].to(torch.int64)
         self.data_gen.set_state(state["rng"]["data"])
         self.noise_gen.set_state(state["rng"]["noise"])
@@ -383,9 +410,12 @@ class Trainer:
             with _StopOnSignal() as stop:
                 while self.step < self.total_steps:
                     out = self.train_step()
-                    bad = ~torch.isfinite(torch.stack([out["d_loss"].detach(), out["g_loss"].detach()]))
-                    first_bad = torch.where(bad & (first_bad < 0), self.step, first_bad)
-                    running.add(**out)
+                    if t.skip_nonfinite == 0:
+                        bad = ~torch.isfinite(torch.stack([out["d_loss"].detach(), out["g_loss"].detach()]))
+                        first_bad = torch.where(bad & (first_bad < 0), self.step, first_bad)
+                        running.add(**out)
+                    elif all(bool(torch.isfinite(v)) for v in out.values()):
+                        running.add(**out)  # skipped steps stay out of the logged means
                     bar.update(1)
                     done = self.step >= self.total_steps
                     if self.step % t.log_every == 0 or done or stop.signum is not None:
@@ -402,10 +432,13 @@ class Trainer:
                             "momentum": self.opt_g.param_groups[0].get("momentum", 0.0),
                             "samples_per_s": seen / max(now - tick, 1e-9),
                         }
+                        if self.skipped_updates:
+                            last["skipped_updates"] = self.skipped_updates
                         tick, tick_step = now, self.step
-                        bar.set_postfix(D=f"{means['d_loss']:.3f}", G=f"{means['g_loss']:.3f}", refresh=False)
-                        if log is not None:
-                            log.log(last)
+                        if means:  # empty only when every step since the last row was skipped
+                            bar.set_postfix(D=f"{means['d_loss']:.3f}", G=f"{means['g_loss']:.3f}", refresh=False)
+                            if log is not None:
+                                log.log(last)
                     if run_dir is not None:
                         if self.step % t.sample_every == 0 or done:
                             self._write_grid(run_dir, log)

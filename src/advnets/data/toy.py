@@ -51,9 +51,7 @@ def _check_n(n: Any) -> int:
 
 def _check_generator(generator: Any) -> torch.Generator | None:
     if generator is not None and not isinstance(generator, torch.Generator):
-        raise DataError(
-            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-        )
+        raise DataError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     return generator
 
 
@@ -118,9 +116,7 @@ class Mixture1D:
             if w.size != len(means_l):
                 raise DataError(f"got {len(means_l)} means but {w.size} weights")
             if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-                raise DataError(
-                    f"weights must be non-negative with a positive sum, got {weights!r}"
-                )
+                raise DataError(f"weights must be non-negative with a positive sum, got {weights!r}")
             w = w / w.sum()
         self.means = np.asarray(means_l, dtype=np.float64)
         self.stds = np.asarray(stds_l, dtype=np.float64)
@@ -153,9 +149,7 @@ class Mixture1D:
         elif n == 0:
             k = torch.zeros(0, dtype=torch.long)
         else:
-            k = torch.multinomial(
-                torch.as_tensor(self.weights), n, replacement=True, generator=generator
-            )
+            k = torch.multinomial(torch.as_tensor(self.weights), n, replacement=True, generator=generator)
         eps = torch.randn(n, 1, generator=generator, dtype=torch.float64)
         mu = torch.as_tensor(self.means)[k].unsqueeze(1)
         sd = torch.as_tensor(self.stds)[k].unsqueeze(1)

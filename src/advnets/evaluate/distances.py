@@ -90,17 +90,12 @@ def as_matrix(x: Any, name: str) -> torch.Tensor:
         try:
             arr = np.asarray(x)
         except Exception as exc:  # pragma: no cover - exotic inputs
-            raise DataError(
-                f"{name}: expected an array of shape N×d, got {type(x).__name__}"
-            ) from exc
+            raise DataError(f"{name}: expected an array of shape N×d, got {type(x).__name__}") from exc
         if arr.dtype == np.bool_ or arr.dtype.kind not in "fiu":
-            raise DataError(
-                f"{name}: expected a real-valued numeric array, got dtype {arr.dtype}"
-            )
+            raise DataError(f"{name}: expected a real-valued numeric array, got dtype {arr.dtype}")
         if arr.dtype.kind == "f" and arr.dtype not in (np.float32, np.float64):
             arr = arr.astype(np.float64 if arr.itemsize > 4 else np.float32)
-        elif arr.dtype.kind in "iu" and arr.dtype not in (np.uint8, np.int8, np.int16,
-                                                           np.int32, np.int64):
+        elif arr.dtype.kind in "iu" and arr.dtype not in (np.uint8, np.int8, np.int16, np.int32, np.int64):
             arr = arr.astype(np.int64)
         if not arr.flags.writeable or any(st < 0 for st in arr.strides):
             arr = np.ascontiguousarray(arr).copy()
@@ -108,17 +103,13 @@ def as_matrix(x: Any, name: str) -> torch.Tensor:
     if t.is_complex() or t.dtype == torch.bool:
         raise DataError(f"{name}: expected a real-valued numeric array, got dtype {t.dtype}")
     if t.ndim < 2:
-        raise DataError(
-            f"{name}: expected an array of shape N×d or N×H×W[×C], got shape {tuple(t.shape)}"
-        )
+        raise DataError(f"{name}: expected an array of shape N×d or N×H×W[×C], got shape {tuple(t.shape)}")
     n = t.shape[0]
     d = math.prod(t.shape[1:])
     if n == 0:
-        raise DataError(f"{name}: expected at least one point, got an empty set "
-                        f"(shape {tuple(t.shape)})")
+        raise DataError(f"{name}: expected at least one point, got an empty set (shape {tuple(t.shape)})")
     if d == 0:
-        raise DataError(f"{name}: expected at least one feature per point, got shape "
-                        f"{tuple(t.shape)}")
+        raise DataError(f"{name}: expected at least one feature per point, got shape {tuple(t.shape)}")
     t = t.reshape(n, d)
     if t.is_floating_point() and not bool(torch.isfinite(t.sum())):
         # A NaN/inf anywhere makes the sum non-finite (one read pass, no copy); an
@@ -149,8 +140,7 @@ def resolve_device(device: Any = None, *tensors: torch.Tensor) -> torch.device:
         try:
             return torch.device(device)
         except (RuntimeError, TypeError) as exc:
-            raise DataError(f"device: expected a torch device such as 'cpu' or 'cuda', "
-                            f"got {device!r}") from exc
+            raise DataError(f"device: expected a torch device such as 'cpu' or 'cuda', got {device!r}") from exc
     for t in tensors:
         if isinstance(t, torch.Tensor) and t.device.type != "cpu":
             return t.device
@@ -240,12 +230,10 @@ def chunk_shape(
     with 256 query rows, and the query chunk takes the rest; chunks are evened
     out so that the last one is not a small remainder.
     """
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) \
-            or max_bytes <= 0:
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes <= 0:
         raise DataError(f"max_bytes: expected a positive number of bytes, got {max_bytes!r}")
     for arg, val in (("chunk_size", query_chunk), ("reference_chunk_size", reference_chunk)):
-        if val is not None and (not isinstance(val, (int, np.integer)) or isinstance(val, bool)
-                                or val < 1):
+        if val is not None and (not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1):
             raise DataError(f"{arg}: expected a positive integer or None, got {val!r}")
     budget = max(1, int(max_bytes) // (itemsize * buffers))  # elements per block
     if reference_chunk is None:
@@ -290,8 +278,7 @@ def plan_chunks(
         qc, rc = chunk_shape(n_queries, n_reference, itemsize, max_bytes, **kw)
         if cache_single_pass or qc < n_queries:
             return qc, rc, cache_bytes
-    qc, rc = chunk_shape(n_queries, n_reference, itemsize, max_bytes,
-                         reference_row_bytes=row, **kw)
+    qc, rc = chunk_shape(n_queries, n_reference, itemsize, max_bytes, reference_row_bytes=row, **kw)
     cache = cache_bytes if (qc < n_queries and n_reference * row <= cache_bytes) else 0
     return qc, rc, cache
 
@@ -415,9 +402,7 @@ class ReferenceSet:
             yield s, e, aug, y_sq
 
 
-def scores(
-    x_aug: torch.Tensor, y_aug: torch.Tensor, out: torch.Tensor | None = None
-) -> torch.Tensor:
+def scores(x_aug: torch.Tensor, y_aug: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Score block ``S_ij = x_i·y_j − ‖y_j‖²/2`` from augmented rows (one matmul)."""
     return torch.mm(x_aug, y_aug.T, out=out)
 
@@ -482,9 +467,17 @@ def iter_sq_distances(
     dtype = check_dtype(dtype)
     q, r = prepare(queries, reference)
     dev = resolve_device(device, q, r)
-    qc, rc, cache = plan_chunks(q.shape[0], r.shape[0], q.shape[1], dtype, max_bytes,
-                                query_chunk=query_chunk, reference_chunk=reference_chunk,
-                                cache_bytes=cache_bytes, cache_single_pass=False)
+    qc, rc, cache = plan_chunks(
+        q.shape[0],
+        r.shape[0],
+        q.shape[1],
+        dtype,
+        max_bytes,
+        query_chunk=query_chunk,
+        reference_chunk=reference_chunk,
+        cache_bytes=cache_bytes,
+        cache_single_pass=False,
+    )
     ref = ReferenceSet(r, dtype=dtype, device=dev, chunk=rc, cache_bytes=cache)
     qbufs = ref.query_buffers(qc)
     buf = torch.empty((qc, rc), dtype=dtype, device=dev)
@@ -518,11 +511,11 @@ def pairwise_sq_distances(
     """
     q, r = prepare(queries, reference)
     out = None
-    for blk in iter_sq_distances(q, r, dtype=dtype, device=device, max_bytes=max_bytes,
-                                 query_chunk=query_chunk, reference_chunk=reference_chunk):
+    for blk in iter_sq_distances(
+        q, r, dtype=dtype, device=device, max_bytes=max_bytes, query_chunk=query_chunk, reference_chunk=reference_chunk
+    ):
         if out is None:
-            out = torch.empty((q.shape[0], r.shape[0]), dtype=blk.values.dtype,
-                              device=blk.values.device)
-        out[blk.q0:blk.q1, blk.r0:blk.r1] = blk.values
+            out = torch.empty((q.shape[0], r.shape[0]), dtype=blk.values.dtype, device=blk.values.device)
+        out[blk.q0 : blk.q1, blk.r0 : blk.r1] = blk.values
     assert out is not None
     return out

@@ -102,9 +102,7 @@ def mode_coverage(
     if m.shape[0] == 0:
         raise DataError("modes is empty; need at least one mode")
     if x.shape[1] != m.shape[1]:
-        raise DataError(
-            f"samples have dimension {x.shape[1]} but modes have dimension {m.shape[1]}"
-        )
+        raise DataError(f"samples have dimension {x.shape[1]} but modes have dimension {m.shape[1]}")
     if not np.all(np.isfinite(m)):
         raise DataError("modes contain NaN or infinite values")
     try:
@@ -120,9 +118,7 @@ def mode_coverage(
     n, k = x.shape[0], m.shape[0]
     if min_count is None:
         min_count = max(1, math.ceil(DEFAULT_MIN_FRACTION * n / k))
-    elif (
-        isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1
-    ):
+    elif isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
         raise DataError(f"min_count must be a positive integer, got {min_count!r}")
     min_count = int(min_count)
 

@@ -93,8 +93,16 @@ def nearest_neighbors(
     n_q, d = q.shape
     m = r.shape[0]
     itemsize = torch.empty((), dtype=dtype).element_size()
-    qc, rc = chunk_shape(n_q, m, itemsize, max_bytes, buffers=2, query_chunk=chunk_size,
-                         reference_chunk=reference_chunk_size, reference_row_bytes=d * itemsize)
+    qc, rc = chunk_shape(
+        n_q,
+        m,
+        itemsize,
+        max_bytes,
+        buffers=2,
+        query_chunk=chunk_size,
+        reference_chunk=reference_chunk_size,
+        reference_row_bytes=d * itemsize,
+    )
     eps = torch.finfo(dtype).eps  # 2u
     kappa = (d + 4) * eps  # 2(d + 4)·u
     # Reference chunks already in the compute dtype on the device are used in place;
@@ -108,8 +116,7 @@ def nearest_neighbors(
     out_idx = torch.empty(n_q, dtype=torch.int64)
     out_dist = torch.empty(n_q, dtype=torch.float64)
 
-    with no_tf32(), tqdm(total=n_q, desc="nearest neighbours", unit="pt",
-                         disable=not progress, leave=False) as bar:
+    with no_tf32(), tqdm(total=n_q, desc="nearest neighbours", unit="pt", disable=not progress, leave=False) as bar:
         for q0 in range(0, n_q, qc):
             q1 = min(q0 + qc, n_q)
             n = q1 - q0

@@ -90,9 +90,7 @@ def _check_sigmas(sigmas: Any, name: str = "sigmas") -> list[float]:
         raise DataError(f"{name}: expected at least one bandwidth, got an empty sequence")
     bad = ~np.isfinite(arr) | (arr <= 0)
     if bad.any():
-        raise DataError(
-            f"{name}: expected positive finite bandwidths σ > 0, got {arr[bad][0]!r}"
-        )
+        raise DataError(f"{name}: expected positive finite bandwidths σ > 0, got {arr[bad][0]!r}")
     return [float(s) for s in arr]
 
 
@@ -164,8 +162,17 @@ def _log_likelihoods(
     dev = resolve_device(device, queries, samples)
     n_q, d = queries.shape
     m = samples.shape[0]
-    qc, rc, cache = plan_chunks(n_q, m, d, dtype, max_bytes, buffers=2, query_chunk=chunk_size,
-                                reference_chunk=sample_chunk_size, cache_bytes=cache_bytes)
+    qc, rc, cache = plan_chunks(
+        n_q,
+        m,
+        d,
+        dtype,
+        max_bytes,
+        buffers=2,
+        query_chunk=chunk_size,
+        reference_chunk=sample_chunk_size,
+        cache_bytes=cache_bytes,
+    )
     ref = ReferenceSet(samples, dtype=dtype, device=dev, chunk=rc, cache_bytes=cache)
 
     sig = torch.tensor(sigmas, dtype=torch.float64, device=dev)
@@ -179,8 +186,7 @@ def _log_likelihoods(
     qbufs = ref.query_buffers(qc)
     floor = _EXP_FLOOR[dtype]
 
-    with no_tf32(), tqdm(total=n_q, desc=desc, unit="pt", disable=not progress,
-                         leave=False) as bar:
+    with no_tf32(), tqdm(total=n_q, desc=desc, unit="pt", disable=not progress, leave=False) as bar:
         for q0 in range(0, n_q, qc):
             q1 = min(q0 + qc, n_q)
             n = q1 - q0
@@ -210,8 +216,7 @@ def _log_likelihoods(
                     acc[k] += e.sum(dim=1)  # float32 sums (≤ M terms in (0, 1]) suffice
             assert run_max is not None
             dmin = (x_sq - 2.0 * run_max.to(torch.float64)).clamp_(min=0)  # min_j ‖x − μ_j‖²
-            out[:, q0:q1] = (-inv2s2.unsqueeze(1) * dmin.unsqueeze(0) + torch.log(acc)
-                             + consts.unsqueeze(1))
+            out[:, q0:q1] = -inv2s2.unsqueeze(1) * dmin.unsqueeze(0) + torch.log(acc) + consts.unsqueeze(1)
             bar.update(n)
     return out
 
@@ -252,9 +257,18 @@ def parzen_log_likelihood(
     """
     s = _check_sigma(sigma)
     q, smp = _check_pair(queries, samples, "queries")
-    ll = _log_likelihoods(q, smp, [s], dtype=dtype, device=device, chunk_size=chunk_size,
-                          sample_chunk_size=sample_chunk_size, max_bytes=max_bytes,
-                          progress=progress, desc="Parzen")
+    ll = _log_likelihoods(
+        q,
+        smp,
+        [s],
+        dtype=dtype,
+        device=device,
+        chunk_size=chunk_size,
+        sample_chunk_size=sample_chunk_size,
+        max_bytes=max_bytes,
+        progress=progress,
+        desc="Parzen",
+    )
     return ll[0].cpu()
 
 
@@ -282,9 +296,18 @@ def select_sigma(
     """
     sig = _check_sigmas(sigmas)
     v, smp = _check_pair(valid, samples, "valid")
-    ll = _log_likelihoods(v, smp, sig, dtype=dtype, device=device, chunk_size=chunk_size,
-                          sample_chunk_size=sample_chunk_size, max_bytes=max_bytes,
-                          progress=progress, desc="Parzen σ selection")
+    ll = _log_likelihoods(
+        v,
+        smp,
+        sig,
+        dtype=dtype,
+        device=device,
+        chunk_size=chunk_size,
+        sample_chunk_size=sample_chunk_size,
+        max_bytes=max_bytes,
+        progress=progress,
+        desc="Parzen σ selection",
+    )
     means = ll.mean(dim=1).cpu().numpy()
     best = int(np.argmax(means))
     return {
@@ -336,8 +359,14 @@ def parzen_evaluate(
     v = None
     if valid is not None:
         v, _ = _check_pair(valid, smp, "valid")
-    kw = dict(dtype=dtype, device=device, chunk_size=chunk_size,
-              sample_chunk_size=sample_chunk_size, max_bytes=max_bytes, progress=progress)
+    kw = dict(
+        dtype=dtype,
+        device=device,
+        chunk_size=chunk_size,
+        sample_chunk_size=sample_chunk_size,
+        max_bytes=max_bytes,
+        progress=progress,
+    )
     if check_range:
         d = t.shape[1]
         warn_if_not_unit_range(t, "test", d)
@@ -346,8 +375,9 @@ def parzen_evaluate(
             warn_if_not_unit_range(v, "valid", d)
     if sigma is None:
         if v is None:
-            raise DataError("valid: expected a validation set to choose σ from sigmas "
-                            "(or pass sigma=... explicitly), got None")
+            raise DataError(
+                "valid: expected a validation set to choose σ from sigmas (or pass sigma=... explicitly), got None"
+            )
         sel = select_sigma(v, smp, sigmas, **kw)
         s, grid, vmeans = sel["sigma"], sel["sigmas"], sel["valid_means"]
     else:
