@@ -50,6 +50,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from advnets.checkpoint import fsync_dir
 from advnets.errors import DataError
 
 __all__ = [
@@ -245,19 +246,6 @@ def _is_valid(path: Path, rf: RemoteFile) -> bool:
         return False
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _remove_stale(directory: Path) -> None:
     """Delete temporary files and folders left behind by a download or unpack that died."""
     now = time.time()
@@ -372,7 +360,7 @@ def _fetch_file(
             raise DataError(f"{dest}: cannot move the verified download into place: {e.strerror or e}") from e
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(target)
+        fsync_dir(target)
         if progress:
             print(f"{dest}: downloaded from {url}, checksum OK", file=sys.stderr)
         return
@@ -460,10 +448,10 @@ def _unpack(archive: Path, source: Source, target: Path) -> None:
         missing = [n for n in source.expected if not (produced / n).is_file()]
         if missing:
             raise DataError(f"{archive}: {source.extract_to}/ lacks {', '.join(missing)}; the archive is incomplete")
-        _fsync_dir(produced)
+        fsync_dir(produced)
         if not final.is_dir():  # else another process finished the same unpacking first
             os.replace(produced, final)
-            _fsync_dir(target)
+            fsync_dir(target)
     except DataError:
         raise
     except FileExistsError as e:
