@@ -282,3 +282,34 @@ def test_checkpoint_loader_under_fuzzing_returns_a_checkpoint_or_its_own_clear_e
             assert {"generator", "discriminator", "config", "step"} <= set(state)
 
     check()
+
+
+def test_a_second_sigint_aborts_at_once_and_the_last_checkpoint_stays_whole(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [
+        sys.executable,
+        "-m",
+        "advnets",
+        "train",
+        "--data",
+        "embedded-digits",
+        "--epochs",
+        "500",
+        "--out",
+        str(run_dir),
+        "--no-progress",
+        "--checkpoint-every",
+        "1",
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / "latest").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err
+    state = load_checkpoint(latest_checkpoint(run_dir))
+    assert state["step"] >= 1
+    assert not list((run_dir / "checkpoints").glob(".*.tmp"))
