@@ -16,9 +16,8 @@ from advnets.train import Trainer, TrainingDiverged
 from conftest import tiny_config
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_finishes_the_step_checkpoints_and_exits(tmp_path, sig, code):
-    run_dir = tmp_path / "run"
+def _start_training(run_dir, *extra, epochs=500):
+    """A CLI training process on the 8x8 digits that runs far longer than any test waits."""
     args = [
         sys.executable,
         "-m",
@@ -27,22 +26,29 @@ def test_signal_finishes_the_step_checkpoints_and_exits(tmp_path, sig, code):
         "--data",
         "embedded-digits",
         "--epochs",
-        "500",
+        str(epochs),
         "--out",
         str(run_dir),
         "--no-progress",
-        "--log-every",
-        "1",
-        "--checkpoint-every",
-        "100000",
+        *map(str, extra),
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = run_dir / "metrics.jsonl"
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_until(ready, proc, poll=0.05):
     deadline = time.monotonic() + 300
-    while not (metrics.exists() and metrics.stat().st_size > 0):
+    while not ready():
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
-        time.sleep(0.2)
+        time.sleep(poll)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_finishes_the_step_checkpoints_and_exits(tmp_path, sig, code):
+    run_dir = tmp_path / "run"
+    proc = _start_training(run_dir, "--log-every", 1, "--checkpoint-every", 100000)
+    metrics = run_dir / "metrics.jsonl"
+    _wait_until(lambda: metrics.exists() and metrics.stat().st_size > 0, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
@@ -204,39 +210,20 @@ def test_sigkill_at_random_moments_never_leaves_a_checkpoint_that_resume_would_p
 
     run_dir = tmp_path / "run"
     rnd = random.Random(0)
-    base = [
-        sys.executable,
-        "-m",
-        "advnets",
-        "train",
-        "--data",
-        "embedded-digits",
-        "--epochs",
-        "400",
-        "--out",
-        str(run_dir),
-        "--no-progress",
-        "--checkpoint-every",
-        "1",
-        "--log-every",
-        "1",
-    ]
+    latest = run_dir / "checkpoints" / "latest"
     for _ in range(6):
-        args = base + (["--resume"] if latest_checkpoint(run_dir) else [])
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 300
-        while not (run_dir / "checkpoints" / "latest").exists():  # wait until it is writing checkpoints
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        resume = ["--resume"] if latest_checkpoint(run_dir) else []
+        proc = _start_training(run_dir, "--checkpoint-every", 1, "--log-every", 1, *resume, epochs=400)
+        _wait_until(latest.exists, proc)  # until it is writing checkpoints
         time.sleep(rnd.uniform(0.0, 1.5))  # then kill it anywhere, mid-write included
         proc.kill()
         proc.wait()
         state = load_checkpoint(latest_checkpoint(run_dir))  # loads cleanly, digest verified
         assert all(torch.isfinite(v).all() for v in state["generator"].values())
-    resumed = subprocess.run(base[:7] + ["2"] + base[8:] + ["--resume"], capture_output=True, text=True, timeout=600)
     # --epochs 2 is below the step reached: resume picks the checkpoint and has nothing left to do
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = _start_training(run_dir, "--checkpoint-every", 1, "--resume", epochs=2)
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
 
 
@@ -286,26 +273,8 @@ def test_checkpoint_loader_under_fuzzing_returns_a_checkpoint_or_its_own_clear_e
 
 def test_a_second_sigint_aborts_at_once_and_the_last_checkpoint_stays_whole(tmp_path):
     run_dir = tmp_path / "run"
-    args = [
-        sys.executable,
-        "-m",
-        "advnets",
-        "train",
-        "--data",
-        "embedded-digits",
-        "--epochs",
-        "500",
-        "--out",
-        str(run_dir),
-        "--no-progress",
-        "--checkpoint-every",
-        "1",
-    ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not (run_dir / "checkpoints" / "latest").exists():
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+    proc = _start_training(run_dir, "--checkpoint-every", 1)
+    _wait_until((run_dir / "checkpoints" / "latest").exists, proc)
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -313,3 +282,12 @@ def test_a_second_sigint_aborts_at_once_and_the_last_checkpoint_stays_whole(tmp_
     state = load_checkpoint(latest_checkpoint(run_dir))
     assert state["step"] >= 1
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
+
+
+def test_resume_refuses_data_of_another_image_shape(digits):
+    from advnets.data import load_dataset
+
+    state = Trainer(tiny_config(), digits).state_dict()  # 8 x 8 digits
+    other = Trainer(tiny_config(), load_dataset("embedded"))  # 28 x 28 digits, same architecture config
+    with pytest.raises(CheckpointError, match=r"\(1, 8, 8\) images, this dataset has \(1, 28, 28\)"):
+        other.load_state_dict(state)

@@ -101,11 +101,6 @@ class Generator(nn.Module):
         mean = data.reshape(len(data), -1).double().mean(dim=0).clamp(eps, 1 - eps)
         self.output.bias.copy_(torch.log(mean / (1 - mean)).to(self.output.bias.dtype))
 
-    def sample_noise(
-        self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
-    ) -> torch.Tensor:
-        return sample_noise(self.cfg, n, generator=generator, device=device)
-
 
 def sample_noise(
     cfg: GeneratorConfig,

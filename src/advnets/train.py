@@ -330,7 +330,6 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "config": to_dict(self.cfg),
-            "data_dim": self.dataset.dim,
             "image_shape": list(self.dataset.image_shape),
             "dataset": self.dataset.name,
             "step": self.step,
@@ -350,10 +349,11 @@ class Trainer:
             diff = [f"{part}.{k}: {old[k]!r} in the checkpoint, {new[k]!r} now" for k in old if old[k] != new[k]]
             if diff:
                 raise CheckpointError("cannot resume with a different architecture: " + "; ".join(diff))
-        if int(state["data_dim"]) != self.dataset.dim:
+        stored_shape = tuple(int(n) for n in state["image_shape"])
+        if stored_shape != self.dataset.image_shape:
             raise CheckpointError(
-                f"cannot resume: the checkpoint was trained on {state['data_dim']}-d data, this dataset is "
-                f"{self.dataset.dim}-d"
+                f"cannot resume: the checkpoint was trained on {stored_shape} images, this dataset has "
+                f"{self.dataset.image_shape}"
             )
         self.g.load_state_dict(state["generator"])
         self.d.load_state_dict(state["discriminator"])

@@ -33,10 +33,6 @@ class Dataset:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train.shape[1:])  # type: ignore[return-value]
 
-    @property
-    def dim(self) -> int:
-        return int(np.prod(self.image_shape))
-
     def split(self, name: str) -> torch.Tensor:
         if name not in ("train", "valid", "test"):
             raise DataError(f"unknown split {name!r}; expected train, valid or test")
