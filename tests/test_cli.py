@@ -69,7 +69,10 @@ def test_train_sample_resume_end_to_end(tmp_path):
 
     again = run("train", "--out", run_dir, "--resume", "--epochs", "2", "--no-progress")
     assert again.returncode == 0, again.stderr
-    assert "resuming" in again.stderr
+    assert "resuming" in again.stderr and "train.epochs 1 -> 2" in again.stderr
+    assert json.loads((run_dir / "config.json").read_text())["resumes"] == [
+        {"step": 14, "changes": {"train.epochs": [1, 2]}}
+    ]
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step-00000028.pt"
 
 

@@ -291,3 +291,67 @@ def test_resume_refuses_data_of_another_image_shape(digits):
     other = Trainer(tiny_config(), load_dataset("embedded"))  # 28 x 28 digits, same architecture config
     with pytest.raises(CheckpointError, match=r"\(1, 8, 8\) images, this dataset has \(1, 28, 28\)"):
         other.load_state_dict(state)
+
+
+def test_nonfinite_gradient_with_a_finite_loss_stops_training_naming_the_network(tmp_path, digits):
+    tr = Trainer(tiny_config(epochs=2, checkpoint_every=5, log_every=1000), digits)
+    tr.total_steps = 10
+    tr.fit(run_dir=tmp_path, progress=False, tensorboard=False)
+    good = latest_checkpoint(tmp_path)
+    # G's loss stays finite; only the gradient reaching G's output layer is poisoned.
+    tr.g.output.weight.register_hook(lambda grad: grad * float("inf"))
+    tr.total_steps = 20
+    with pytest.raises(TrainingDiverged, match=r"G's gradient became NaN or infinite at step 11"):
+        tr.fit(run_dir=tmp_path, progress=False, tensorboard=False)
+    assert latest_checkpoint(tmp_path) == good
+
+
+def test_a_stop_inside_the_k_step_inner_loop_resumes_bit_identically_in_a_new_process(tmp_path):
+    """SIGTERM during iteration 3's first of k = 2 D updates, in the middle of an
+    epoch: the checkpoint holds the half-done iteration, and a new process
+    continues it to the same end state as an uninterrupted run."""
+    from advnets.cli import _train_config, build_parser
+    from advnets.data import load_dataset
+    from advnets.train import TrainingInterrupted
+
+    common = ["--data", "embedded-digits", "--update", "alternating", "--k", "2", "--epochs", "2", "--no-progress"]
+
+    def train(*args):
+        out = subprocess.run(
+            [sys.executable, "-m", "advnets", "train", *common, *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stderr
+
+    cfg, _ = _train_config(build_parser().parse_args(["train", *common]))
+    tr = Trainer(cfg, load_dataset(cfg.data))
+    real_d_step, calls = tr._d_step, []
+
+    def d_step_then_sigterm():
+        out = real_d_step()
+        calls.append(1)
+        if len(calls) == 5:  # iteration 3, first D update; minibatch 5 of 14 in epoch 0
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    tr._d_step = d_step_then_sigterm
+    with pytest.raises(TrainingInterrupted, match=r"after 1 of 2 D steps"):
+        tr.fit(tmp_path / "half", progress=False, tensorboard=False)
+    state = load_checkpoint(latest_checkpoint(tmp_path / "half"))
+    assert (state["step"], state["d_steps_done"], state["batch_in_epoch"]) == (2, 1, 5)
+
+    train("--out", tmp_path / "half", "--resume")
+    train("--out", tmp_path / "full")
+    a = load_checkpoint(latest_checkpoint(tmp_path / "full"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "half"))
+    assert a["step"] == b["step"] == 14 and a["d_updates"] == b["d_updates"] == 28
+    for key in ("generator", "discriminator"):
+        assert all(torch.equal(a[key][n], b[key][n]) for n in a[key])
+    for key in ("opt_g", "opt_d"):
+        sa, sb = a[key]["state"], b[key]["state"]
+        assert all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
+        assert a[key]["param_groups"][0]["lr"] == b[key]["param_groups"][0]["lr"]
+    for key in ("data", "noise", "dropout"):
+        assert torch.equal(a["rng"][key], b["rng"][key])

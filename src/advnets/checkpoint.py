@@ -104,6 +104,17 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return pointer.parent / name
 
 
+def point_latest_at_or_before(run_dir: Path, step: int) -> Path | None:
+    """Point ``latest`` at the newest checkpoint saved at or before ``step``
+    (e.g. the last one before a collapse); returns it, or None if there is none."""
+    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR
+    candidates = sorted(p for p in ckpt_dir.glob("step-*.pt") if _NAME.match(p.name) and int(p.name[5:13]) <= step)
+    if not candidates:
+        return None
+    atomic_write_bytes(ckpt_dir / LATEST, (candidates[-1].name + "\n").encode())
+    return candidates[-1]
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely: verify its SHA-256, then ``weights_only=True``."""
     path = Path(path)

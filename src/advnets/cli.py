@@ -91,6 +91,16 @@ def _nonneg_int(text: str) -> int:
     return value
 
 
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -99,6 +109,17 @@ def _positive_float(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def _positive_int_list(text: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,7 +214,36 @@ def build_parser() -> argparse.ArgumentParser:
         type=_nonneg_int,
         default=None,
         metavar="K",
-        help="skip updates whose loss is NaN/inf and stop after K consecutive ones (default 0: stop at the first)",
+        help="skip updates whose loss or gradient is NaN/inf and stop after K consecutive ones "
+        "(default 0: stop at the first)",
+    )
+    p.add_argument(
+        "--d-lr-scale",
+        type=_nonneg_float,
+        default=None,
+        metavar="S",
+        help="D's learning rate is --lr times S (default 1, the paper: one rate for both players)",
+    )
+    p.add_argument(
+        "--monitor-every",
+        type=_nonneg_int,
+        default=None,
+        metavar="STEPS",
+        help="check G's samples for mode collapse every STEPS steps and log it (default 500; 0 = off)",
+    )
+    p.add_argument(
+        "--monitor-classes",
+        action="store_true",
+        default=None,
+        help="also count digit classes among the samples with a cached classifier (labelled digit data; "
+        "the first use trains it, about a minute on a CPU)",
+    )
+    p.add_argument(
+        "--on-collapse",
+        choices=["warn", "stop"],
+        default=None,
+        help="on a sustained collapse: print a warning (default) or stop and point `latest` at the last "
+        "healthy checkpoint (exit code 3)",
     )
     p.add_argument("--log-every", type=_positive_int, default=None, metavar="STEPS")
     p.add_argument("--sample-every", type=_positive_int, default=None, metavar="STEPS")
@@ -404,6 +454,95 @@ def build_parser() -> argparse.ArgumentParser:
     )
     df.add_argument("--quiet", action="store_true", help="no progress output")
     df.set_defaults(func=cmd_data_fetch)
+
+    # Section 7 extensions (PAPER.md §5): learned approximate inference (§7.2), semi-supervised learning (§7.4).
+    inf = sub.add_parser(
+        "infer",
+        help="learned approximate inference: train an encoder E(x) -> z for a trained G (§7.2)",
+        description="Train an MLP encoder E(x) -> z for a run's fixed, trained G by regressing z from G(z) on fresh "
+        "noise (the paper's Section 7.2; the reference code's 'inferer'), optionally fine-tune it on real training "
+        "images through ||G(E(x)) - x||^2, and measure it: the z-recovery error on G's own samples (relative to "
+        "the prior's variance: 1 = predicting the prior mean) and the reconstruction error of real test images "
+        "(relative to the mean distance between two random test images). Writes RUN/encoder.safetensors + "
+        "encoder.json, RUN/inference/reconstructions.png (rows of test images, each followed by G(E(x))) and "
+        "RUN/inference/metrics.json.",
+        epilog="examples:\n  advnets infer --run runs/00001-mnist-embedded\n"
+        "  advnets infer --run runs/00001-mnist-embedded --steps 2000 --finetune-steps 1000\n"
+        "  advnets semisup --run runs/00001-mnist-embedded --labels 100,600,1000 --with-encoder\n",
+        formatter_class=fmt,
+    )
+    inf.add_argument("--run", type=Path, required=True, metavar="DIR", help="run directory or checkpoint file")
+    inf.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help=DATA_DIR_HELP)
+    inf.add_argument("--steps", type=_positive_int, default=5000, help="regression steps on fresh z (default 5000)")
+    inf.add_argument(
+        "--finetune-steps",
+        type=_nonneg_int,
+        default=0,
+        metavar="N",
+        help="then N steps on real training images through ||G(E(x)) - x||^2 (default 0: none)",
+    )
+    inf.add_argument("--batch-size", type=_positive_int, default=100, metavar="M", help="minibatch size (default 100)")
+    inf.add_argument(
+        "--lr", type=_positive_float, default=1e-3, help="Adam learning rate, cosine-decayed (default 1e-3)"
+    )
+    inf.add_argument(
+        "--finetune-lr", type=_positive_float, default=1e-4, help="Adam learning rate of the fine-tuning (default 1e-4)"
+    )
+    inf.add_argument(
+        "--hidden",
+        default="1200,1200",
+        metavar="SIZES",
+        help="widths of E's ReLU hidden layers, comma-separated (default 1200,1200)",
+    )
+    inf.add_argument("--seed", type=int, default=0, help="seed of E's initialisation and noise (default 0)")
+    inf.add_argument(
+        "--eval-samples",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="samples of G for the z-recovery error (default 1000)",
+    )
+    inf.add_argument(
+        "--show", type=_positive_int, default=50, metavar="N", help="test images in the figure (default 50)"
+    )
+    inf.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="default: auto")
+    inf.add_argument("--no-progress", action="store_true", help="no progress bar")
+    inf.set_defaults(func=cmd_infer)
+
+    ss = sub.add_parser(
+        "semisup",
+        help="semi-supervised learning with D's features: a linear classifier on few labels (§7.4)",
+        description="Freeze D's hidden layers (and the encoder's with --with-encoder) and fit a linear classifier "
+        "(multinomial logistic regression on standardised features, C chosen by cross-validation on the labelled "
+        "set only) on n labelled training examples drawn balanced by class, several random draws; report test "
+        "accuracy mean +- std (the paper's Section 7.4). Baselines in the same table: raw pixels and an untrained "
+        "D of the same architecture and seed. Prints a Markdown table and writes RUN/semisup.json.",
+        epilog="examples:\n  advnets semisup --run runs/00001-mnist-embedded --labels 100,600,1000\n"
+        "  advnets semisup --run runs/00001-mnist-embedded --labels 100 --draws 10 --with-encoder\n",
+        formatter_class=fmt,
+    )
+    ss.add_argument("--run", type=Path, required=True, metavar="DIR", help="run directory or checkpoint file")
+    ss.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help=DATA_DIR_HELP)
+    ss.add_argument(
+        "--labels",
+        type=_positive_int_list,
+        default=(100, 600, 1000),
+        metavar="N,N,...",
+        help="sizes of the labelled set, each at least the number of classes (default 100,600,1000)",
+    )
+    ss.add_argument(
+        "--draws", type=_positive_int, default=5, help="random balanced draws of each labelled set (default 5)"
+    )
+    ss.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    ss.add_argument(
+        "--with-encoder",
+        action="store_true",
+        help="add a row for the encoder's features (needs `advnets infer --run DIR` first)",
+    )
+    ss.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="write the result here (default RUN/semisup.json)"
+    )
+    ss.set_defaults(func=cmd_semisup)
     return parser
 
 
@@ -440,6 +579,9 @@ def _train_config(args: argparse.Namespace):
             "sample_every": args.sample_every,
             "checkpoint_every": args.checkpoint_every,
             "skip_nonfinite": args.skip_nonfinite,
+            "monitor_every": args.monitor_every,
+            "monitor_classes": args.monitor_classes,
+            "on_collapse": args.on_collapse,
         }.items()
         if v is not None
     }
@@ -452,6 +594,8 @@ def _train_config(args: argparse.Namespace):
             optim.update(lr=2e-4, lr_decay=1.0)  # the usual Adam setting for GANs (Radford et al., 2016)
     if args.lr is not None:
         optim["lr"] = args.lr
+    if args.d_lr_scale is not None:
+        optim["d_lr_scale"] = args.d_lr_scale
     data = {
         k: v
         for k, v in {
@@ -472,7 +616,7 @@ def _train_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from advnets.config import to_dict
+    from advnets.config import RunConfig, config_changes, from_dict, to_dict
 
     cfg, state = _train_config(args)
     if args.dry_run:
@@ -480,15 +624,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
 
     from advnets.data import load_dataset
-    from advnets.rundir import new_run_dir, write_config
+    from advnets.rundir import new_run_dir, read_config_json, write_config
     from advnets.train import Trainer
 
     dataset = load_dataset(cfg.data, data_dir=args.data_dir)
     trainer = Trainer(cfg, dataset)
+    resumes = []
     if state is not None:
-        trainer.load_state_dict(state)
+        trainer.load_state_dict(state)  # refuses another architecture or image shape
         run_dir = args.out
-        print(f"resuming {run_dir} at step {trainer.step} of {trainer.total_steps}", file=sys.stderr)
+        changes = config_changes(from_dict(RunConfig, state["config"]), cfg)
+        shown = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
+        print(
+            f"resuming {run_dir} at step {trainer.step} of {trainer.total_steps}"
+            + (f" with changes: {shown}" if shown else ""),
+            file=sys.stderr,
+        )
+        # config.json keeps a record of every resume and what it changed.
+        previous = read_config_json(run_dir).get("resumes", [])
+        resumes = [*previous, {"step": trainer.step, "changes": changes}]
     else:
         if args.out is not None:
             run_dir = args.out
@@ -505,6 +659,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "dataset": dataset.name,
             "image_shape": list(dataset.image_shape),
             "splits": {k: len(dataset.split(k)) for k in ("train", "valid", "test")},
+            **({"resumes": resumes} if resumes else {}),
         },
     )
     print(
@@ -723,6 +878,73 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_infer(args: argparse.Namespace) -> int:
+    from advnets.infer import InferConfig, run_inference
+
+    try:
+        hidden = tuple(int(h) for h in args.hidden.split(","))
+    except ValueError:
+        raise AdvnetsError(f"--hidden {args.hidden!r}: expected comma-separated positive integers") from None
+    if any(h < 1 for h in hidden):
+        raise AdvnetsError(f"--hidden {args.hidden!r}: expected comma-separated positive integers")
+    cfg = InferConfig(
+        hidden_sizes=hidden,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        finetune_steps=args.finetune_steps,
+        finetune_lr=args.finetune_lr,
+        seed=args.seed,
+        eval_samples=args.eval_samples,
+    )
+    r = run_inference(
+        args.run, cfg, data_dir=args.data_dir, device=args.device, show=args.show, progress=not args.no_progress
+    )
+    z, s, t = r["z_recovery"], r["sample_reconstruction"], r["test_reconstruction"]
+    tr = r["training"]
+    print(f"encoder E(x) -> z for {r['checkpoint']} (step {r['step']}), {tr['steps']} regression steps", end="")
+    print(f" + {tr['finetune_steps']} fine-tuning steps" if tr["finetune_steps"] else "", end="")
+    print(f" in {tr['seconds']:.0f} s")
+    before = (
+        f" ({tr['z_rel_error_before_finetune']:.3f} before fine-tuning)" if "z_rel_error_before_finetune" in tr else ""
+    )
+    print(
+        f"  z recovery on {z['n']} samples of G: mean squared error / prior variance {z['rel_error']:.3f}{before}"
+        f"   (prior mean: {z['prior_mean_rel_error']:.3f})"
+    )
+    print(
+        f"  G's own samples, ||G(E(G(z))) - G(z)||: {s['mean_distance']:.3f}, "
+        f"random pair {s['random_pair_distance']:.3f}   ratio {s['ratio_to_random_pair']:.3f}"
+    )
+    print(
+        f"  {t['n']} test images, ||G(E(x)) - x||: {t['mean_distance']:.3f} (MSE per pixel {t['mse_per_pixel']:.4f}), "
+        f"random pair {t['random_pair_distance']:.3f}   ratio {t['ratio_to_random_pair']:.3f}"
+        + (
+            f" ({tr['before_finetune']['test_reconstruction']['ratio_to_random_pair']:.3f} before fine-tuning)"
+            if "before_finetune" in tr
+            else ""
+        )
+    )
+    if "nearest_train_distance" in t:
+        print(
+            f"    for reference: distance to the mean training image {t['mean_image_distance']:.3f}, "
+            f"to the nearest training image {t['nearest_train_distance']:.3f}"
+        )
+    print(f"-> {r['figure']}\n-> {r['metrics_file']}\n-> {r['encoder']}")
+    return 0
+
+
+def cmd_semisup(args: argparse.Namespace) -> int:
+    from advnets.semisup import SemisupConfig, format_table, run_semisup
+
+    cfg = SemisupConfig(labels=tuple(args.labels), draws=args.draws, seed=args.seed)
+    result = run_semisup(args.run, cfg, with_encoder=args.with_encoder, data_dir=args.data_dir, out=args.json)
+    print(f"{result['dataset']}, {result['checkpoint']} (step {result['step']}):\n")
+    print(format_table(result))
+    print(f"-> {result['json']}")
+    return 0
+
+
 def cmd_toy(args: argparse.Namespace) -> int:
     from advnets.rundir import atomic_write_json
     from advnets.toy import animate, plot_figure1, plot_points, toy_config, train_toy
@@ -793,9 +1015,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except AdvnetsError as e:
-        from advnets.train import TrainingInterrupted
+        from advnets.train import TrainingCollapsed, TrainingInterrupted
 
-        if isinstance(e, TrainingInterrupted):  # not a user error: 130 for SIGINT, 143 for SIGTERM
+        if isinstance(e, (TrainingInterrupted, TrainingCollapsed)):  # not user errors: 130/143 for signals, 3
             print(f"advnets: {e}", file=sys.stderr)
             return e.exit_code
         if args.debug:

@@ -1,8 +1,9 @@
 """Typed, frozen run configuration and the paper's presets.
 
 A run is described by one :class:`RunConfig` composed of frozen dataclasses.
-``config.json`` in a run directory is exactly ``to_dict(config)``, and
-``from_dict`` rebuilds it, rejecting unknown keys and wrong types (a typo in a
+``config.json`` in a run directory holds ``to_dict(config)`` (plus the
+dataset's name, image shape and split sizes, and a record of resumes), and
+``from_dict`` rebuilds a config from such a dict, rejecting unknown keys and wrong types (a typo in a
 config must be an error, never a silent default).
 
 The numbers in :data:`PRESETS` are the published hyperparameters of the
@@ -25,6 +26,7 @@ OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
 G_LOSSES = ("nonsaturating", "minimax")
 UPDATES = ("alternating", "simultaneous")
 OPTIMIZERS = ("sgd", "adam")
+ON_COLLAPSE = ("warn", "stop")
 PREPROCESSING = ("none", "gcn")
 
 
@@ -104,6 +106,10 @@ class OptimConfig:
     momentum_saturate_epoch: int = 250
     # Used only with optimizer="adam" (an addition, not the paper's).
     adam_betas: tuple[float, float] = (0.5, 0.999)
+    # D's learning rate is lr x d_lr_scale (1 in the paper: one lr for both
+    # players). Not 1 gives two time-scales; near 0 freezes D, a way to
+    # provoke collapse on purpose.
+    d_lr_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -122,9 +128,17 @@ class TrainConfig:
     sample_every: int = 1000  # steps between sample grids (fixed noise)
     checkpoint_every: int = 2000  # steps between checkpoints (one is always written at the end)
     device: str = "auto"
-    # 0: stop at the first NaN/inf loss. K > 0: skip such updates and stop
-    # after K consecutive ones.
+    # 0: stop at the first NaN/inf loss or gradient. K > 0: skip such updates
+    # and stop after K consecutive ones.
     skip_nonfinite: int = 0
+    # Mode-collapse checks (advnets.monitor) every monitor_every steps; 0 = off.
+    monitor_every: int = 500
+    # Also count digit classes among the samples with a cached classifier
+    # (labelled 10-class data only; the first use trains it, ~1 min on a CPU).
+    monitor_classes: bool = False
+    # What a sustained collapse does: "warn" prints one warning per episode;
+    # "stop" ends training and points `latest` at the last healthy checkpoint.
+    on_collapse: str = "warn"
 
 
 @dataclass(frozen=True)
@@ -200,6 +214,7 @@ def validate(cfg: RunConfig) -> None:
     need(o.optimizer in OPTIMIZERS, "optim.optimizer", f"one of {OPTIMIZERS}", o.optimizer)
     need(o.lr > 0, "optim.lr", "> 0", o.lr)
     need(o.lr_decay >= 1, "optim.lr_decay", ">= 1", o.lr_decay)
+    need(o.d_lr_scale >= 0, "optim.d_lr_scale", ">= 0", o.d_lr_scale)
     need(o.min_lr >= 0, "optim.min_lr", ">= 0", o.min_lr)
     for name in ("momentum_start", "momentum_end"):
         need(0 <= getattr(o, name) < 1, f"optim.{name}", "in [0, 1)", getattr(o, name))
@@ -216,6 +231,8 @@ def validate(cfg: RunConfig) -> None:
         t.k,
     )
     need(t.skip_nonfinite >= 0, "train.skip_nonfinite", ">= 0", t.skip_nonfinite)
+    need(t.monitor_every >= 0, "train.monitor_every", ">= 0 (0 = no collapse checks)", t.monitor_every)
+    need(t.on_collapse in ON_COLLAPSE, "train.on_collapse", f"one of {ON_COLLAPSE}", t.on_collapse)
     for name in ("log_every", "sample_every", "checkpoint_every"):
         need(getattr(t, name) >= 1, f"train.{name}", "a positive integer", getattr(t, name))
     if g.deconv_shape is not None:
@@ -358,6 +375,19 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path} must be a {tp.__name__}, got {value!r}")
         return value
     raise TypeError(f"unsupported config type {tp!r} at {path}")  # a bug, not user input
+
+
+def config_changes(old: Any, new: Any) -> dict[str, list[Any]]:
+    """``{"train.epochs": [100, 200], ...}``: every leaf that differs, by dotted name."""
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(to_dict(old)), flat(to_dict(new))
+    return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 
 def override(cfg: Any, **changes: Any) -> Any:

@@ -46,6 +46,15 @@ def write_config(run_dir: Path, cfg: RunConfig, extra: dict[str, Any] | None = N
     atomic_write_json(Path(run_dir) / CONFIG_FILE, {**to_dict(cfg), **(extra or {})})
 
 
+def read_config_json(run_dir: Path) -> dict[str, Any]:
+    """config.json of a run as a plain dict ({} when missing or unreadable)."""
+    try:
+        data = json.loads((Path(run_dir) / CONFIG_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """All rows of metrics.jsonl (a torn last line from a killed process is skipped)."""
     path = Path(run_dir) / METRICS_FILE

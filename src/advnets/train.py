@@ -15,27 +15,43 @@ Their states are checkpointed, so a resumed run continues the same streams.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from advnets.checkpoint import save_checkpoint
+from advnets.checkpoint import point_latest_at_or_before, save_checkpoint
 from advnets.config import OptimConfig, RunConfig, from_dict, to_dict
 from advnets.data import Dataset, to_display
 from advnets.errors import AdvnetsError, CheckpointError
 from advnets.figures import image_grid, save_grid
 from advnets.losses import GENERATOR_LOSSES, discriminator_loss, value_function
+from advnets.monitor import MONITOR_BATCH, CollapseMonitor
 from advnets.nets import apply_max_col_norm, build_nets, sample_noise
 
 GRID_SIZE = 100  # fixed-noise samples drawn into every progress grid (10 x 10)
+# What the divergence guard watches: (network, what, key of train_step's output).
+_WATCHED = (
+    ("D", "loss", "d_loss"),
+    ("G", "loss", "g_loss"),
+    ("D", "gradient", "d_grad_norm"),
+    ("G", "gradient", "g_grad_norm"),
+)
 
 
 class TrainingDiverged(AdvnetsError):
     """A loss or a weight became NaN or infinite."""
+
+
+class TrainingCollapsed(AdvnetsError):
+    """The collapse monitor saw a sustained collapse and train.on_collapse is "stop"."""
+
+    exit_code = 3
 
 
 class TrainingInterrupted(AdvnetsError):
@@ -100,6 +116,11 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda", "mps"):
         raise AdvnetsError(f"--device {name}: expected auto, cpu, cuda or mps")
     return torch.device(name)
+
+
+def _grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    """The gradients' total L2 norm, on the device: NaN or inf when any gradient is."""
+    return torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
 
 
 def _make_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
@@ -176,6 +197,14 @@ class Trainer:
         self.g_updates = 0
         self.skipped_updates = 0  # updates skipped for a non-finite loss (train.skip_nonfinite)
         self.bad_streak = 0
+        # D updates already done in the current iteration: a stop can fall
+        # inside Algorithm 1's k-step inner loop and resume exactly there.
+        self.d_steps_done = 0
+        # The modules the training steps call. Plain G and D here; a data-parallel
+        # run (advnets.distributed) swaps in their DDP wrappers.
+        self.g_train: torch.nn.Module = self.g
+        self.d_train: torch.nn.Module = self.d
+        self.monitor = self._make_monitor()
 
     # ----- data and noise streams ---------------------------------------------------------
     def _new_perm(self) -> torch.Tensor:
@@ -199,9 +228,9 @@ class Trainer:
     def _set_schedules(self) -> None:
         o = self.cfg.optim
         lr = lr_at(o, self.step)
-        for opt in (self.opt_g, self.opt_d):
+        for opt, scale in ((self.opt_g, 1.0), (self.opt_d, o.d_lr_scale)):
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * scale
                 if o.optimizer == "sgd":
                     group["momentum"] = momentum_at(o, self.epoch)
 
@@ -213,33 +242,36 @@ class Trainer:
             fake = self.g(self.noise(m))
         # One D forward over real and generated rows: dropout masks are drawn
         # per row, so this equals two separate calls.
-        logits = self.d(torch.cat([x, fake]))
+        logits = self.d_train(torch.cat([x, fake]))
         real_logits, fake_logits = logits[:m], logits[m:]
         loss_d = discriminator_loss(real_logits, fake_logits)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
-        if self._may_step(loss_d):
+        d_grad = _grad_norm(self.d_params)
+        if self._may_step(loss_d, d_grad):
             self.opt_d.step()
             apply_max_col_norm(self.d, self.cfg.discriminator.max_col_norm)
             self.d_updates += 1
-        return {"d_loss": loss_d, "real_logits": real_logits, "fake_logits": fake_logits}
+        return {"d_loss": loss_d, "d_grad_norm": d_grad, "real_logits": real_logits, "fake_logits": fake_logits}
 
-    def _g_step(self) -> torch.Tensor:
+    def _g_step(self) -> dict[str, torch.Tensor]:
         """Algorithm 1, outer loop: descend G's loss on fresh noise, D held fixed."""
         for p in self.d_params:  # no weight gradients for D during G's step
             p.requires_grad_(False)
         try:
-            loss_g = self.g_loss_fn(self.d(self.g(self.noise(self.cfg.train.batch_size))))
+            # D is called unwrapped: under data parallelism nothing of D is reduced here.
+            loss_g = self.g_loss_fn(self.d(self.g_train(self.noise(self.cfg.train.batch_size))))
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
         finally:
             for p in self.d_params:
                 p.requires_grad_(True)
-        if self._may_step(loss_g):
+        g_grad = _grad_norm(self.g_params)
+        if self._may_step(loss_g, g_grad):
             self.opt_g.step()
             apply_max_col_norm(self.g, self.cfg.generator.max_col_norm)
             self.g_updates += 1
-        return loss_g
+        return {"g_loss": loss_g, "g_grad_norm": g_grad}
 
     def _simultaneous_step(self) -> dict[str, torch.Tensor]:
         """The reference code's update: one batch of G samples, D's gradient of
@@ -247,8 +279,8 @@ class Trainer:
         same dropout masks), then both players step."""
         m = self.cfg.train.batch_size
         x = self.next_real_batch()
-        fake = self.g(self.noise(m))
-        logits = self.d(torch.cat([x, fake]))
+        fake = self.g_train(self.noise(m))
+        logits = self.d_train(torch.cat([x, fake]))
         real_logits, fake_logits = logits[:m], logits[m:]
         loss_d = discriminator_loss(real_logits, fake_logits)
         loss_g = self.g_loss_fn(fake_logits)
@@ -256,20 +288,28 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss_d.backward(inputs=self.d_params, retain_graph=True)
         loss_g.backward(inputs=self.g_params)
-        if self._may_step(loss_d, loss_g):
+        d_grad, g_grad = _grad_norm(self.d_params), _grad_norm(self.g_params)
+        if self._may_step(loss_d, loss_g, d_grad, g_grad):
             self.opt_d.step()
             self.opt_g.step()
             apply_max_col_norm(self.d, self.cfg.discriminator.max_col_norm)
             apply_max_col_norm(self.g, self.cfg.generator.max_col_norm)
             self.d_updates += 1
             self.g_updates += 1
-        return {"d_loss": loss_d, "g_loss": loss_g, "real_logits": real_logits, "fake_logits": fake_logits}
+        return {
+            "d_loss": loss_d,
+            "g_loss": loss_g,
+            "d_grad_norm": d_grad,
+            "g_grad_norm": g_grad,
+            "real_logits": real_logits,
+            "fake_logits": fake_logits,
+        }
 
     def _may_step(self, *losses: torch.Tensor) -> bool:
-        """With train.skip_nonfinite = K > 0, an update whose loss is NaN or
-        infinite is skipped (the weights stay as they were) and training stops
-        after K consecutive skips. K = 0 (default) never syncs here: the fit
-        loop's divergence guard stops at the first non-finite loss instead."""
+        """With train.skip_nonfinite = K > 0, an update whose loss or gradient
+        norm is NaN or infinite is skipped (the weights stay as they were) and
+        training stops after K consecutive skips. K = 0 (default) never syncs
+        here: the fit loop's divergence guard stops at the first one instead."""
         limit = self.cfg.train.skip_nonfinite
         if limit == 0:
             return True
@@ -280,24 +320,37 @@ class Trainer:
         self.skipped_updates += 1
         if self.bad_streak >= limit:
             raise TrainingDiverged(
-                f"training diverged: {limit} consecutive updates had a NaN or infinite loss, the last at step "
-                f"{self.step + 1}; the last checkpoint (if any) holds the weights from before"
+                f"training diverged: {limit} consecutive updates had a NaN or infinite loss or gradient, the last "
+                f"at step {self.step + 1}; the last checkpoint (if any) holds the weights from before"
             )
         return False
 
-    def train_step(self) -> dict[str, torch.Tensor]:
-        """One Algorithm-1 iteration; returns on-device scalars for logging."""
-        self._set_schedules()
+    def train_step(self, stop: Callable[[], bool] | None = None) -> dict[str, torch.Tensor] | None:
+        """One Algorithm-1 iteration; returns on-device scalars for logging.
+
+        With ``stop``, asked after each of the k D updates: when it turns true
+        inside the inner loop the iteration is left half done (None is
+        returned, ``d_steps_done`` says how far it got) and the next call,
+        also after a checkpoint and resume, continues it where it stopped."""
+        k = self.cfg.train.k if self.cfg.train.update == "alternating" else 1
+        if self.d_steps_done == 0:  # a resumed half iteration keeps the schedules it started with
+            self._set_schedules()
         if self.cfg.train.update == "simultaneous":
             out = self._simultaneous_step()
         else:
-            for _ in range(self.cfg.train.k):
+            while self.d_steps_done < k:
                 out = self._d_step()
-            out["g_loss"] = self._g_step()
+                self.d_steps_done += 1
+                if self.d_steps_done < k and stop is not None and stop():
+                    return None
+            out.update(self._g_step())
+        self.d_steps_done = 0
         self.step += 1
         return {
             "d_loss": out["d_loss"],
             "g_loss": out["g_loss"],
+            "d_grad_norm": out["d_grad_norm"],
+            "g_grad_norm": out["g_grad_norm"],
             "d_real": torch.sigmoid(out["real_logits"]).mean(),
             "d_fake": torch.sigmoid(out["fake_logits"]).mean(),
             "value": value_function(out["real_logits"], out["fake_logits"]),
@@ -339,7 +392,9 @@ class Trainer:
             "d_updates": self.d_updates,
             "g_updates": self.g_updates,
             "skipped_updates": self.skipped_updates,
+            "d_steps_done": self.d_steps_done,
             "rng": rng,
+            "monitor": self.monitor.state_dict() if self.monitor is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -362,6 +417,9 @@ class Trainer:
         for key in ("step", "epoch", "batch_in_epoch", "d_updates", "g_updates"):
             setattr(self, key, int(state[key]))
         self.skipped_updates = int(state.get("skipped_updates", 0))
+        self.d_steps_done = int(state.get("d_steps_done", 0))
+        if self.monitor is not None and state.get("monitor") is not None:
+            self.monitor.load_state_dict(state["monitor"])
         self.perm = state["perm"].to(torch.int64)
         self.data_gen.set_state(state["rng"]["data"])
         self.noise_gen.set_state(state["rng"]["noise"])
@@ -372,53 +430,108 @@ class Trainer:
 
     # ----- the loop --------------------------------------------------------------------------
     def _check_finite(self, first_bad: torch.Tensor) -> None:
-        """Raise TrainingDiverged if a loss was non-finite at some step or a
-        weight is non-finite now; called before anything is logged or saved,
-        so a checkpoint never holds diverged weights."""
-        bad = first_bad.tolist()
-        for name, step in zip(("D", "G"), bad, strict=True):
-            if step >= 0:
-                raise TrainingDiverged(
-                    f"training diverged: {name}'s loss became NaN or infinite at step {step}; the last checkpoint "
-                    "(if any) holds the weights from before. Try a lower --lr or another --seed."
-                )
+        """Raise TrainingDiverged if a loss or gradient was non-finite at some
+        step or a weight is non-finite now; called before anything is logged
+        or saved, so a checkpoint never holds diverged weights."""
+        bad = [(step, i) for i, step in enumerate(first_bad.tolist()) if step >= 0]
+        if bad:
+            # The earliest (a NaN spreads to the other values a step later), losses before gradients.
+            step, i = min(bad)
+            net, what, _ = _WATCHED[i]
+            raise TrainingDiverged(
+                f"training diverged: {net}'s {what} became NaN or infinite at step {step}; the last checkpoint "
+                "(if any) holds the weights from before. Try a lower --lr or another --seed."
+            )
         for name, net in (("D", self.d), ("G", self.g)):
             if not all(torch.isfinite(p).all() for p in net.parameters()):
                 raise TrainingDiverged(f"training diverged: {name}'s weights hold NaN or infinity at step {self.step}")
+
+    def _make_monitor(self) -> CollapseMonitor | None:
+        t = self.cfg.train
+        if t.monitor_every == 0:
+            return None
+        # Its own generator: the checks never disturb the training streams.
+        gen = torch.Generator(device="cpu").manual_seed(t.seed + 5)
+        noise = sample_noise(self.cfg.generator, MONITOR_BATCH, generator=gen).to(self.device)
+        real = self.data[torch.randperm(len(self.data), generator=gen)[:MONITOR_BATCH].to(self.device)]
+        classifier = None
+        if t.monitor_classes:
+            from advnets.data.fetch import data_root
+            from advnets.evaluate.classifier import load_or_train_classifier
+
+            if self.dataset.train_labels is None:
+                raise AdvnetsError(f"--monitor-classes needs labelled digit data; {self.dataset.name} has no labels")
+            classifier = load_or_train_classifier(self.dataset, data_root() / "classifiers", device=self.device)
+        return CollapseMonitor(real, noise, classifier, warmup_steps=self.total_steps // 4)
+
+    def _monitor(self, out: dict[str, torch.Tensor], run_dir: Path | None, log) -> None:
+        """One collapse check (advnets.monitor): log it, warn, and with
+        on_collapse = "stop" end training at the last healthy checkpoint."""
+        from tqdm.auto import tqdm
+
+        assert self.monitor is not None
+        d_real, d_fake = torch.stack([out["d_real"], out["d_fake"]]).float().cpu().tolist()
+        stats, warning = self.monitor.check(self.step, self.g, self.dataset.image_shape, d_real, d_fake)
+        if log is not None:
+            log.log({"step": self.step, **{f"collapse/{k}": v for k, v in stats.items()}})
+        if warning is None:
+            return
+        tqdm.write(f"advnets: warning: {warning}", file=sys.stderr)
+        if log is not None:
+            log.log({"step": self.step, "warning": warning})
+        if self.cfg.train.on_collapse != "stop":
+            return
+        healthy = None
+        if run_dir is not None and self.monitor.last_healthy_step is not None:
+            healthy = point_latest_at_or_before(run_dir, self.monitor.last_healthy_step)
+        where = (
+            f"`latest` now names {healthy}, saved at or before the last healthy check (step "
+            f"{self.monitor.last_healthy_step})"
+            if healthy is not None
+            else "no checkpoint predates the collapse, so none was kept as healthy"
+        )
+        raise TrainingCollapsed(f"training stopped (--on-collapse stop) at step {self.step}: {where}")
 
     def fit(self, run_dir: Path | None = None, progress: bool = True, tensorboard: bool = True) -> dict[str, float]:
         """Train until ``total_steps``, logging, sampling and checkpointing into
         ``run_dir`` (if given). Returns the last logged row.
 
-        SIGINT/SIGTERM finish the current step, write a checkpoint and raise
-        TrainingInterrupted; a non-finite loss raises TrainingDiverged naming
-        the first bad step and network, before any bad weights are saved."""
+        SIGINT/SIGTERM finish the current D or G update, write a checkpoint and
+        raise TrainingInterrupted; a non-finite loss or gradient raises
+        TrainingDiverged naming the first bad step and network, before any bad
+        weights are saved; a sustained collapse warns or, with on_collapse =
+        "stop", raises TrainingCollapsed."""
         from tqdm.auto import tqdm
 
         from advnets.rundir import MetricsLog
 
         t = self.cfg.train
+        if run_dir is not None:
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
         log = MetricsLog(run_dir, tensorboard=tensorboard) if run_dir is not None else None
         running = _Running()
-        # First step at which D's / G's loss was non-finite (-1: none), kept on
-        # the device so that the check costs no host sync per step.
-        first_bad = torch.full((2,), -1, dtype=torch.long, device=self.device)
+        # First step at which each watched value was non-finite (-1: none), kept
+        # on the device so that the check costs no host sync per step.
+        first_bad = torch.full((len(_WATCHED),), -1, dtype=torch.long, device=self.device)
         last: dict[str, float] = {}
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True)
         tick, tick_step = time.perf_counter(), self.step
+        path = None
         try:
             with _StopOnSignal() as stop:
                 while self.step < self.total_steps:
-                    out = self.train_step()
-                    if t.skip_nonfinite == 0:
-                        bad = ~torch.isfinite(torch.stack([out["d_loss"].detach(), out["g_loss"].detach()]))
-                        first_bad = torch.where(bad & (first_bad < 0), self.step, first_bad)
-                        running.add(**out)
-                    elif all(bool(torch.isfinite(v)) for v in out.values()):
-                        running.add(**out)  # skipped steps stay out of the logged means
-                    bar.update(1)
+                    out = self.train_step(stop=lambda: stop.signum is not None)
+                    if out is not None:
+                        watched = torch.stack([out[key].detach() for _, _, key in _WATCHED])
+                        if t.skip_nonfinite == 0:
+                            bad = ~torch.isfinite(watched)
+                            first_bad = torch.where(bad & (first_bad < 0), self.step, first_bad)
+                            running.add(**out)
+                        elif bool(torch.isfinite(watched).all()):
+                            running.add(**out)  # skipped steps stay out of the logged means
+                        bar.update(1)
                     done = self.step >= self.total_steps
-                    if self.step % t.log_every == 0 or done or stop.signum is not None:
+                    if out is not None and (self.step % t.log_every == 0 or done or stop.signum is not None):
                         self._check_finite(first_bad)
                         now = time.perf_counter()
                         means = running.means()
@@ -439,15 +552,22 @@ class Trainer:
                             bar.set_postfix(D=f"{means['d_loss']:.3f}", G=f"{means['g_loss']:.3f}", refresh=False)
                             if log is not None:
                                 log.log(last)
+                    if out is not None and self.monitor is not None and (self.step % t.monitor_every == 0 or done):
+                        self._check_finite(first_bad)
+                        self._monitor(out, run_dir, log)
                     if run_dir is not None:
-                        if self.step % t.sample_every == 0 or done:
+                        if out is not None and (self.step % t.sample_every == 0 or done):
                             self._write_grid(run_dir, log)
-                        if self.step % t.checkpoint_every == 0 or done or stop.signum is not None:
+                        if (out is not None and (self.step % t.checkpoint_every == 0 or done)) or (
+                            stop.signum is not None
+                        ):
                             self._check_finite(first_bad)
                             path = self.save(run_dir)
                     if stop.signum is not None:
                         name = signal.Signals(stop.signum).name
                         where = f"checkpoint {path}" if run_dir is not None else "no run directory, nothing saved"
+                        if self.d_steps_done:
+                            where += f" (inside iteration {self.step + 1}, after {self.d_steps_done} of {t.k} D steps)"
                         resume = f"; continue with: advnets train --out {run_dir} --resume" if run_dir else ""
                         raise TrainingInterrupted(
                             f"stopped by {name} at step {self.step} of {self.total_steps}: {where}{resume}",

@@ -292,6 +292,11 @@ class CollapseDetector:
         self.warnings.append((step, message))
         return message
 
+    @property
+    def healthy(self) -> bool:
+        """True when neither condition held at the latest check (or no check yet)."""
+        return not any(self._runs.values())
+
     def _advance(self, name: str, bad: bool, record: tuple[int, float, float]) -> str | None:
         run = self._runs[name]
         if not bad:
