@@ -210,3 +210,23 @@ def test_training_on_8x8_digits_moves_samples_towards_the_data(digits):
     assert std_before < 0.05 * data_std
     assert std_after > 0.5 * data_std
     assert nn_after < nn_before
+
+
+@pytest.mark.parametrize("update", ["simultaneous", "alternating"])
+def test_bf16_autocast_trains_close_to_fp32_and_keeps_float32_weights(digits, update):
+    """--precision bf16 (meant for CUDA) runs the forward passes in bfloat16: on CPU
+    too, the losses of the first steps stay within bf16's ~1e-2 relative error of
+    float32's, and weights, gradients and optimiser state remain float32."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        cfg = tiny_config(update=update)
+        cfg = override(cfg, train=override(cfg.train, precision=precision))
+        tr = Trainer(cfg, digits)
+        losses[precision] = torch.stack(
+            [torch.stack([o["d_loss"], o["g_loss"]]) for o in (tr.train_step() for _ in range(3))]
+        )
+        assert all(p.dtype == torch.float32 for p in [*tr.g.parameters(), *tr.d.parameters()])
+        assert all(p.grad.dtype == torch.float32 for p in tr.g.parameters())
+    assert losses["bf16"].dtype == torch.float32
+    torch.testing.assert_close(losses["bf16"], losses["fp32"], rtol=3e-2, atol=1e-2)
+    assert not torch.equal(losses["bf16"], losses["fp32"])  # bf16 really was used

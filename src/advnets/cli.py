@@ -208,7 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lr", type=_positive_float, default=None, help="initial learning rate")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda", "mps"), help="default: auto")
+    p.add_argument(
+        "--device",
+        default=None,
+        choices=("auto", "cpu", "cuda", "mps"),
+        help="default: auto (CUDA if available, then MPS, then CPU)",
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=("fp32", "bf16"),
+        help="bf16: forward passes under bfloat16 autocast, for CUDA GPUs; weights, gradients and "
+        "evaluation stay in full precision (default fp32)",
+    )
     p.add_argument(
         "--skip-nonfinite",
         type=_nonneg_int,
@@ -575,6 +587,7 @@ def _train_config(args: argparse.Namespace):
             "update": args.update,
             "seed": args.seed,
             "device": args.device,
+            "precision": args.precision,
             "log_every": args.log_every,
             "sample_every": args.sample_every,
             "checkpoint_every": args.checkpoint_every,

@@ -27,6 +27,7 @@ G_LOSSES = ("nonsaturating", "minimax")
 UPDATES = ("alternating", "simultaneous")
 OPTIMIZERS = ("sgd", "adam")
 ON_COLLAPSE = ("warn", "stop")
+PRECISIONS = ("fp32", "bf16")
 PREPROCESSING = ("none", "gcn")
 
 
@@ -128,6 +129,9 @@ class TrainConfig:
     sample_every: int = 1000  # steps between sample grids (fixed noise)
     checkpoint_every: int = 2000  # steps between checkpoints (one is always written at the end)
     device: str = "auto"
+    # "fp32", or "bf16": forward passes under bfloat16 autocast (meant for
+    # CUDA; evaluation stays float64).
+    precision: str = "fp32"
     # 0: stop at the first NaN/inf loss or gradient. K > 0: skip such updates
     # and stop after K consecutive ones.
     skip_nonfinite: int = 0
@@ -232,6 +236,7 @@ def validate(cfg: RunConfig) -> None:
     )
     need(t.skip_nonfinite >= 0, "train.skip_nonfinite", ">= 0", t.skip_nonfinite)
     need(t.monitor_every >= 0, "train.monitor_every", ">= 0 (0 = no collapse checks)", t.monitor_every)
+    need(t.precision in PRECISIONS, "train.precision", f"one of {PRECISIONS}", t.precision)
     need(t.on_collapse in ON_COLLAPSE, "train.on_collapse", f"one of {ON_COLLAPSE}", t.on_collapse)
     for name in ("log_every", "sample_every", "checkpoint_every"):
         need(getattr(t, name) >= 1, f"train.{name}", "a positive integer", getattr(t, name))

@@ -238,11 +238,12 @@ class Trainer:
         """Algorithm 1, inner loop: ascend V's gradient for D on a fresh minibatch."""
         m = self.cfg.train.batch_size
         x = self.next_real_batch()
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             fake = self.g(self.noise(m))
         # One D forward over real and generated rows: dropout masks are drawn
         # per row, so this equals two separate calls.
-        logits = self.d_train(torch.cat([x, fake]))
+        with self._autocast():
+            logits = self.d_train(torch.cat([x, fake])).float()
         real_logits, fake_logits = logits[:m], logits[m:]
         loss_d = discriminator_loss(real_logits, fake_logits)
         self.opt_d.zero_grad(set_to_none=True)
@@ -260,7 +261,9 @@ class Trainer:
             p.requires_grad_(False)
         try:
             # D is called unwrapped: under data parallelism nothing of D is reduced here.
-            loss_g = self.g_loss_fn(self.d(self.g_train(self.noise(self.cfg.train.batch_size))))
+            with self._autocast():
+                logits = self.d(self.g_train(self.noise(self.cfg.train.batch_size))).float()
+            loss_g = self.g_loss_fn(logits)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
         finally:
@@ -279,8 +282,9 @@ class Trainer:
         same dropout masks), then both players step."""
         m = self.cfg.train.batch_size
         x = self.next_real_batch()
-        fake = self.g_train(self.noise(m))
-        logits = self.d_train(torch.cat([x, fake]))
+        with self._autocast():
+            fake = self.g_train(self.noise(m))
+            logits = self.d_train(torch.cat([x, fake])).float()
         real_logits, fake_logits = logits[:m], logits[m:]
         loss_d = discriminator_loss(real_logits, fake_logits)
         loss_g = self.g_loss_fn(fake_logits)
@@ -304,6 +308,11 @@ class Trainer:
             "real_logits": real_logits,
             "fake_logits": fake_logits,
         }
+
+    def _autocast(self):
+        """Forward passes in bfloat16 with train.precision = "bf16" (weights,
+        gradients, losses and optimiser state stay float32); a no-op otherwise."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.precision == "bf16")
 
     def _may_step(self, *losses: torch.Tensor) -> bool:
         """With train.skip_nonfinite = K > 0, an update whose loss or gradient

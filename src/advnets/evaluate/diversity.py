@@ -325,9 +325,9 @@ class CollapseDetector:
         return (
             f"step {step}: D rejects every generated sample: mean D(G(z)) < {self.d_fake_max:g} while mean "
             f"D(x) > {self.d_real_min:g} for {self.window} consecutive checks (steps {first} to {step}: "
-            f"D(G(z)) {seen}; D(x) {reals}), so G's gradient vanishes. Usually helps: the non-saturating "
-            "G loss (--g-loss nonsaturating), one D step per G step (--k 1), a lower D learning rate, "
-            "or another seed."
+            f"D(G(z)) {seen}; D(x) {reals}), so G's gradient vanishes. Usually helps: a lower D learning "
+            "rate (--d-lr-scale 0.5), one D step per G step (--k 1), the non-saturating G loss if you use "
+            "minimax (--g-loss nonsaturating), or another seed."
         )
 
     def state_dict(self) -> dict[str, Any]:
