@@ -102,6 +102,24 @@ def test_damaged_checkpoint_gives_a_clear_error(tmp_path, digits, damage):
         load_checkpoint(path)
 
 
+def test_a_bit_flip_inside_the_weights_is_caught_by_the_sha256(tmp_path, digits):
+    """A flipped bit in a tensor's payload leaves a file torch loads without
+    complaint: only the stored SHA-256 tells that the weights are not the saved ones."""
+    tr = Trainer(tiny_config(), digits)
+    path = tr.save(tmp_path)
+    data = bytearray(path.read_bytes())
+    payload = tr.g.output.weight.detach().numpy().tobytes()
+    at = bytes(data).find(payload[:64])
+    assert at > 0
+    data[at + 10] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=rf"{path.name} is corrupt .*SHA-256"):
+        load_checkpoint(path)
+    path.with_suffix(".sha256").unlink()
+    damaged = load_checkpoint(path)  # without the digest the change goes unnoticed
+    assert not torch.equal(damaged["generator"]["output.weight"], tr.g.output.weight.detach())
+
+
 def test_resume_refuses_a_different_architecture(tmp_path, digits):
     from advnets.config import override
 
@@ -282,6 +300,30 @@ def test_a_second_sigint_aborts_at_once_and_the_last_checkpoint_stays_whole(tmp_
     state = load_checkpoint(latest_checkpoint(run_dir))
     assert state["step"] >= 1
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
+
+
+def test_a_second_sigint_inside_a_step_aborts_that_step_and_keeps_the_last_checkpoint(tmp_path, digits):
+    """Deterministic twin of the test above (two signals sent back to back may
+    reach a process as one): the first SIGINT asks for a graceful stop, the
+    second, in the same step, aborts at once with KeyboardInterrupt."""
+    tr = Trainer(tiny_config(checkpoint_every=2), digits)
+    real_step = tr._simultaneous_step
+
+    def step_with_two_sigints():
+        out = real_step()
+        if tr.step == 4:  # the fifth step
+            os.kill(os.getpid(), signal.SIGINT)  # graceful: finish the step, checkpoint, stop
+            os.kill(os.getpid(), signal.SIGINT)  # abort now
+        return out
+
+    tr._simultaneous_step = step_with_two_sigints
+    with pytest.raises(KeyboardInterrupt):
+        tr.fit(tmp_path, progress=False, tensorboard=False)
+    assert tr.step == 4  # the fifth step never completed
+    assert latest_checkpoint(tmp_path).name == "step-00000004.pt"
+    assert load_checkpoint(latest_checkpoint(tmp_path))["step"] == 4
+    assert not list((tmp_path / "checkpoints").glob(".*.tmp"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
 def test_resume_refuses_data_of_another_image_shape(digits):

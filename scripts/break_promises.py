@@ -1,0 +1,159 @@
+"""Break each reliability promise of the README once, in a copy of the tree, and check that
+the test named for it fails (issue 6: "a test that fails when the promise is broken").
+
+Usage: python scripts/break_promises.py [WORD]   (all, or those whose name holds WORD;
+about 10 minutes on 2 cores for all)
+
+Each mutation replaces one exact snippet of the source; if the snippet is gone (the code
+changed), the script stops and says which, so the list is kept in step with the code.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COPY = os.path.join(tempfile.gettempdir(), "advnets-break-promises")
+MUTATIONS = [
+    (
+        "1 atomic checkpoints: `latest` swapped before the checkpoint is complete",
+        "src/advnets/checkpoint.py",
+        """        atomic_write_bytes(path, data)
+        atomic_write_bytes(digest, (hashlib.sha256(data).hexdigest() + "\\n").encode())
+        atomic_write_bytes(ckpt_dir / LATEST, (path.name + "\\n").encode())""",
+        """        atomic_write_bytes(ckpt_dir / LATEST, (path.name + "\\n").encode())
+        atomic_write_bytes(path, data)
+        atomic_write_bytes(digest, (hashlib.sha256(data).hexdigest() + "\\n").encode())""",
+        "tests/test_reliability.py::test_a_failed_save_keeps_the_previous_checkpoint_and_leaves_no_temporary_files",
+    ),
+    (
+        "1 atomic checkpoints: stale temporary files not cleaned",
+        "src/advnets/checkpoint.py",
+        """        stale.unlink(missing_ok=True)""",
+        """        pass""",
+        "tests/test_reliability.py::test_sigkill_at_random_moments_never_leaves_a_checkpoint_that_resume_would_pick_broken",
+    ),
+    (
+        "2 exact resume: noise stream not restored",
+        "src/advnets/train.py",
+        """        self.noise_gen.set_state(state["rng"]["noise"])""",
+        """        pass""",
+        "tests/test_reliability.py::test_resume_in_a_new_process_ends_bit_identical_to_an_uninterrupted_run",
+    ),
+    (
+        "2 exact resume: a stop inside the k-loop restarts the iteration",
+        "src/advnets/train.py",
+        """        self.d_steps_done = int(state.get("d_steps_done", 0))""",
+        """        self.d_steps_done = 0""",
+        "tests/test_reliability.py::test_a_stop_inside_the_k_step_inner_loop_resumes_bit_identically_in_a_new_process",
+    ),
+    (
+        "3 signals: no handler installed",
+        "src/advnets/train.py",
+        """                self._previous[sig] = signal.signal(sig, self._handle)""",
+        """                pass""",
+        "tests/test_reliability.py::test_signal_finishes_the_step_checkpoints_and_exits",
+    ),
+    (
+        "3 signals: a second SIGINT does not abort",
+        "src/advnets/train.py",
+        """            raise KeyboardInterrupt  # second Ctrl-C""",
+        """            return  # second Ctrl-C""",
+        "tests/test_reliability.py::test_a_second_sigint_inside_a_step_aborts_that_step_and_keeps_the_last_checkpoint",
+    ),
+    (
+        "4 divergence guard: gradients not watched",
+        "src/advnets/train.py",
+        """                            bad = ~torch.isfinite(watched)""",
+        """                            bad = ~torch.isfinite(watched) & torch.tensor([True, True, False, False])""",
+        "tests/test_reliability.py::test_nonfinite_gradient_with_a_finite_loss_stops_training_naming_the_network",
+    ),
+    (
+        "4 divergence guard: skip-nonfinite never stops",
+        "src/advnets/train.py",
+        """        if self.bad_streak >= limit:""",
+        """        if False:""",
+        "tests/test_reliability.py::test_skip_nonfinite_skips_bad_updates_and_stops_after_k_in_a_row",
+    ),
+    (
+        "5 resume: another architecture accepted",
+        "src/advnets/train.py",
+        """            if diff:
+                raise CheckpointError("cannot resume with a different architecture: " + "; ".join(diff))""",
+        """            pass""",
+        "tests/test_reliability.py::test_resume_refuses_a_different_architecture",
+    ),
+    (
+        "5 resume: a compatible override not recorded",
+        "src/advnets/cli.py",
+        """            **({"resumes": resumes} if resumes else {}),""",
+        """""",
+        "tests/test_cli.py::test_train_sample_resume_end_to_end",
+    ),
+    (
+        "6 safe loading: weights_only=False",
+        "src/advnets/checkpoint.py",
+        """weights_only=True)""",
+        """weights_only=False)""",
+        "tests/test_reliability.py::test_a_checkpoint_that_would_run_code_is_refused_and_the_code_never_runs",
+    ),
+    (
+        "6 safe loading: SHA-256 not verified",
+        "src/advnets/checkpoint.py",
+        """        if hashlib.sha256(data).hexdigest() != expected:""",
+        """        if False:""",
+        "tests/test_reliability.py::test_a_bit_flip_inside_the_weights_is_caught_by_the_sha256",
+    ),
+    (
+        "7 disk full: orphaned pieces of a failed save left behind",
+        "src/advnets/checkpoint.py",
+        """            path.unlink(missing_ok=True)
+            digest.unlink(missing_ok=True)""",
+        """            pass""",
+        "tests/test_reliability.py::test_a_failed_save_keeps_the_previous_checkpoint_and_leaves_no_temporary_files",
+    ),
+    (
+        "8 fuzzing: an unknown IDX type byte reaches a dict lookup",
+        "src/advnets/data/idx.py",
+        """    if type_byte not in IDX_TYPES:""",
+        """    if False:""",
+        "tests/test_data_idx.py::test_mutated_files_give_array_or_data_error",
+    ),
+    (
+        "9 paths: AdvnetsError not turned into exit 2",
+        "src/advnets/cli.py",
+        """    except AdvnetsError as e:""",
+        """    except ZeroDivisionError as e:""",
+        "tests/test_cli.py::test_bad_input_exits_2_with_one_clear_line",
+    ),
+]
+results = []
+chosen = [m for m in MUTATIONS if len(sys.argv) < 2 or sys.argv[1] in m[0]]
+for name, rel, old, new, test in chosen:  # noqa: B007
+    if os.path.exists(COPY):
+        shutil.rmtree(COPY)
+    shutil.copytree(
+        SRC,
+        COPY,
+        ignore=shutil.ignore_patterns(".venv", "benchmarks", ".git", "__pycache__", ".hypothesis", "runs", "docs"),
+    )
+    path = os.path.join(COPY, rel)
+    text = open(path).read()
+    if text.count(old) != 1:
+        sys.exit(f"{name}: the snippet to break occurs {text.count(old)} times in {rel}; update this script")
+    open(path, "w").write(text.replace(old, new))
+    env = {**os.environ, "PYTHONPATH": os.path.join(COPY, "src"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", test]
+    r = subprocess.run(cmd, cwd=COPY, env=env, capture_output=True, text=True, timeout=900)
+    tail = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr[-200:]
+    verdict = "fails, as it should" if r.returncode == 1 else f"DOES NOT FAIL (rc {r.returncode})"
+    results.append((name, test.split("::")[1], verdict, tail))
+    print(f"{name}: {verdict} -- {tail}", flush=True)
+shutil.rmtree(COPY, ignore_errors=True)
+print()
+print("| promise broken | test | result |")
+print("|---|---|---|")
+for name, test, verdict, _ in results:
+    print(f"| {name} | `{test}` | {verdict} |")
