@@ -50,6 +50,8 @@ examples:
   advnets train --preset mnist --update alternating --k 2 --g-loss minimax
   advnets train --out runs/digits --resume --epochs 40   # continue a run
   advnets train --preset mnist --optimizer adam --dry-run
+  advnets train --preset mnist --conditional --out runs/cond     # p(x | class), Section 7.1
+  advnets train --preset mnist --on-collapse stop --monitor-classes
 """
 
 EXAMPLES_SAMPLE = """\
@@ -58,9 +60,11 @@ examples:
   advnets sample --run runs/00001-mnist-embedded -n 64 --seed 3 --out grid.png
   advnets sample --run runs/00001-mnist-embedded --nearest           # Figure 2 + memorisation check
   advnets sample --run runs/00001-mnist-embedded --interpolate --rows 10 --steps 12   # Figure 3
+  advnets sample --run runs/cond --class 3 -n 25                     # a conditional model's 3s
 """
 
 
+CONDITIONAL_CLASSES = 10  # --conditional: the digit datasets' classes
 DATA_DIR_HELP = "where named datasets (mnist, cifar10, tfd) live (default: $ADVNETS_DATA or ~/.cache/advnets)"
 
 
@@ -215,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: auto (CUDA if available, then MPS, then CPU)",
     )
     p.add_argument(
+        "--conditional",
+        action="store_true",
+        help=f"conditional nets p(x | c) (the paper's Section 7.1): a one-hot class label of "
+        f"{CONDITIONAL_CLASSES} classes enters G and D; needs labelled data (MLP D only)",
+    )
+    p.add_argument(
         "--precision",
         default=None,
         choices=("fp32", "bf16"),
@@ -266,6 +276,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--nproc",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="data-parallel training in N processes on this machine: runs this command under torchrun "
+        "(DistributedDataParallel, gloo on CPU, NCCL on CUDA; needs --out). Each process takes m = --batch-size "
+        "examples per step, so a step takes N x m",
+    )
+    p.add_argument(
+        "--max-restarts",
+        type=_nonneg_int,
+        default=0,
+        metavar="R",
+        help="with --nproc: if a process dies, restart the group up to R times, resuming from the last "
+        "checkpoint (torchrun's --max-restarts; default 0)",
+    )
     p.set_defaults(func=cmd_train)
 
     s = sub.add_parser(
@@ -278,6 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", type=Path, required=True, metavar="DIR", help="run directory or checkpoint file")
     s.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help=DATA_DIR_HELP)
     s.add_argument("-n", type=_positive_int, default=100, help="number of samples (default 100)")
+    s.add_argument(
+        "--class",
+        dest="label",
+        type=_nonneg_int,
+        default=None,
+        metavar="K",
+        help="conditional models: samples of class K only (default: one class per grid row)",
+    )
     s.add_argument("--seed", type=int, default=0, help="noise seed (default 0); the same seed gives the same grid")
     s.add_argument(
         "--out",
@@ -375,6 +410,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser(
+        "classes",
+        help="which digit classes G draws; for conditional models, how well it obeys the label",
+        description="Label samples of G with a small digit classifier trained on the run's real training split "
+        "(trained once and cached in the data directory under classifiers/): the classes covered (at least 2% "
+        "of the samples each), the entropy of the class histogram and the MNIST score (the Inception Score's "
+        "formula with that classifier). For a model trained with --conditional (Section 7.1), also the fraction "
+        "of samples of class c labelled c, per class, and the accuracy on real test images of a classifier "
+        "trained on generated samples only. Writes RUN/classes.json.",
+        epilog="examples:\n  advnets classes --run runs/00001-mnist-embedded\n"
+        "  advnets classes --run runs/cond -n 2000\n",
+        formatter_class=fmt,
+    )
+    c.add_argument("--run", type=Path, required=True, metavar="DIR", help="run directory or checkpoint file")
+    c.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help=DATA_DIR_HELP)
+    c.add_argument("-n", type=_positive_int, default=1000, help="samples to classify (default 1000)")
+    c.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    c.add_argument("--out", type=Path, default=None, metavar="FILE.json", help="default: RUN/classes.json")
+    c.set_defaults(func=cmd_classes)
 
     t = sub.add_parser(
         "toy",
@@ -498,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr", type=_positive_float, default=1e-3, help="Adam learning rate, cosine-decayed (default 1e-3)"
     )
     inf.add_argument(
-        "--finetune-lr", type=_positive_float, default=1e-4, help="Adam learning rate of the fine-tuning (default 1e-4)"
+        "--finetune-lr", type=_positive_float, default=3e-4, help="Adam learning rate of the fine-tuning (default 3e-4)"
     )
     inf.add_argument(
         "--hidden",
@@ -625,23 +680,40 @@ def _train_config(args: argparse.Namespace):
         optim=override(base.optim, **optim),
         data=override(base.data, **data),
     )
+    if args.conditional:  # §7.1: a one-hot label of the 10 digit classes into G and D
+        cfg = override(
+            cfg,
+            generator=override(cfg.generator, cond_dim=CONDITIONAL_CLASSES),
+            discriminator=override(cfg.discriminator, cond_dim=CONDITIONAL_CLASSES),
+        )
     return cfg, state
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from advnets import distributed
     from advnets.config import RunConfig, config_changes, from_dict, to_dict
 
+    torchrun = distributed.torchrun_env()  # None unless torchrun started this process
+    if torchrun is not None:
+        distributed.check_train_args(args, torchrun)  # needs --out; resumes after one of torchrun's restarts
     cfg, state = _train_config(args)
     if args.dry_run:
         print(json.dumps(to_dict(cfg), indent=2))
         return 0
+    if args.nproc is not None:  # this command again, in N processes under torchrun (checked once, here)
+        return distributed.launch(args)
 
     from advnets.data import load_dataset
     from advnets.rundir import new_run_dir, read_config_json, write_config
     from advnets.train import Trainer
 
     dataset = load_dataset(cfg.data, data_dir=args.data_dir)
-    trainer = Trainer(cfg, dataset)
+    if torchrun is None:
+        trainer = Trainer(cfg, dataset)
+    else:
+        trainer = distributed.DistributedTrainer(cfg, dataset, distributed.join(torchrun, cfg.train.device))
+        if trainer.rank != 0:  # rank 0 checks and writes the run directory and reports; the others train
+            return distributed.follow(trainer, state, args.out)
     resumes = []
     if state is not None:
         trainer.load_state_dict(state)  # refuses another architecture or image shape
@@ -714,8 +786,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
         how = "spherical" if args.spherical else "linear"
         print(f"{args.rows} {how} paths x {args.steps} steps in z (seed {args.seed}) from step {step} -> {out}")
         return 0
+    if args.label is not None and (args.nearest or args.interpolate):
+        raise AdvnetsError("--class works with plain sample grids, not with --nearest or --interpolate")
     if not args.nearest:
-        images = generate(g, args.n, args.seed, shape)
+        import torch
+
+        labels = None if args.label is None else torch.full((args.n,), args.label)
+        images = generate(g, args.n, args.seed, shape, labels=labels)
         save_grid(to_display(images, cfg.data.preprocess), out, nrow=grid_columns(args.n), scale=2)
         print(f"{args.n} samples (seed {args.seed}) from step {step} -> {out}")
         return 0
@@ -925,6 +1002,11 @@ def cmd_infer(args: argparse.Namespace) -> int:
         f"  z recovery on {z['n']} samples of G: mean squared error / prior variance {z['rel_error']:.3f}{before}"
         f"   (prior mean: {z['prior_mean_rel_error']:.3f})"
     )
+    jac = z["g_jacobian"]
+    print(
+        f"    G uses about {jac['used_directions']:.1f} of its {jac['noise_dim']} directions of z (singular values of "
+        f"dG/dz above {jac['rel_tol']:g} x the largest, mean over {jac['n']} z); the others cannot be recovered"
+    )
     print(
         f"  G's own samples, ||G(E(G(z))) - G(z)||: {s['mean_distance']:.3f}, "
         f"random pair {s['random_pair_distance']:.3f}   ratio {s['ratio_to_random_pair']:.3f}"
@@ -955,6 +1037,43 @@ def cmd_semisup(args: argparse.Namespace) -> int:
     print(f"{result['dataset']}, {result['checkpoint']} (step {result['step']}):\n")
     print(format_table(result))
     print(f"-> {result['json']}")
+    return 0
+
+
+def cmd_classes(args: argparse.Namespace) -> int:
+    from advnets.checkpoint import load_models
+    from advnets.conditional import class_evaluation
+    from advnets.data import load_dataset
+    from advnets.data.fetch import data_root
+    from advnets.evaluate.classifier import load_or_train_classifier
+    from advnets.rundir import atomic_write_json
+
+    g, _, cfg, state = load_models(args.run)
+    run_dir = args.run if args.run.is_dir() else args.run.parent.parent
+    data = load_dataset(cfg.data, data_dir=args.data_dir)
+    if data.train_labels is None:
+        raise AdvnetsError(f"--run {args.run}: {data.name} has no class labels to classify against")
+    classifier = load_or_train_classifier(data, data_root(args.data_dir) / "classifiers")
+    result = class_evaluation(g, data, classifier, n=args.n, seed=args.seed)
+    result["step"] = state["step"]
+    cov = result["coverage"]
+    print(f"{data.name}, step {state['step']}; classifier test accuracy {classifier.test_accuracy:.3f}")
+    print(
+        f"{cov['n']} samples: {cov['classes_covered']} of {cov['num_classes']} classes covered, "
+        f"counts {cov['counts']}, entropy {cov['entropy']:.3f} of {cov['max_entropy']:.3f} nats, "
+        f"MNIST score {cov['mnist_score']:.2f}"
+    )
+    if "conditional" in result:
+        c = result["conditional"]
+        per = " ".join(f"{y}:{a:.2f}" for y, a in enumerate(c["per_class"]))
+        print(f"samples of class c labelled c by the classifier: {c['accuracy']:.3f} overall; per class {per}")
+        print(
+            f"classifier trained on generated samples only, tested on real test images: "
+            f"{result['classification_accuracy_score']:.3f} (trained on real images: {classifier.test_accuracy:.3f})"
+        )
+    out = args.out or run_dir / "classes.json"
+    atomic_write_json(out, result)
+    print(f"-> {out}")
     return 0
 
 
@@ -1023,6 +1142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `train --nproc` passes on to torchrun
     # Library warnings (data outside [0, 1], skipped files) read as one line each.
     warnings.formatwarning = lambda message, *_, **__: f"advnets: warning: {message}\n"
     try:

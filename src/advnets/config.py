@@ -49,6 +49,9 @@ class GeneratorConfig:
     """An MLP generator G(z): noise enters only the bottom layer (§3 of PAPER.md)."""
 
     noise_dim: int = 100
+    # Conditional nets (PAPER.md §5, Section 7.1): a one-hot class label c of
+    # this many classes is appended to z; 0 = unconditional (the paper's nets).
+    cond_dim: int = 0
     # "uniform" is U[-sqrt(3), sqrt(3)] per dimension (unit variance), as in the
     # reference code; "normal" is N(0, 1).
     noise: str = "uniform"
@@ -78,6 +81,8 @@ class DiscriminatorConfig:
     """A maxout MLP discriminator D(x) that returns a logit (sigmoid applied in the losses)."""
 
     hidden_units: tuple[int, ...] = (240, 240)
+    # Conditional nets: D sees each row [x, c]; must equal generator.cond_dim.
+    cond_dim: int = 0
     pieces: tuple[int, ...] = (5, 5)
     init_range: float = 0.005
     # Dropout on D's layer inputs, on real and generated batches alike: the
@@ -240,6 +245,9 @@ def validate(cfg: RunConfig) -> None:
     need(t.on_collapse in ON_COLLAPSE, "train.on_collapse", f"one of {ON_COLLAPSE}", t.on_collapse)
     for name in ("log_every", "sample_every", "checkpoint_every"):
         need(getattr(t, name) >= 1, f"train.{name}", "a positive integer", getattr(t, name))
+    need(g.cond_dim >= 0, "generator.cond_dim", ">= 0", g.cond_dim)
+    need(d.cond_dim == g.cond_dim, "discriminator.cond_dim", f"equal to generator.cond_dim ({g.cond_dim})", d.cond_dim)
+    need(not (d.conv and d.cond_dim), "discriminator.cond_dim", "0 with a convolutional D (MLP D only)", d.cond_dim)
     if g.deconv_shape is not None:
         need(
             len(g.hidden_sizes) >= 1

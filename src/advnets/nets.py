@@ -58,7 +58,7 @@ class Generator(nn.Module):
         self.cfg, self.image_shape = cfg, _shape(image_shape)
         self.data_dim = math.prod(self.image_shape)
         layers: list[nn.Module] = []
-        width = cfg.noise_dim
+        width = cfg.noise_dim + cfg.cond_dim  # a conditional G takes [z, c] (§7.1)
         for size, act in zip(cfg.hidden_sizes, cfg.hidden_activations, strict=True):
             linear = nn.Linear(width, size)
             _uniform_(linear, cfg.init_range)
@@ -163,7 +163,7 @@ class Discriminator(nn.Module):
             with torch.no_grad():  # the flattened size after the conv stack, by a dry run
                 width = self._features(torch.zeros(1, *self.image_shape)).shape[1]
         else:
-            width = self.data_dim
+            width = self.data_dim + cfg.cond_dim  # a conditional D takes rows [x, c] (§7.1)
         self.hidden = nn.ModuleList()
         for units, pieces in zip(cfg.hidden_units, cfg.pieces, strict=True):
             layer = Maxout(width, units, pieces)

@@ -12,16 +12,39 @@ from typing import Any
 
 import torch
 
+from advnets.conditional import grid_labels, with_condition
 from advnets.config import GeneratorConfig
+from advnets.errors import AdvnetsError
 from advnets.nets import Generator, sample_noise
 
 
+def _conditioned(g: Generator, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """G's input: z, and for a conditional G (§7.1) the one-hot labels (default: one class per grid row)."""
+    if not g.cfg.cond_dim:
+        if labels is not None:
+            raise AdvnetsError("--class needs a conditional model (trained with --conditional)")
+        return z
+    if labels is None:
+        labels = grid_labels(len(z), g.cfg.cond_dim, grid_columns(len(z)))
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= g.cfg.cond_dim):
+        raise AdvnetsError(f"--class must lie in 0..{g.cfg.cond_dim - 1} for this model")
+    return with_condition(z, labels, g.cfg.cond_dim)
+
+
 @torch.no_grad()
-def generate(g: Generator, n: int, seed: int, image_shape: tuple[int, ...], batch: int = 1000) -> torch.Tensor:
-    """n samples of G as N x C x H x W, from noise drawn with ``seed``."""
+def generate(
+    g: Generator,
+    n: int,
+    seed: int,
+    image_shape: tuple[int, ...],
+    batch: int = 1000,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """n samples of G as N x C x H x W, from noise drawn with ``seed``. A
+    conditional G draws ``labels`` (default: one class per row of a square grid)."""
     gen = torch.Generator().manual_seed(seed)
     device = next(g.parameters()).device
-    z = sample_noise(g.cfg, n, generator=gen)
+    z = _conditioned(g, sample_noise(g.cfg, n, generator=gen), labels)
     out = [g(z[i : i + batch].to(device)).cpu() for i in range(0, n, batch)]
     return torch.cat(out).reshape(n, *image_shape)
 
@@ -65,6 +88,8 @@ def interpolate(
     g: Generator, rows: int, steps: int, seed: int, image_shape: tuple[int, ...], spherical: bool = False
 ) -> torch.Tensor:
     z = interpolation_noise(g.cfg, rows, steps, seed, spherical=spherical)
+    if g.cfg.cond_dim:  # each path keeps one class: row r shows class r mod K
+        z = _conditioned(g, z, (torch.arange(rows) % g.cfg.cond_dim).repeat_interleave(steps))
     return g(z.to(next(g.parameters()).device)).cpu().reshape(rows * steps, *image_shape)
 
 

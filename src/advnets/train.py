@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from advnets.checkpoint import point_latest_at_or_before, save_checkpoint
+from advnets.conditional import check_labels, grid_labels, with_condition
 from advnets.config import OptimConfig, RunConfig, from_dict, to_dict
 from advnets.data import Dataset, to_display
 from advnets.errors import AdvnetsError, CheckpointError
@@ -87,6 +88,11 @@ class _StopOnSignal:
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+    def poll(self) -> bool:
+        """Whether a stop was asked for. The loop asks once per step (and after
+        each of the k D updates); advnets.distributed makes every rank agree here."""
+        return self.signum is not None
 
 
 def momentum_at(cfg: OptimConfig, epoch: int) -> float:
@@ -156,6 +162,11 @@ class _Running:
 class Trainer:
     """Holds G, D, their optimisers and the data/noise streams of one run."""
 
+    # This process's place in a data-parallel run (advnets.distributed sets them):
+    # a step then takes world_size * m examples, and only rank 0 writes files.
+    rank = 0
+    world_size = 1
+
     def __init__(self, cfg: RunConfig, dataset: Dataset, device: str | torch.device | None = None) -> None:
         self.cfg = cfg
         self.dataset = dataset
@@ -186,6 +197,14 @@ class Trainer:
         self.d.dropout_generator = torch.Generator(device=self.device).manual_seed(t.seed + 4)
         fixed_gen = torch.Generator(device="cpu").manual_seed(t.seed + 3)
         self.fixed_noise = sample_noise(cfg.generator, GRID_SIZE, generator=fixed_gen).to(self.device)
+        # Conditional nets (§7.1): the real rows' labels, and a stream of labels for generated rows.
+        self.cond_dim = cfg.generator.cond_dim
+        self.labels = None
+        self.label_gen = torch.Generator(device=self.device).manual_seed(t.seed + 6)
+        if self.cond_dim:
+            self.labels = check_labels(dataset.train_labels, self.cond_dim, dataset.name).to(self.device)
+            grid = grid_labels(GRID_SIZE, self.cond_dim, columns=10).to(self.device)  # one class per grid row
+            self.fixed_noise = with_condition(self.fixed_noise, grid, self.cond_dim)
 
         self.batches_per_epoch = len(self.data) // t.batch_size  # the last partial batch is dropped
         self.total_steps = t.epochs * self.batches_per_epoch // t.k
@@ -219,10 +238,22 @@ class Trainer:
             self.epoch += 1
             self.batch_in_epoch = 0
             self.perm = self._new_perm()
-        return self.data.index_select(0, idx)
+        x = self.data.index_select(0, idx)
+        if self.labels is not None:  # D's real rows [x, c] carry their own labels
+            x = with_condition(x, self.labels.index_select(0, idx), self.cond_dim)
+        return x
 
     def noise(self, n: int) -> torch.Tensor:
-        return sample_noise(self.cfg.generator, n, generator=self.noise_gen)
+        """G's input: n noise vectors, with uniformly drawn one-hot labels appended in conditional nets."""
+        z = sample_noise(self.cfg.generator, n, generator=self.noise_gen)
+        if self.cond_dim:
+            labels = torch.randint(self.cond_dim, (n,), generator=self.label_gen, device=self.device)
+            z = with_condition(z, labels, self.cond_dim)
+        return z
+
+    def _d_rows(self, fake: torch.Tensor, g_input: torch.Tensor) -> torch.Tensor:
+        """D's rows for generated samples: the samples, with G's condition appended in conditional nets."""
+        return torch.cat([fake, g_input[:, -self.cond_dim :]], dim=1) if self.cond_dim else fake
 
     # ----- Algorithm 1 ---------------------------------------------------------------------
     def _set_schedules(self) -> None:
@@ -239,7 +270,8 @@ class Trainer:
         m = self.cfg.train.batch_size
         x = self.next_real_batch()
         with torch.no_grad(), self._autocast():
-            fake = self.g(self.noise(m))
+            z = self.noise(m)
+            fake = self._d_rows(self.g(z), z)
         # One D forward over real and generated rows: dropout masks are drawn
         # per row, so this equals two separate calls.
         with self._autocast():
@@ -262,7 +294,8 @@ class Trainer:
         try:
             # D is called unwrapped: under data parallelism nothing of D is reduced here.
             with self._autocast():
-                logits = self.d(self.g_train(self.noise(self.cfg.train.batch_size))).float()
+                z = self.noise(self.cfg.train.batch_size)
+                logits = self.d(self._d_rows(self.g_train(z), z)).float()
             loss_g = self.g_loss_fn(logits)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
@@ -283,7 +316,8 @@ class Trainer:
         m = self.cfg.train.batch_size
         x = self.next_real_batch()
         with self._autocast():
-            fake = self.g_train(self.noise(m))
+            z = self.noise(m)
+            fake = self._d_rows(self.g_train(z), z)
             logits = self.d_train(torch.cat([x, fake])).float()
         real_logits, fake_logits = logits[:m], logits[m:]
         loss_d = discriminator_loss(real_logits, fake_logits)
@@ -366,11 +400,18 @@ class Trainer:
         }
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n samples of G as N x C x H x W images (G in eval mode for the call)."""
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """n samples of G as N x C x H x W images (G in eval mode for the call);
+        conditional nets take ``labels`` (default: uniform from ``generator``)."""
         was_training = self.g.training
         self.g.eval()
         z = sample_noise(self.cfg.generator, n, generator=generator, device=self.device)
+        if self.cond_dim:
+            if labels is None:
+                labels = torch.randint(self.cond_dim, (n,), generator=generator, device=z.device)
+            z = with_condition(z, labels.to(z.device), self.cond_dim)
         out = self.g(z).reshape(n, *self.dataset.image_shape)
         self.g.train(was_training)
         return out
@@ -385,6 +426,7 @@ class Trainer:
             "data": self.data_gen.get_state(),
             "noise": self.noise_gen.get_state(),
             "dropout": self.d.dropout_generator.get_state(),
+            "labels": self.label_gen.get_state(),
         }
         return {
             "generator": self.g.state_dict(),
@@ -433,6 +475,19 @@ class Trainer:
         self.data_gen.set_state(state["rng"]["data"])
         self.noise_gen.set_state(state["rng"]["noise"])
         self.d.dropout_generator.set_state(state["rng"]["dropout"])
+        if "labels" in state["rng"]:  # checkpoints from before conditional nets lack it
+            self.label_gen.set_state(state["rng"]["labels"])
+        self.total_steps = self._total_steps_from_position()
+
+    def _total_steps_from_position(self) -> int:
+        """The step at which train.epochs epochs are done, counted from where the run stands: for
+        a run resumed as it was saved this equals epochs * batches_per_epoch // k (each step takes
+        k batches); after a resume with another number of processes (advnets.distributed), whose
+        steps take another number of examples, the run still ends after train.epochs epochs."""
+        t = self.cfg.train
+        k = t.k if t.update == "alternating" else 1
+        batches_left = (t.epochs - self.epoch) * self.batches_per_epoch - self.batch_in_epoch + self.d_steps_done
+        return self.step + max(batches_left, 0) // k
 
     def save(self, run_dir: Path) -> Path:
         return save_checkpoint(run_dir, self.state_dict())
@@ -462,6 +517,9 @@ class Trainer:
         # Its own generator: the checks never disturb the training streams.
         gen = torch.Generator(device="cpu").manual_seed(t.seed + 5)
         noise = sample_noise(self.cfg.generator, MONITOR_BATCH, generator=gen).to(self.device)
+        if self.cond_dim:
+            labels = torch.randint(self.cond_dim, (MONITOR_BATCH,), generator=gen).to(self.device)
+            noise = with_condition(noise, labels, self.cond_dim)
         real = self.data[torch.randperm(len(self.data), generator=gen)[:MONITOR_BATCH].to(self.device)]
         classifier = None
         if t.monitor_classes:
@@ -501,6 +559,19 @@ class Trainer:
         )
         raise TrainingCollapsed(f"training stopped (--on-collapse stop) at step {self.step}: {where}")
 
+    # What fit() asks for its log, its running means and its stop flag; advnets.distributed
+    # replaces them (rank 0 writes, means over all ranks, a stop agreed by all ranks).
+    def _open_log(self, run_dir: Path | None, tensorboard: bool):
+        from advnets.rundir import MetricsLog
+
+        return MetricsLog(run_dir, tensorboard=tensorboard) if run_dir is not None else None
+
+    def _new_running(self) -> _Running:
+        return _Running()
+
+    def _stop_on_signal(self) -> _StopOnSignal:
+        return _StopOnSignal()
+
     def fit(self, run_dir: Path | None = None, progress: bool = True, tensorboard: bool = True) -> dict[str, float]:
         """Train until ``total_steps``, logging, sampling and checkpointing into
         ``run_dir`` (if given). Returns the last logged row.
@@ -512,13 +583,11 @@ class Trainer:
         "stop", raises TrainingCollapsed."""
         from tqdm.auto import tqdm
 
-        from advnets.rundir import MetricsLog
-
         t = self.cfg.train
         if run_dir is not None:
             Path(run_dir).mkdir(parents=True, exist_ok=True)
-        log = MetricsLog(run_dir, tensorboard=tensorboard) if run_dir is not None else None
-        running = _Running()
+        log = self._open_log(run_dir, tensorboard)
+        running = self._new_running()
         # First step at which each watched value was non-finite (-1: none), kept
         # on the device so that the check costs no host sync per step.
         first_bad = torch.full((len(_WATCHED),), -1, dtype=torch.long, device=self.device)
@@ -527,9 +596,10 @@ class Trainer:
         tick, tick_step = time.perf_counter(), self.step
         path = None
         try:
-            with _StopOnSignal() as stop:
+            with self._stop_on_signal() as stop:
                 while self.step < self.total_steps:
-                    out = self.train_step(stop=lambda: stop.signum is not None)
+                    out = self.train_step(stop=stop.poll)
+                    stop.poll()  # a stop asked for during the step counts from here (on every rank)
                     if out is not None:
                         watched = torch.stack([out[key].detach() for _, _, key in _WATCHED])
                         if t.skip_nonfinite == 0:
@@ -544,8 +614,9 @@ class Trainer:
                         self._check_finite(first_bad)
                         now = time.perf_counter()
                         means = running.means()
-                        running = _Running()
-                        seen = (self.step - tick_step) * t.batch_size * (t.k if t.update == "alternating" else 1)
+                        running = self._new_running()
+                        seen = (self.step - tick_step) * t.batch_size * self.world_size
+                        seen *= t.k if t.update == "alternating" else 1
                         last = {
                             "step": self.step,
                             "epoch": self.epoch + self.batch_in_epoch / self.batches_per_epoch,
