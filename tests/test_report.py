@@ -25,6 +25,7 @@ FIGURES = (
     "curves-loss",
     "curves-d-outputs",
     "curves-schedules",
+    "curves-collapse",
     "samples-latest",
     "figure2-nearest",
     "figure3-interpolation",

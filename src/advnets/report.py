@@ -182,7 +182,8 @@ def _build(
     step = int(state["step"])
     shape = tuple(int(s) for s in state["image_shape"])
     dataset_name = str(config_doc.get("dataset") or state.get("dataset") or cfg.data.source)
-    rows = _training_rows(read_metrics(run_dir))
+    metrics = read_metrics(run_dir)
+    rows = _training_rows(metrics)
     scale, padding = _grid_scale(shape), _grid_padding(shape)
     ckpt = latest_checkpoint(run_dir)
     assert ckpt is not None
@@ -213,6 +214,9 @@ def _build(
         )
         for fig in _curve_figures(rows, cfg.train.g_loss):
             sec.figure(fig)
+        collapse = _collapse_figure(metrics)
+        if collapse is not None:
+            sec.figure(collapse)
     else:
         sec.text(f"{run_dir / 'metrics.jsonl'} holds no training rows: nothing to plot.")
     sections.append(sec)
@@ -440,6 +444,42 @@ def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def _collapse_figure(metrics: list[dict[str, Any]]) -> _Figure | None:
+    """The collapse monitor's rows (advnets.monitor) and warnings, if the run logged any."""
+    checks = [r for r in metrics if isinstance(r, dict) and isinstance(r.get("collapse/diversity"), (int, float))]
+    if not checks:
+        return None
+    warned = [r["step"] for r in metrics if isinstance(r, dict) and "warning" in r]
+    steps = [r["step"] for r in checks]
+    style = {"marker": "o", "markersize": 3} if len(checks) <= 20 else {}
+    fig = _new_figure(6.4, 3.6)
+    ax = fig.add_subplot()
+    ax.plot(steps, [r["collapse/diversity"] for r in checks], color="tab:blue", label="diversity ratio", **style)
+    ax.plot(
+        steps,
+        [r.get("collapse/near_duplicates", float("nan")) for r in checks],
+        color="tab:orange",
+        label="near-duplicate fraction",
+        **style,
+    )
+    ax.axhline(0.3, color="gray", linestyle=":", linewidth=1, label="warning threshold (0.3)")
+    for i, step in enumerate(warned):
+        ax.axvline(step, color="tab:red", linewidth=1, label="collapse warning" if i == 0 else None)
+    ax.set_xlabel("step")
+    ax.set_ylim(-0.02, max(1.05, max(r["collapse/diversity"] for r in checks) + 0.05))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    said = f"The monitor warned at step {', '.join(map(str, warned))}." if warned else "The monitor never warned."
+    return _Figure(
+        "curves-collapse.png",
+        _png(fig),
+        alt="line plot of the samples' diversity ratio and near-duplicate fraction against the training step",
+        caption="Mode-collapse checks on a fixed noise batch: the samples' mean pairwise distance over a real "
+        "batch's (1 = as varied as the data, 0 = one image) and the fraction of samples with a near-identical "
+        f"neighbour. {said}",
+    )
 
 
 def _curve_figures(rows: list[dict[str, Any]], g_loss: str) -> list[_Figure]:
