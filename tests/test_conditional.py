@@ -19,7 +19,7 @@ from conftest import tiny_config
 def _conditional(cfg, k=10):
     return override(
         cfg,
-        generator=override(cfg.generator, cond_dim=k),
+        generator=override(cfg.generator, condition="class", cond_dim=k),
         discriminator=override(cfg.discriminator, cond_dim=k),
     )
 
@@ -51,8 +51,10 @@ def test_the_label_enters_the_first_layer_of_g_and_d():
 
 def test_configs_must_agree_and_the_conv_d_is_refused():
     cfg = PRESETS["mnist"]
-    with pytest.raises(ConfigError, match="discriminator.cond_dim"):
+    with pytest.raises(ConfigError, match="generator.cond_dim must be 0"):
         override(cfg, generator=override(cfg.generator, cond_dim=10))
+    with pytest.raises(ConfigError, match="discriminator.cond_dim must be 10"):
+        override(cfg, generator=override(cfg.generator, condition="class", cond_dim=10))
     conv = PRESETS["cifar10-conv"]
     with pytest.raises(ConfigError, match="convolutional D"):
         _conditional(conv)

@@ -218,11 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "cpu", "cuda", "mps"),
         help="default: auto (CUDA if available, then MPS, then CPU)",
     )
-    p.add_argument(
+    cond = p.add_mutually_exclusive_group()
+    cond.add_argument(
         "--conditional",
         action="store_true",
         help=f"conditional nets p(x | c) (the paper's Section 7.1): a one-hot class label of "
         f"{CONDITIONAL_CLASSES} classes enters G and D; needs labelled data (MLP D only)",
+    )
+    cond.add_argument(
+        "--inpaint",
+        action="store_true",
+        help="one model for all conditionals p(x_hidden | x_visible) (Section 7.3): G gets z, the visible pixels "
+        "and a mask (halves or a random block), D the completed image and the mask; see `advnets inpaint`",
     )
     p.add_argument(
         "--precision",
@@ -410,6 +417,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
+
+    ip = sub.add_parser(
+        "inpaint",
+        help="complete hidden parts of images with a model trained with --inpaint (Section 7.3)",
+        description="The paper's Section 7.3: one model for every conditional p(x_hidden | x_visible). Hides a part "
+        "of each input image (--mask), lets G fill it in from several noise vectors, and writes rows of (masked "
+        "input with the hidden part grey, the completions, the original) plus a JSON of how close the completions "
+        "of --eval-size held-out images come to the truth, beside a random training image pasted in and the mean "
+        "image.",
+        epilog="examples:\n  advnets train --data embedded --inpaint --out runs/inpaint\n"
+        "  advnets inpaint --run runs/inpaint --mask right-half\n"
+        "  advnets inpaint --run runs/inpaint --mask block --input my_digits.npy -n 8 --completions 6\n",
+        formatter_class=fmt,
+    )
+    ip.add_argument("--run", type=Path, required=True, metavar="DIR", help="run directory or checkpoint file")
+    ip.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help=DATA_DIR_HELP)
+    ip.add_argument(
+        "--mask",
+        default="right-half",
+        choices=("right-half", "left-half", "top-half", "bottom-half", "block", "mixed"),
+        help="which part to hide: a half, a random square of half the side (block), or a random kind per image "
+        "(default right-half)",
+    )
+    ip.add_argument(
+        "--input",
+        default="test",
+        metavar="IMAGES",
+        help="'test' or 'valid' (the run's dataset split), or a .npy array of images (N x H x W or N x d, "
+        "in the model's pixel range); default test",
+    )
+    ip.add_argument("-n", type=_positive_int, default=10, help="images in the figure (default 10)")
+    ip.add_argument("--completions", type=_positive_int, default=5, help="completions per image (default 5)")
+    ip.add_argument("--eval-size", type=_positive_int, default=500, help="held-out images scored (default 500)")
+    ip.add_argument("--seed", type=int, default=0, help="seed of the masks and noise (default 0)")
+    ip.add_argument("--out", type=Path, default=None, metavar="FILE.png", help="default: RUN/inpainting/MASK-seedS.png")
+    ip.set_defaults(func=cmd_inpaint)
 
     c = sub.add_parser(
         "classes",
@@ -683,7 +726,7 @@ def _train_config(args: argparse.Namespace):
     if args.conditional:  # §7.1: a one-hot label of the 10 digit classes into G and D
         cfg = override(
             cfg,
-            generator=override(cfg.generator, cond_dim=CONDITIONAL_CLASSES),
+            generator=override(cfg.generator, condition="class", cond_dim=CONDITIONAL_CLASSES),
             discriminator=override(cfg.discriminator, cond_dim=CONDITIONAL_CLASSES),
         )
     return cfg, state
@@ -697,6 +740,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if torchrun is not None:
         distributed.check_train_args(args, torchrun)  # needs --out; resumes after one of torchrun's restarts
     cfg, state = _train_config(args)
+    dataset = None
+    if args.inpaint and state is None:  # G's and D's inputs grow by the image size: load the data first
+        from advnets.config import override
+        from advnets.data import load_dataset
+
+        dataset = load_dataset(cfg.data, data_dir=args.data_dir)
+        pixels = math.prod(dataset.image_shape)
+        cfg = override(
+            cfg,
+            generator=override(cfg.generator, condition="inpaint", cond_dim=2 * pixels),
+            discriminator=override(cfg.discriminator, cond_dim=pixels),
+        )
     if args.dry_run:
         print(json.dumps(to_dict(cfg), indent=2))
         return 0
@@ -707,7 +762,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from advnets.rundir import new_run_dir, read_config_json, write_config
     from advnets.train import Trainer
 
-    dataset = load_dataset(cfg.data, data_dir=args.data_dir)
+    if dataset is None:
+        dataset = load_dataset(cfg.data, data_dir=args.data_dir)
     if torchrun is None:
         trainer = Trainer(cfg, dataset)
     else:
@@ -1074,6 +1130,55 @@ def cmd_classes(args: argparse.Namespace) -> int:
     out = args.out or run_dir / "classes.json"
     atomic_write_json(out, result)
     print(f"-> {out}")
+    return 0
+
+
+def cmd_inpaint(args: argparse.Namespace) -> int:
+    import torch
+
+    from advnets.checkpoint import load_models
+    from advnets.data import load_dataset, to_display
+    from advnets.figures import save_grid
+    from advnets.inpaint import completions, evaluate_inpainting, figure_rows, make_masks
+    from advnets.rundir import atomic_write_json
+
+    g, _, cfg, state = load_models(args.run)
+    if cfg.generator.condition != "inpaint":
+        raise AdvnetsError(f"--run {args.run}: this model was not trained for inpainting (train with --inpaint)")
+    shape = tuple(state["image_shape"])
+    run_dir = args.run if args.run.is_dir() else args.run.parent.parent
+    data = load_dataset(cfg.data, data_dir=args.data_dir)
+    if args.input in ("test", "valid"):
+        images = data.split(args.input)
+    else:
+        array = _load_array(Path(args.input), "--input")
+        if array.shape[1] != math.prod(shape):
+            raise AdvnetsError(f"--input {args.input}: {array.shape[1]} values per image, this model needs {shape}")
+        images = torch.from_numpy(array).float().reshape(len(array), *shape)
+    shown = images[: args.n]
+    gen = torch.Generator().manual_seed(args.seed)
+    masks = make_masks(len(shown), shape, args.mask, generator=gen)
+    done = completions(g, shown, masks, args.completions, seed=args.seed)
+    out = args.out or run_dir / "inpainting" / f"{args.mask}-seed{args.seed}.png"
+    if out.suffix.lower() != ".png":
+        raise AdvnetsError(f"--out {out}: expected a .png file name")
+    rows = figure_rows(shown, masks, done)
+    save_grid(to_display(rows, cfg.data.preprocess), out, nrow=args.completions + 2, scale=2)
+    held_out = images[: args.eval_size]
+    metrics = evaluate_inpainting(g, held_out, data.train, args.mask, k=args.completions, seed=args.seed)
+    metrics.update(step=state["step"], input=str(args.input), figure=str(out))
+    atomic_write_json(out.with_suffix(".json"), metrics)
+    print(
+        f"{len(shown)} rows of (masked input, {args.completions} completions, original), step {state['step']} -> {out}"
+    )
+    print(
+        f"RMS error over the hidden pixels of {metrics['images']} {args.input} images ({args.mask}): completions "
+        f"{metrics['rmse_completion']:.4f} (best of {args.completions}: {metrics['rmse_best_of_k']:.4f}); "
+        f"a random training image pasted in {metrics['rmse_random_training_image']:.4f}; the mean image "
+        f"{metrics['rmse_mean_image']:.4f}; two completions of one image differ by "
+        f"{metrics['completion_diversity']:.4f}"
+    )
+    print(f"-> {out.with_suffix('.json')}")
     return 0
 
 

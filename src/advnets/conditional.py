@@ -106,13 +106,13 @@ def class_evaluation(g: torch.nn.Module, dataset: Any, classifier: Any, n: int =
     from advnets.sampling import generate
 
     result: dict[str, Any] = {"dataset": dataset.name, "classifier_test_accuracy": classifier.test_accuracy}
-    if g.cfg.cond_dim:
+    if g.cfg.condition == "class":
         labels = torch.arange(n) % g.cfg.cond_dim  # an equal share of every class
         samples = generate(g, n, seed, g.image_shape, labels=labels)
     else:
         samples = generate(g, n, seed, g.image_shape)
     result["coverage"] = class_coverage(classifier, samples.clamp(0, 1))
-    if g.cfg.cond_dim:
+    if g.cfg.condition == "class":
         result["conditional"] = conditional_accuracy(g, classifier, per_class=max(1, n // g.cfg.cond_dim), seed=seed)
         result["classification_accuracy_score"] = classification_accuracy_score(g, dataset, seed=seed)
     return result

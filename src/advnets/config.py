@@ -27,6 +27,7 @@ G_LOSSES = ("nonsaturating", "minimax")
 UPDATES = ("alternating", "simultaneous")
 OPTIMIZERS = ("sgd", "adam")
 ON_COLLAPSE = ("warn", "stop")
+CONDITIONS = ("none", "class", "inpaint")
 PRECISIONS = ("fp32", "bf16")
 PREPROCESSING = ("none", "gcn")
 
@@ -49,8 +50,10 @@ class GeneratorConfig:
     """An MLP generator G(z): noise enters only the bottom layer (§3 of PAPER.md)."""
 
     noise_dim: int = 100
-    # Conditional nets (PAPER.md §5, Section 7.1): a one-hot class label c of
-    # this many classes is appended to z; 0 = unconditional (the paper's nets).
+    # Conditional nets (PAPER.md §5, Sections 7.1 and 7.3): "class" appends a
+    # one-hot label of cond_dim classes to z; "inpaint" appends the visible
+    # pixels and the mask (cond_dim = 2 x pixels); "none": the paper's nets.
+    condition: str = "none"
     cond_dim: int = 0
     # "uniform" is U[-sqrt(3), sqrt(3)] per dimension (unit variance), as in the
     # reference code; "normal" is N(0, 1).
@@ -81,7 +84,7 @@ class DiscriminatorConfig:
     """A maxout MLP discriminator D(x) that returns a logit (sigmoid applied in the losses)."""
 
     hidden_units: tuple[int, ...] = (240, 240)
-    # Conditional nets: D sees each row [x, c]; must equal generator.cond_dim.
+    # Conditional nets: D sees each row [x, c]: the class label, or the mask.
     cond_dim: int = 0
     pieces: tuple[int, ...] = (5, 5)
     init_range: float = 0.005
@@ -245,8 +248,13 @@ def validate(cfg: RunConfig) -> None:
     need(t.on_collapse in ON_COLLAPSE, "train.on_collapse", f"one of {ON_COLLAPSE}", t.on_collapse)
     for name in ("log_every", "sample_every", "checkpoint_every"):
         need(getattr(t, name) >= 1, f"train.{name}", "a positive integer", getattr(t, name))
-    need(g.cond_dim >= 0, "generator.cond_dim", ">= 0", g.cond_dim)
-    need(d.cond_dim == g.cond_dim, "discriminator.cond_dim", f"equal to generator.cond_dim ({g.cond_dim})", d.cond_dim)
+    need(g.condition in CONDITIONS, "generator.condition", f"one of {CONDITIONS}", g.condition)
+    if g.condition == "none":
+        need(g.cond_dim == 0, "generator.cond_dim", '0 with generator.condition "none"', g.cond_dim)
+    else:
+        need(g.cond_dim > 0, "generator.cond_dim", f'> 0 with generator.condition "{g.condition}"', g.cond_dim)
+    expected_d = {"none": 0, "class": g.cond_dim, "inpaint": g.cond_dim // 2}.get(g.condition, 0)
+    need(d.cond_dim == expected_d, "discriminator.cond_dim", f"{expected_d} for this generator", d.cond_dim)
     need(not (d.conv and d.cond_dim), "discriminator.cond_dim", "0 with a convolutional D (MLP D only)", d.cond_dim)
     if g.deconv_shape is not None:
         need(

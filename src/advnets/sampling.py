@@ -20,7 +20,9 @@ from advnets.nets import Generator, sample_noise
 
 def _conditioned(g: Generator, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
     """G's input: z, and for a conditional G (§7.1) the one-hot labels (default: one class per grid row)."""
-    if not g.cfg.cond_dim:
+    if g.cfg.condition == "inpaint":
+        raise AdvnetsError("this model completes images rather than drawing them: use `advnets inpaint --run DIR`")
+    if g.cfg.condition != "class":
         if labels is not None:
             raise AdvnetsError("--class needs a conditional model (trained with --conditional)")
         return z
@@ -88,7 +90,9 @@ def interpolate(
     g: Generator, rows: int, steps: int, seed: int, image_shape: tuple[int, ...], spherical: bool = False
 ) -> torch.Tensor:
     z = interpolation_noise(g.cfg, rows, steps, seed, spherical=spherical)
-    if g.cfg.cond_dim:  # each path keeps one class: row r shows class r mod K
+    if g.cfg.condition == "inpaint":
+        _conditioned(g, z, None)  # refuses, with a hint
+    if g.cfg.condition == "class":  # each path keeps one class: row r shows class r mod K
         z = _conditioned(g, z, (torch.arange(rows) % g.cfg.cond_dim).repeat_interleave(steps))
     return g(z.to(next(g.parameters()).device)).cpu().reshape(rows * steps, *image_shape)
 

@@ -31,6 +31,8 @@ from advnets.config import OptimConfig, RunConfig, from_dict, to_dict
 from advnets.data import Dataset, to_display
 from advnets.errors import AdvnetsError, CheckpointError
 from advnets.figures import image_grid, save_grid
+from advnets.inpaint import MASKS, complete, make_masks
+from advnets.inpaint import g_input as inpaint_input
 from advnets.losses import GENERATOR_LOSSES, discriminator_loss, value_function
 from advnets.monitor import MONITOR_BATCH, CollapseMonitor
 from advnets.nets import apply_max_col_norm, build_nets, sample_noise
@@ -197,14 +199,31 @@ class Trainer:
         self.d.dropout_generator = torch.Generator(device=self.device).manual_seed(t.seed + 4)
         fixed_gen = torch.Generator(device="cpu").manual_seed(t.seed + 3)
         self.fixed_noise = sample_noise(cfg.generator, GRID_SIZE, generator=fixed_gen).to(self.device)
-        # Conditional nets (§7.1): the real rows' labels, and a stream of labels for generated rows.
-        self.cond_dim = cfg.generator.cond_dim
+        # Conditional nets. "class" (§7.1): the real rows' labels, and a stream of
+        # labels for generated rows. "inpaint" (§7.3): a stream of masks, and the
+        # last real batch with its masks, which generated rows complete.
+        self.condition, self.cond_dim = cfg.generator.condition, cfg.generator.cond_dim
         self.labels = None
         self.label_gen = torch.Generator(device=self.device).manual_seed(t.seed + 6)
-        if self.cond_dim:
+        self.mask_gen = torch.Generator(device="cpu").manual_seed(t.seed + 7)
+        self.context: tuple[torch.Tensor, torch.Tensor] | None = None
+        if self.condition == "class":
             self.labels = check_labels(dataset.train_labels, self.cond_dim, dataset.name).to(self.device)
             grid = grid_labels(GRID_SIZE, self.cond_dim, columns=10).to(self.device)  # one class per grid row
             self.fixed_noise = with_condition(self.fixed_noise, grid, self.cond_dim)
+        elif self.condition == "inpaint":
+            pixels = self.data.shape[1]
+            if self.cond_dim != 2 * pixels:
+                raise AdvnetsError(
+                    f"an inpainting model for {pixels}-pixel images needs generator.cond_dim {2 * pixels}, "
+                    f"got {self.cond_dim}"
+                )
+            # The progress grid: row i completes training image i under mask kind i mod 5, with 10 noise vectors.
+            masks = torch.cat([make_masks(1, dataset.image_shape, MASKS[i % 5], fixed_gen) for i in range(10)])
+            images = self.data[:10].repeat_interleave(10, dim=0)
+            self.fixed_noise = inpaint_input(
+                self.fixed_noise, images, masks.repeat_interleave(10, dim=0).to(self.device)
+            )
 
         self.batches_per_epoch = len(self.data) // t.batch_size  # the last partial batch is dropped
         self.total_steps = t.epochs * self.batches_per_epoch // t.k
@@ -239,21 +258,35 @@ class Trainer:
             self.batch_in_epoch = 0
             self.perm = self._new_perm()
         x = self.data.index_select(0, idx)
-        if self.labels is not None:  # D's real rows [x, c] carry their own labels
+        if self.condition == "class":  # D's real rows [x, c] carry their own labels
             x = with_condition(x, self.labels.index_select(0, idx), self.cond_dim)
+        elif self.condition == "inpaint":  # real rows [x, M] with a fresh mask; G completes this batch next
+            masks = make_masks(len(x), self.dataset.image_shape, "mixed", self.mask_gen).to(self.device)
+            self.context = (x, masks)
+            x = torch.cat([x, masks], dim=1)
         return x
 
     def noise(self, n: int) -> torch.Tensor:
         """G's input: n noise vectors, with uniformly drawn one-hot labels appended in conditional nets."""
         z = sample_noise(self.cfg.generator, n, generator=self.noise_gen)
-        if self.cond_dim:
+        if self.condition == "class":
             labels = torch.randint(self.cond_dim, (n,), generator=self.label_gen, device=self.device)
             z = with_condition(z, labels, self.cond_dim)
+        elif self.condition == "inpaint":
+            if self.context is None:  # (the G step of a run resumed just before it draws its own)
+                self.next_real_batch()
+            x, masks = self.context
+            z = inpaint_input(z, x[:n], masks[:n])
         return z
 
     def _d_rows(self, fake: torch.Tensor, g_input: torch.Tensor) -> torch.Tensor:
-        """D's rows for generated samples: the samples, with G's condition appended in conditional nets."""
-        return torch.cat([fake, g_input[:, -self.cond_dim :]], dim=1) if self.cond_dim else fake
+        """D's rows for generated samples: the samples, with G's condition appended in
+        class-conditional nets; the completed images with their masks when inpainting."""
+        if self.condition == "class":
+            return torch.cat([fake, g_input[:, -self.cond_dim :]], dim=1)
+        if self.condition == "inpaint":
+            return torch.cat(complete(fake, g_input, self.data.shape[1]), dim=1)
+        return fake
 
     # ----- Algorithm 1 ---------------------------------------------------------------------
     def _set_schedules(self) -> None:
@@ -407,8 +440,10 @@ class Trainer:
         conditional nets take ``labels`` (default: uniform from ``generator``)."""
         was_training = self.g.training
         self.g.eval()
+        if self.condition == "inpaint":
+            raise AdvnetsError("an inpainting model completes images: use advnets.inpaint.completions")
         z = sample_noise(self.cfg.generator, n, generator=generator, device=self.device)
-        if self.cond_dim:
+        if self.condition == "class":
             if labels is None:
                 labels = torch.randint(self.cond_dim, (n,), generator=generator, device=z.device)
             z = with_condition(z, labels.to(z.device), self.cond_dim)
@@ -418,7 +453,10 @@ class Trainer:
 
     @torch.no_grad()
     def fixed_samples(self) -> torch.Tensor:
-        return self.g(self.fixed_noise).reshape(GRID_SIZE, *self.dataset.image_shape)
+        out = self.g(self.fixed_noise)
+        if self.condition == "inpaint":  # rows of one image's completions
+            out, _ = complete(out, self.fixed_noise, self.data.shape[1])
+        return out.reshape(GRID_SIZE, *self.dataset.image_shape)
 
     # ----- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -427,6 +465,7 @@ class Trainer:
             "noise": self.noise_gen.get_state(),
             "dropout": self.d.dropout_generator.get_state(),
             "labels": self.label_gen.get_state(),
+            "masks": self.mask_gen.get_state(),
         }
         return {
             "generator": self.g.state_dict(),
@@ -444,6 +483,7 @@ class Trainer:
             "g_updates": self.g_updates,
             "skipped_updates": self.skipped_updates,
             "d_steps_done": self.d_steps_done,
+            "inpaint_context": self.context,
             "rng": rng,
             "monitor": self.monitor.state_dict() if self.monitor is not None else None,
         }
@@ -475,8 +515,11 @@ class Trainer:
         self.data_gen.set_state(state["rng"]["data"])
         self.noise_gen.set_state(state["rng"]["noise"])
         self.d.dropout_generator.set_state(state["rng"]["dropout"])
-        if "labels" in state["rng"]:  # checkpoints from before conditional nets lack it
-            self.label_gen.set_state(state["rng"]["labels"])
+        for key, gen in (("labels", self.label_gen), ("masks", self.mask_gen)):
+            if key in state["rng"]:  # checkpoints from before conditional nets lack them
+                gen.set_state(state["rng"][key])
+        if state.get("inpaint_context") is not None:
+            self.context = tuple(t.to(self.device) for t in state["inpaint_context"])
         self.total_steps = self._total_steps_from_position()
 
     def _total_steps_from_position(self) -> int:
@@ -517,7 +560,9 @@ class Trainer:
         # Its own generator: the checks never disturb the training streams.
         gen = torch.Generator(device="cpu").manual_seed(t.seed + 5)
         noise = sample_noise(self.cfg.generator, MONITOR_BATCH, generator=gen).to(self.device)
-        if self.cond_dim:
+        if self.condition == "inpaint":
+            return None  # completions share their visible pixels: the diversity statistics do not apply
+        if self.condition == "class":
             labels = torch.randint(self.cond_dim, (MONITOR_BATCH,), generator=gen).to(self.device)
             noise = with_condition(noise, labels, self.cond_dim)
         real = self.data[torch.randperm(len(self.data), generator=gen)[:MONITOR_BATCH].to(self.device)]
