@@ -131,13 +131,14 @@ def _grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
     return torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
 
 
-def _make_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
+def _make_optimizer(cfg: OptimConfig, params, device: torch.device) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.adam_betas)
     # torch's SGD applies lr to the velocity (p -= lr * v, v = mu v + g); the
     # reference's pylearn2 keeps lr inside it (v = mu v - lr g). The two agree
     # exactly while lr is constant and differ negligibly under the 1/1.000004 decay.
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum_start)
+    # The fused kernel does the same update in one pass per tensor (benchmarks/NOTES.md).
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum_start, fused=device.type in ("cpu", "cuda"))
 
 
 @dataclass
@@ -188,8 +189,8 @@ class Trainer:
             self.g.init_output_bias_from_data(dataset.train)
         self.g.to(self.device).train()
         self.d.to(self.device).train()
-        self.opt_g = _make_optimizer(cfg.optim, self.g.parameters())
-        self.opt_d = _make_optimizer(cfg.optim, self.d.parameters())
+        self.opt_g = _make_optimizer(cfg.optim, self.g.parameters(), self.device)
+        self.opt_d = _make_optimizer(cfg.optim, self.d.parameters(), self.device)
         self.g_loss_fn = GENERATOR_LOSSES[t.g_loss]
         self.d_params = list(self.d.parameters())
         self.g_params = list(self.g.parameters())
@@ -351,7 +352,9 @@ class Trainer:
         with self._autocast():
             z = self.noise(m)
             fake = self._d_rows(self.g_train(z), z)
-            logits = self.d_train(torch.cat([x, fake])).float()
+            # D(x, fake): the values and dropout masks of D(cat([x, fake])), but
+            # no input gradient of D's first layer for the real rows (nets.py).
+            logits = self.d_train(x, fake).float()
         real_logits, fake_logits = logits[:m], logits[m:]
         loss_d = discriminator_loss(real_logits, fake_logits)
         loss_g = self.g_loss_fn(fake_logits)
