@@ -1,0 +1,527 @@
+"""Data-parallel training on torch.distributed: DistributedDataParallel under torchrun.
+
+``torchrun --nproc-per-node N -m advnets train ...`` (or ``advnets train --nproc N ...``,
+which runs torchrun itself) starts N processes. Each one builds the same G and D from
+the seed and wraps both in DistributedDataParallel (gloo on CPU, NCCL on CUDA, one GPU
+per local rank); DDP all-reduces (averages) their gradients during backward, so every
+rank applies the same update and the weights never drift apart.
+
+The pieces, and why each one is there:
+
+* Data: every rank draws the same per-epoch permutation from the seed and takes its m
+  rows of each global batch of N x m (rank r: rows r*m .. (r+1)*m - 1 of it). The
+  examples, and their order, are those of a single process with batch N x m; a step
+  consumes N x m examples, and an epoch has len(train) // (N x m) steps.
+* Noise, D's dropout masks, and in conditional nets the labels of generated rows and the
+  inpainting masks: a stream per rank. Rank 0 keeps the single-process seeds; the
+  others' seeds are hashed from (seed, stream, rank).
+* Which gradients are reduced: the training steps call ``g_train`` / ``d_train`` (here
+  the DDP wrappers) for the network that a backward pass updates, and the plain module
+  for the other one (G under no_grad in D's step; D, its weights frozen, in G's step),
+  so no gradient of a network that is not being updated is all-reduced, and
+  ``find_unused_parameters`` stays off: a step that left a parameter without gradient
+  would be an error, not papered over.
+* Decisions all ranks must share: a signal can reach the ranks at different moments, so
+  the stop flag is all-reduced once per step (and after each of the k D updates); the
+  divergence guard's flags are all-reduced before it decides; the collapse monitor runs
+  on rank 0, which broadcasts its verdict; with --skip-nonfinite the skip decision is
+  all-reduced. The logged means are averaged over ranks.
+* Files: only rank 0 writes (metrics, TensorBoard, sample grids, checkpoints). A
+  checkpoint is written after a barrier, holds rank 0's state in the single-process
+  format (position in the permutation counted in m-row batches, the global
+  permutation), plus every rank's own streams (and inpainting batch) and the world
+  size, and the other ranks wait until it is complete.
+
+Resuming: a checkpoint from N processes resumes exactly on N processes. On another
+number of processes, or from a single-process checkpoint (and vice versa), weights,
+optimiser state, step and epoch counters (so the lr and momentum schedules), the data
+permutation and rank 0's streams carry over; the position in the epoch is rounded down
+to a whole new global batch (up to N x m - 1 examples of that epoch are seen again),
+the other ranks' streams are re-seeded from (seed, rank, step), and the run still ends
+after --epochs epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import hashlib
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.distributed.constants import default_pg_timeout
+from torch.nn.parallel import DistributedDataParallel
+
+from advnets.checkpoint import latest_checkpoint
+from advnets.config import RunConfig
+from advnets.data import Dataset
+from advnets.errors import AdvnetsError, CheckpointError
+from advnets.train import (
+    Trainer,
+    TrainingCollapsed,
+    TrainingDiverged,
+    TrainingInterrupted,
+    _StopOnSignal,
+    resolve_device,
+)
+
+LOOPBACK = "127.0.0.1"
+# The scalars of Trainer.train_step's output, averaged over ranks for the log (a fixed
+# order: every rank must send the same vector, even one that has logged no step).
+LOGGED = ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm", "d_real", "d_fake", "value")
+# The single-process seeds of the streams each rank draws for itself (Trainer: seed + 2 noise,
+# + 4 dropout, + 6 labels of generated rows, + 7 inpainting masks).
+_STREAM_OFFSET = {"noise": 2, "dropout": 4, "labels": 6, "masks": 7}
+
+
+# ----- the process group ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TorchrunEnv:
+    """What torchrun tells each process it starts."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    restart_count: int  # how often torchrun has restarted the group (--max-restarts)
+
+
+def torchrun_env() -> TorchrunEnv | None:
+    """This process's place in a torchrun group, or None when torchrun did not start it."""
+    if not all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK")):
+        return None
+    return TorchrunEnv(
+        rank=int(os.environ["RANK"]),
+        world_size=int(os.environ["WORLD_SIZE"]),
+        local_rank=int(os.environ["LOCAL_RANK"]),
+        restart_count=int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")),
+    )
+
+
+def check_train_args(args: argparse.Namespace, env: TorchrunEnv) -> None:
+    """`advnets train` under torchrun: every rank, and every restart, must find the same run
+    directory; after a restart (torchrun --max-restarts) training continues from its last
+    complete checkpoint."""
+    if getattr(args, "nproc", None) is not None:
+        raise AdvnetsError("--nproc starts torchrun itself; leave it out when you run torchrun")
+    if args.out is None:
+        raise AdvnetsError(
+            "a data-parallel run needs --out DIR: every process, and torchrun's restarts, must find the same run"
+        )
+    if env.restart_count > 0 and latest_checkpoint(args.out) is not None:
+        args.resume = True
+
+
+@dataclass(frozen=True)
+class Group:
+    """The joined process group: this rank, its device, and the group for host-side decisions."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    backend: str
+    # Stop flags, barriers and small objects go through gloo on the CPU, so that with NCCL
+    # they never wait for the GPU's queue of work (the default group when that is gloo).
+    control: Any
+
+
+def join(env: TorchrunEnv, device_name: str = "auto") -> Group:
+    """Join the process group of the processes torchrun started: NCCL with one GPU per local
+    rank when the device is CUDA, gloo on the CPU otherwise."""
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        if env.local_rank >= torch.cuda.device_count():
+            raise AdvnetsError(
+                f"local rank {env.local_rank} has no GPU: this machine has {torch.cuda.device_count()}; "
+                "start at most that many processes per node"
+            )
+        device = torch.device("cuda", env.local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    elif device.type == "cpu":
+        backend = "gloo"
+    else:
+        raise AdvnetsError(f"--device {device.type}: data-parallel training runs on CPU (gloo) or CUDA (NCCL)")
+    if not dist.is_initialized():
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            # torchrun's agent serves the store. Under this attempt's own prefix: with a static
+            # rendezvous (advnets train --nproc) the store outlives a restart of the group, and the
+            # new group must not read the dead one's addresses.
+            store = dist.TCPStore(
+                os.environ["MASTER_ADDR"],
+                int(os.environ["MASTER_PORT"]),
+                world_size=env.world_size,
+                is_master=False,
+                timeout=default_pg_timeout,
+            )
+            store = dist.PrefixStore(f"advnets/attempt-{env.restart_count}", store)
+            dist.init_process_group(backend, store=store, rank=env.rank, world_size=env.world_size)
+        else:
+            dist.init_process_group(backend)  # env://, rank 0 serving the store
+        atexit.register(leave)  # tear the group down before exit (NCCL warns otherwise)
+    control = dist.new_group(backend="gloo") if backend == "nccl" else dist.group.WORLD
+    return Group(env.rank, env.world_size, device, backend, control)
+
+
+def leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def stream_seed(seed: int, stream: str, rank: int, step: int = 0) -> int:
+    """The seed of a rank's noise or dropout stream. Rank 0 at the start keeps the single-process
+    seed (so a 1-process group trains exactly like a plain run); every other (rank, step) gets a
+    64-bit seed hashed from (seed, stream, rank, step), unrelated to any other run's seeds."""
+    if rank == 0 and step == 0:
+        return seed + _STREAM_OFFSET[stream]
+    digest = hashlib.sha256(f"advnets/{stream}/seed={seed}/rank={rank}/step={step}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1  # non-negative, below 2**63
+
+
+# ----- the trainer --------------------------------------------------------------------------------
+class _GroupStop(_StopOnSignal):
+    """SIGINT/SIGTERM as for one process, but the stop flag changes only in poll(), where
+    the ranks agree on it (the highest signal number any rank received), so that every rank
+    stops after the same step and none waits forever in a collective the others skipped."""
+
+    def __init__(self, group: Any) -> None:
+        super().__init__()
+        self.received: int | None = None  # what reached this process, not yet agreed
+        self._group = group
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: abort now; checkpoints on disk stay whole
+        self.received = signum
+
+    def poll(self) -> bool:
+        flag = torch.tensor([self.received or 0], dtype=torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
+        if self.signum is None and int(flag) != 0:
+            self.signum = int(flag)
+        return self.signum is not None
+
+
+class _GroupRunning:
+    """The on-device sums between two log rows (train._Running), averaged over all ranks
+    when read: one all-reduce per log row."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+
+    def add(self, **values: torch.Tensor) -> None:
+        for k, v in values.items():
+            v = v.detach().float()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.steps += 1
+
+    def means(self) -> dict[str, float]:
+        zero = torch.zeros((), device=self.device)
+        parts = [self.sums.get(k, zero).float() for k in LOGGED]
+        totals = torch.stack([*parts, torch.tensor(float(self.steps), device=self.device)])
+        dist.all_reduce(totals)  # sums over ranks of the sums and of the step counts
+        values = totals.cpu().tolist()
+        steps = values.pop()
+        return {k: v / steps for k, v in zip(LOGGED, values, strict=True)} if steps else {}
+
+
+class _MonitorOnRank0:
+    """Stands in for the collapse monitor on ranks other than 0: rank 0 checks G's samples
+    and tells the others its verdict (DistributedTrainer._monitor)."""
+
+    def state_dict(self) -> None:
+        return None
+
+    def load_state_dict(self, state: Any) -> None:
+        pass
+
+
+class DistributedTrainer(Trainer):
+    """A Trainer for one rank of a data-parallel run; see the module docstring."""
+
+    def __init__(self, cfg: RunConfig, dataset: Dataset, group: Group) -> None:
+        # Set before Trainer.__init__, which draws the first permutation and builds the monitor.
+        self.group = group
+        self.rank, self.world_size = group.rank, group.world_size
+        self.global_perm: torch.Tensor | None = None
+        self._rank_states: list[dict[str, Any]] | None = None  # gathered by save() for state_dict()
+        t = cfg.train
+        if len(dataset.train) < self.world_size * t.batch_size:
+            raise AdvnetsError(
+                f"{self.world_size} processes x --batch-size {t.batch_size} is more than the training split "
+                f"({len(dataset.train)} images)"
+            )
+        super().__init__(cfg, dataset, device=group.device)
+        self.batches_per_epoch = len(self.data) // (self.world_size * t.batch_size)  # global batches of N x m
+        self.total_steps = t.epochs * self.batches_per_epoch // (t.k if t.update == "alternating" else 1)
+        if self.rank == 0 and self.monitor is not None:
+            self.monitor.warmup_steps = self.total_steps // 4
+        if self.rank > 0:
+            self._seed_streams(step=0)
+
+    def _streams(self) -> dict[str, torch.Generator]:
+        """This rank's own random streams (the data order's is the same on every rank)."""
+        return {
+            "noise": self.noise_gen,
+            "dropout": self.d.dropout_generator,
+            "labels": self.label_gen,
+            "masks": self.mask_gen,
+        }
+
+    def _seed_streams(self, step: int) -> None:
+        for name, gen in self._streams().items():
+            gen.manual_seed(stream_seed(self.cfg.train.seed, name, self.rank, step))
+
+    def _rank_state(self) -> dict[str, Any]:
+        """What only this rank has: its streams' states, and when inpainting the real batch (with
+        its masks) that its next G step completes."""
+        return {**{name: gen.get_state() for name, gen in self._streams().items()}, "inpaint_context": self.context}
+
+    # ----- data: this rank's rows of every global batch ------------------------------------------
+    def _shard(self, perm: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of a permutation, in order: m of each global batch of N x m (the
+        rows after the last whole global batch are dropped, as the last partial batch is)."""
+        m, n = self.cfg.train.batch_size, self.world_size
+        batches = len(perm) // (n * m)
+        return perm[: batches * n * m].view(batches, n, m)[:, self.rank].reshape(-1)
+
+    def _new_perm(self) -> torch.Tensor:
+        # Every rank's data generator is seeded alike, so all draw the same permutation.
+        self.global_perm = super()._new_perm()
+        return self._shard(self.global_perm)
+
+    # ----- DDP ----------------------------------------------------------------------------------------
+    def wrap(self) -> None:
+        """Wrap G and D in DistributedDataParallel (once; the first step does it, so after any
+        checkpoint was loaded). DDP starts by broadcasting rank 0's weights (neither net has
+        buffers: no batch norm, nothing else to keep in sync)."""
+        if isinstance(self.g_train, DistributedDataParallel):
+            return
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.g_train = DistributedDataParallel(self.g, device_ids=ids, find_unused_parameters=False)
+        self.d_train = DistributedDataParallel(self.d, device_ids=ids, find_unused_parameters=False)
+
+    def train_step(self, stop=None):
+        self.wrap()
+        return super().train_step(stop)
+
+    def _may_step(self, *values: torch.Tensor) -> bool:
+        """--skip-nonfinite: the ranks skip an update together (the losses differ between
+        ranks; the reduced gradients do not)."""
+        if self.cfg.train.skip_nonfinite == 0:
+            return super()._may_step(*values)  # never syncs
+        finite = torch.stack([torch.isfinite(v).all() for v in values]).all().to(torch.int32).reshape(1)
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return super()._may_step(torch.tensor(1.0 if int(finite) else float("nan")))
+
+    # ----- what fit() shares between ranks ----------------------------------------------------------
+    def _stop_on_signal(self) -> _StopOnSignal:
+        return _GroupStop(self.group.control)
+
+    def _new_running(self) -> _GroupRunning:
+        return _GroupRunning(self.device)
+
+    def _open_log(self, run_dir: Path | None, tensorboard: bool):
+        return super()._open_log(run_dir, tensorboard) if self.rank == 0 else None
+
+    def _check_finite(self, first_bad: torch.Tensor) -> None:
+        # The earliest bad step of any rank, so that all ranks raise (or go on) together.
+        none = torch.iinfo(torch.long).max
+        earliest = torch.where(first_bad < 0, none, first_bad)
+        dist.all_reduce(earliest, op=dist.ReduceOp.MIN)
+        super()._check_finite(torch.where(earliest == none, -1, earliest))
+
+    def _make_monitor(self):
+        if self.rank == 0 or self.cfg.train.monitor_every == 0:
+            return super()._make_monitor()
+        return _MonitorOnRank0()
+
+    def _monitor(self, out: dict[str, torch.Tensor], run_dir: Path | None, log) -> None:
+        verdict: list[str | None] = [None]
+        if self.rank == 0:
+            try:
+                super()._monitor(out, run_dir, log)
+            except TrainingCollapsed as e:
+                verdict = [str(e)]
+        dist.broadcast_object_list(verdict, src=0, group=self.group.control)
+        if verdict[0] is not None:
+            raise TrainingCollapsed(verdict[0])
+
+    def _write_grid(self, run_dir: Path, log) -> None:
+        if self.rank == 0:
+            super()._write_grid(run_dir, log)
+
+    def fit(self, run_dir: Path | None = None, progress: bool = True, tensorboard: bool = True) -> dict[str, float]:
+        if self.rank == 0:
+            m = self.cfg.train.batch_size
+            print(
+                f"data-parallel: {self.world_size} processes ({self.group.backend}), global batch "
+                f"{self.world_size} x {m} = {self.world_size * m}",
+                file=sys.stderr,
+            )
+        try:
+            return super().fit(run_dir, progress=progress and self.rank == 0, tensorboard=tensorboard)
+        except TrainingInterrupted as e:
+            if run_dir is None:
+                raise
+            n = self.world_size
+            again = f"; on {n} processes as before: advnets train --nproc {n} --out {run_dir} --resume"
+            raise TrainingInterrupted(f"{e}{again}", e.exit_code) from None
+
+    # ----- checkpoints --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Rank 0's state in the single-process format: the global permutation and the position
+        in it in m-row batches; plus the world size and, when save() gathered them, every rank's
+        own state (_rank_state)."""
+        state = super().state_dict()
+        state["perm"] = self.global_perm
+        state["batch_in_epoch"] = self.batch_in_epoch * self.world_size
+        state["world_size"] = self.world_size
+        if self._rank_states is not None:
+            state["rng"]["ranks"] = self._rank_states
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)  # the global permutation, the position in m-row batches, rank 0's streams
+        self.global_perm = self.perm
+        self.batch_in_epoch //= self.world_size  # rounded down to a whole global batch of N x m
+        self.perm = self._shard(self.global_perm)
+        if self.batch_in_epoch >= self.batches_per_epoch:  # past this world size's last whole batch
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self.perm = self._new_perm()
+        ranks = state["rng"].get("ranks")
+        if ranks is not None and len(ranks) == self.world_size:  # saved by as many processes: exact
+            mine = ranks[self.rank]
+            for name, gen in self._streams().items():
+                if name in mine:
+                    gen.set_state(mine[name])
+            if mine.get("inpaint_context") is not None:
+                self.context = tuple(t.to(self.device) for t in mine["inpaint_context"])
+        elif self.rank > 0:  # saved by another number of processes: fresh streams from here on
+            self._seed_streams(step=self.step)
+        self.total_steps = self._total_steps_from_position()
+
+    def save(self, run_dir: Path) -> Path:
+        """Rank 0 writes the checkpoint after a barrier; every rank returns once it is complete
+        (or raises, if rank 0 could not write it)."""
+        ctl = self.group.control
+        dist.barrier(group=ctl)  # every rank has finished the step being saved
+        ranks: list[Any] | None = [None] * self.world_size if self.rank == 0 else None
+        dist.gather_object(self._rank_state(), ranks, dst=0, group=ctl)
+        outcome: list[Any] = [None]
+        error: CheckpointError | None = None
+        if self.rank == 0:
+            self._rank_states = ranks
+            try:
+                outcome = [("saved", str(super().save(run_dir)))]
+            except CheckpointError as e:
+                error, outcome = e, [("failed", str(e))]
+            finally:
+                self._rank_states = None
+        dist.broadcast_object_list(outcome, src=0, group=ctl)  # the others wait here until it is written
+        what, text = outcome[0]
+        if what == "failed":
+            raise error if error is not None else CheckpointError(f"rank 0 could not write a checkpoint: {text}")
+        return Path(text)
+
+
+def follow(trainer: DistributedTrainer, state: dict[str, Any] | None, run_dir: Path) -> int:
+    """`advnets train` on a rank other than 0: load the same checkpoint and train alongside rank
+    0, which checks and writes the run directory and reports. Outcomes that every rank reaches
+    together (a stop, divergence, collapse, a failed save) end this rank quietly with rank 0's
+    exit code; anything else is this rank's own error and is reported as usual."""
+    if state is not None:
+        trainer.load_state_dict(state)
+    try:
+        trainer.fit(run_dir, progress=False)
+    except (TrainingInterrupted, TrainingCollapsed) as e:
+        return e.exit_code
+    except (TrainingDiverged, CheckpointError):
+        return 2
+    return 0
+
+
+# ----- `advnets train --nproc N`: torchrun on this machine, bound to loopback --------------------
+_LAUNCHER_OPTIONS = ("--nproc", "--max-restarts")
+
+
+def _without_launcher_options(argv: list[str]) -> list[str]:
+    """argv less --nproc N and --max-restarts R (also as --opt=V or an abbreviation argparse
+    accepted), for the processes torchrun starts."""
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        name = token.split("=", 1)[0]
+        if len(name) > 3 and any(option.startswith(name) for option in _LAUNCHER_OPTIONS):
+            skip = "=" not in token
+            continue
+        out.append(token)
+    return out
+
+
+def _loopback_interface() -> str | None:
+    names = [name for _, name in socket.if_nameindex() if name.startswith("lo")]
+    return names[0] if names else None
+
+
+def run_torchrun(nproc: int, max_restarts: int, target: list[str]) -> int:
+    """Run torchrun's own launcher (torch.distributed.run) in this process for ``nproc`` workers
+    on this machine running ``target`` (e.g. ["-m", "advnets", "train", ...]); returns an exit
+    code: 0, the first failed worker's, or 128 + the signal that stopped the launcher.
+
+    c10d has no authentication, so nothing may listen beyond this machine. torchrun's own
+    --standalone store listens on every interface; instead this binds a socket to 127.0.0.1,
+    serves a multi-tenant TCPStore on it, and points torchrun's static rendezvous at that
+    address and port: torchrun's store, multi-tenant too, then shares this server rather than
+    opening its own, and the workers connect to it (torchrun's agent store). gloo's and NCCL's
+    own sockets are kept on the loopback interface unless GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME
+    say otherwise."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((LOOPBACK, 0))
+    port = sock.getsockname()[1]
+    store = dist.TCPStore(  # noqa: F841 (kept alive: torchrun's store shares its server)
+        LOOPBACK, port, is_master=True, multi_tenant=True, master_listen_fd=sock.detach(), wait_for_workers=False
+    )
+    interface = _loopback_interface()
+    if interface is not None:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", interface)
+        os.environ.setdefault("NCCL_SOCKET_IFNAME", interface)
+    options = ["--nnodes", "1", "--node-rank", "0", "--nproc-per-node", str(nproc), "--max-restarts", str(max_restarts)]
+    rendezvous = ["--rdzv-backend", "static", "--master-addr", LOOPBACK, "--master-port", str(port)]
+    try:
+        torchrun([*options, *rendezvous, *target])
+    except SignalException as e:  # torchrun has passed the signal on to the workers and waited for them
+        return 128 + int(e.sigval)
+    except ChildFailedError as e:
+        _, failure = e.get_first_failure()
+        code = failure.exitcode
+        return 128 - code if code < 0 else code  # a negative exit code is the signal that killed the worker
+    return 0
+
+
+def launch(args: argparse.Namespace) -> int:
+    """`advnets train --nproc N`: the same command, less the launcher's options, in N processes
+    under torchrun on this machine."""
+    if torchrun_env() is not None:
+        raise AdvnetsError("--nproc starts torchrun itself; leave it out when you run torchrun")
+    if args.out is None:
+        raise AdvnetsError("--nproc needs --out DIR: every process, and torchrun's restarts, must find the same run")
+    if not args.resume and (Path(args.out) / "checkpoints").exists():
+        raise AdvnetsError(f"--out {args.out} already holds a run; add --resume to continue it")
+    argv = _without_launcher_options(list(getattr(args, "argv", sys.argv[1:])))
+    return run_torchrun(args.nproc, args.max_restarts, ["-m", "advnets", *argv])
