@@ -171,7 +171,14 @@ def join(env: TorchrunEnv, device_name: str = "auto") -> Group:
 
 def leave() -> None:
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            # Leave together: a rank that tears its group down while another still
+            # talks to it can abort that one ("terminate called ...", seen in CI).
+            dist.barrier()
+        except Exception:  # a peer is already gone (its failure is reported by torchrun)
+            pass
+        finally:
+            dist.destroy_process_group()
 
 
 def stream_seed(seed: int, stream: str, rank: int, step: int = 0) -> int:
