@@ -45,12 +45,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model  # benchmarks/machine.py (the scripts run from this directory)
 
 HEADING = "## Parzen-window evaluation (issue 3)"
 SIGMAS = np.logspace(-1, 0, 10)
 
 
 # --------------------------------------------------------------------------- data
+
+
 
 
 def digit_like(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -238,17 +241,6 @@ def run_worker(kind: str, data_dir: Path) -> dict:
 
 
 # --------------------------------------------------------------------------- main
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def fmt_time(t: float) -> str:

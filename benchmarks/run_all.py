@@ -102,7 +102,7 @@ def machine_section(threads: int, load0: tuple[float, ...], load1: tuple[float, 
     import torch
 
     sys.path.insert(0, str(HERE))
-    from train_throughput import cpu_model
+    from machine import cpu_model
 
     lines = [
         f"- Date: {datetime.datetime.now().isoformat(timespec='minutes')}; all tables below from one "

@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from machine import cpu_model  # benchmarks/machine.py (the scripts run from this directory)
 
 M = 100
 
@@ -128,17 +129,6 @@ def measure(row: Row, update: str, args, comm: bool = False) -> dict:
     if out.returncode != 0:
         raise RuntimeError(f"{row.name} ({update}) failed:\n{out.stderr[-3000:]}")
     return json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("{")][-1])
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def table(rows: list[Row], updates: list[str]) -> str:

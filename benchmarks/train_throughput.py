@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from machine import cpu_model  # benchmarks/machine.py (the scripts run from this directory)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -508,17 +509,6 @@ def sampling_table(data, device: torch.device) -> str:
 
 
 # --------------------------------------------------------------------------- main
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_name(device: torch.device) -> str:
