@@ -30,3 +30,28 @@ def digits():
     from advnets.data import load_dataset
 
     return load_dataset("embedded-digits")
+
+
+def cli_in_process(*args):
+    """Run the advnets command in this process; returns (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from advnets.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's own errors
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def cli_subprocess(*args, timeout=600):
+    """Run ``python -m advnets ARGS`` in a fresh process; returns the CompletedProcess."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "advnets", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

@@ -1,8 +1,6 @@
 """Conditional adversarial nets p(x | c), the paper's Section 7.1 (issue 9, part 1)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,6 +11,7 @@ from advnets.errors import AdvnetsError, ConfigError
 from advnets.evaluate.classifier import load_or_train_classifier
 from advnets.nets import build_nets
 from advnets.train import Trainer
+from conftest import cli_subprocess as _advnets
 from conftest import tiny_config
 
 
@@ -100,12 +99,6 @@ def test_training_without_labels_is_a_clear_error(digits):
         Trainer(_conditional(tiny_config()), unlabelled)
     with pytest.raises(AdvnetsError, match="built for 5 classes"):
         Trainer(_conditional(tiny_config(), k=5), digits)
-
-
-def _advnets(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "advnets", *map(str, args)], capture_output=True, text=True, timeout=600
-    )
 
 
 def test_cli_trains_samples_by_class_and_classifies(tmp_path):

@@ -1,14 +1,11 @@
 """Learned approximate inference (PAPER.md §5, Section 7.2): an encoder E(x) -> z for a fixed G."""
 
-import contextlib
-import io
 import json
 
 import pytest
 import torch
 from PIL import Image
 
-from advnets.cli import main
 from advnets.config import GeneratorConfig, override
 from advnets.errors import CheckpointError, ConfigError
 from advnets.infer import (
@@ -24,6 +21,7 @@ from advnets.infer import (
 )
 from advnets.nets import Generator, build_nets
 from advnets.train import Trainer
+from conftest import cli_in_process as cli
 from conftest import tiny_config
 
 SMALL = InferConfig(hidden_sizes=(64, 64), steps=800, lr=3e-3, eval_samples=500, pairs=5000)
@@ -181,17 +179,6 @@ def test_infer_config_rejects_impossible_values():
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-def cli(*args):
-    """Run the advnets command in this process; returns (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as e:  # argparse's own errors
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_cli_infer_writes_encoder_figure_and_metrics(trained):

@@ -1,8 +1,6 @@
 """Inpainting: one model for every conditional p(x_hidden | x_visible), Section 7.3 (issue 9, part 3)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,6 +9,7 @@ from advnets.config import override
 from advnets.errors import AdvnetsError, ConfigError
 from advnets.inpaint import MASKS, complete, completions, evaluate_inpainting, g_input, make_masks
 from advnets.train import Trainer
+from conftest import cli_subprocess as _advnets
 from conftest import tiny_config
 
 
@@ -99,11 +98,6 @@ def test_training_makes_completions_fit_the_visible_part_and_vary_with_z(digits)
     done = completions(tr.g, digits.test[:4], make_masks(4, (1, 8, 8), "bottom-half"), k=3)
     assert done.shape == (4, 3, 64)
     assert torch.equal(done[:, :, :32], digits.test[:4].reshape(4, 1, 64)[:, :, :32].expand(4, 3, 32))
-
-
-def _advnets(*args):
-    cmd = [sys.executable, "-m", "advnets", *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
 def test_cli_trains_and_inpaints_with_a_figure_and_numbers(tmp_path):

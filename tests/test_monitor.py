@@ -30,6 +30,7 @@ def test_a_healthy_run_logs_its_diversity_and_never_warns(tmp_path, digits):
 
 def test_a_frozen_discriminator_makes_g_collapse_and_trips_the_detector(tmp_path, digits, capsys):
     tr = Trainer(_config(d_lr_scale=0.0), digits)
+    d_before = [p.detach().clone() for p in tr.d.parameters()]
     tr.fit(tmp_path, progress=False, tensorboard=False)
     assert len(tr.monitor.detector.warnings) == 1  # one warning per episode
     step, message = tr.monitor.detector.warnings[0]
@@ -38,8 +39,9 @@ def test_a_frozen_discriminator_makes_g_collapse_and_trips_the_detector(tmp_path
     assert "possible mode collapse" in capsys.readouterr().err
     logged = [r for r in read_metrics(tmp_path) if "warning" in r]
     assert [r["step"] for r in logged] == [step]
-    # D's weights never moved: the collapse is G's alone.
+    # D took its steps at learning rate 0 and never moved: the collapse is G's alone.
     assert tr.d_updates > 0
+    assert all(torch.equal(a, b) for a, b in zip(d_before, tr.d.parameters(), strict=True))
 
 
 def test_stop_on_collapse_points_latest_at_the_last_healthy_checkpoint(tmp_path, digits):

@@ -1,7 +1,5 @@
 """Semi-supervised learning with D's features (PAPER.md §5, Section 7.4)."""
 
-import contextlib
-import io
 import json
 
 import numpy as np
@@ -9,7 +7,6 @@ import pytest
 import torch
 from PIL import Image
 
-from advnets.cli import main
 from advnets.config import override
 from advnets.errors import ConfigError, DataError
 from advnets.nets import build_nets
@@ -26,18 +23,8 @@ from advnets.semisup import (
     run_semisup,
 )
 from advnets.train import Trainer
+from conftest import cli_in_process as cli
 from conftest import tiny_config
-
-
-def cli(*args):
-    """Run the advnets command in this process; returns (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as e:  # argparse's own errors
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def _tiny_run(run_dir, data, source, **data_cfg):
