@@ -51,6 +51,22 @@ CONFIGS = {
     # Added after the four above: their collapsed runs all had D winning early
     # (mean D(G(z)) < 0.03 by step 550), so D learns at half G's rate here.
     "alternating-sgd-slow-d": {"update": "alternating", "optim": {"d_lr_scale": 0.5}},
+    # Remedies for a D that wins early (beyond the paper; issue 10): one-sided label
+    # smoothing (real_label 0.9) and instance noise (std 0.1 decaying to 0), alone and together.
+    "simultaneous-sgd-smooth": {"update": "simultaneous", "optim": {}, "train": {"real_label": 0.9}},
+    "alternating-sgd-smooth": {"update": "alternating", "optim": {}, "train": {"real_label": 0.9}},
+    "simultaneous-sgd-noise": {"update": "simultaneous", "optim": {}, "train": {"instance_noise": 0.1}},
+    "alternating-sgd-noise": {"update": "alternating", "optim": {}, "train": {"instance_noise": 0.1}},
+    "simultaneous-sgd-smooth-noise": {
+        "update": "simultaneous",
+        "optim": {},
+        "train": {"real_label": 0.9, "instance_noise": 0.1},
+    },
+    "alternating-sgd-smooth-noise": {
+        "update": "alternating",
+        "optim": {},
+        "train": {"real_label": 0.9, "instance_noise": 0.1},
+    },
 }
 
 
@@ -60,7 +76,7 @@ def status_of(result: dict) -> str:
     return "healthy" if result["classes_covered"] == 10 else "partial"
 
 
-def run_one(name: str, seed: int, epochs: int, out: Path) -> dict:
+def run_one(name: str, seed: int, epochs: int, out: Path, device: str = "cpu") -> dict:
     """Train one configuration and score it; writes out/<name>-seed<seed>/result.json."""
     import torch
 
@@ -76,7 +92,9 @@ def run_one(name: str, seed: int, epochs: int, out: Path) -> dict:
     base = get_preset("mnist")
     cfg = override(
         base,
-        train=override(base.train, update=spec["update"], seed=seed, epochs=epochs, device="cpu"),
+        train=override(
+            base.train, update=spec["update"], seed=seed, epochs=epochs, device=device, **spec.get("train", {})
+        ),
         optim=override(base.optim, **spec["optim"]),
     )
     dataset = load_dataset(cfg.data)
@@ -99,6 +117,7 @@ def run_one(name: str, seed: int, epochs: int, out: Path) -> dict:
         "seed": seed,
         "epochs": epochs,
         "steps": trainer.step,
+        "device": device,
         "train_seconds": round(train_s, 1),
         "d_real": last.get("d_real"),
         "d_fake": last.get("d_fake"),
@@ -214,12 +233,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each (default 2)")
+    ap.add_argument(
+        "--device", default="cpu", help="where to train (default cpu; the table says which device each run used)"
+    )
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "stability")
     ap.add_argument("--worker", nargs=2, metavar=("CONFIG", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     out = args.out / f"epochs{args.epochs}"
     if args.worker:
-        run_one(args.worker[0], int(args.worker[1]), args.epochs, out)
+        run_one(args.worker[0], int(args.worker[1]), args.epochs, out, args.device)
         return 0
 
     done = lambda c, s: (out / f"{c}-seed{s}" / "result.json").exists()  # noqa: E731
@@ -235,7 +257,16 @@ def main(argv: list[str] | None = None) -> int:
     while todo or running:
         while todo and len(running) < args.jobs:
             c, s = todo.pop(0)
-            cmd = [sys.executable, __file__, "--epochs", str(args.epochs), "--out", str(args.out)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--epochs",
+                str(args.epochs),
+                "--out",
+                str(args.out),
+                "--device",
+                args.device,
+            ]
             cmd += ["--worker", c, str(s)]
             running.append((subprocess.Popen(cmd, env=env), c, s, time.perf_counter()))
             print(f"started {c} seed {s}", file=sys.stderr, flush=True)
@@ -254,7 +285,11 @@ def main(argv: list[str] | None = None) -> int:
         for c, s in itertools.product(args.configs, args.seeds)
         if done(c, s)
     ]
-    print(f"Embedded MNIST (4,000 training digits), mnist preset, {args.epochs} epochs per run, 1,000 samples scored.")
+    devices = ", ".join(sorted({r.get("device", "cpu") for r in results}))
+    print(
+        f"Embedded MNIST (4,000 training digits), mnist preset, {args.epochs} epochs per run, 1,000 samples "
+        f"scored; trained on: {devices}."
+    )
     print()
     print(table(results, out))
     for name in args.configs:

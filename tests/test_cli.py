@@ -86,6 +86,8 @@ def test_train_sample_resume_end_to_end(tmp_path):
         (["train", "--resume"], "--resume"),
         (["train", "--resume", "--out", "/no/such/run"], "/no/such/run"),
         (["train", "--k", "3", "--update", "simultaneous", "--dry-run"], "train.k"),
+        (["train", "--real-label", "1.5", "--dry-run"], "train.real_label"),
+        (["train", "--instance-noise", "-1"], "--instance-noise"),
         (["sample", "--run", "/no/such/run"], "/no/such/run"),
         (["sample"], "--run"),
         (["frobnicate"], "frobnicate"),

@@ -52,3 +52,26 @@ def test_minimax_gradient_saturates_where_nonsaturating_does_not():
     assert abs(g_ns.item() + 1) < 1e-5
     # both point the same way: raise D's logit on the samples
     assert g_minimax.item() < 0 and g_ns.item() < 0
+
+
+def test_label_smoothing_matches_float64_cross_entropy_against_the_smoothed_target():
+    """One-sided label smoothing: real rows are scored against t, generated rows still against 0."""
+    real, fake, t = [2.0, -1.0, 0.3, 4.0], [-3.0, 0.5], 0.9
+    r, f = torch.tensor(real, dtype=torch.float64), torch.tensor(fake, dtype=torch.float64)
+    real_ce = sum(-t * math.log(_sig(a)) - (1 - t) * math.log(1 - _sig(a)) for a in real) / len(real)
+    fake_ce = sum(-math.log(1 - _sig(a)) for a in fake) / len(fake)
+    assert math.isclose(discriminator_loss(r, f, real_label=t).item(), 0.5 * (real_ce + fake_ce), rel_tol=1e-12)
+    assert discriminator_loss(r, f, real_label=1.0).item() == discriminator_loss(r, f).item()
+
+
+def test_label_smoothing_stops_rewarding_d_beyond_the_target():
+    """The smoothed loss is minimised where D(x) = t: its gradient w.r.t. the real logit vanishes at
+    logit(t) and pushes back (positive) beyond it, where the paper's loss keeps pushing up."""
+    t = 0.9
+    at = torch.tensor([math.log(t / (1 - t))], dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(discriminator_loss(at, torch.zeros(1, dtype=torch.float64), real_label=t), at)
+    assert abs(g.item()) < 1e-12
+    beyond = torch.tensor([5.0], dtype=torch.float64, requires_grad=True)
+    (g_smooth,) = torch.autograd.grad(discriminator_loss(beyond, torch.zeros(1), real_label=t), beyond)
+    (g_paper,) = torch.autograd.grad(discriminator_loss(beyond, torch.zeros(1)), beyond)
+    assert g_smooth.item() > 0 > g_paper.item()

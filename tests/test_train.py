@@ -230,3 +230,52 @@ def test_bf16_autocast_trains_close_to_fp32_and_keeps_float32_weights(digits, up
     assert losses["bf16"].dtype == torch.float32
     torch.testing.assert_close(losses["bf16"], losses["fp32"], rtol=3e-2, atol=1e-2)
     assert not torch.equal(losses["bf16"], losses["fp32"])  # bf16 really was used
+
+
+def test_d_step_uses_the_smoothed_real_label(digits):
+    tr = Trainer(tiny_config(real_label=0.9), digits)
+    out = tr._d_step()
+    expected = discriminator_loss(out["real_logits"], out["fake_logits"], real_label=0.9)
+    assert torch.equal(out["d_loss"], expected)
+    assert not torch.equal(out["d_loss"], discriminator_loss(out["real_logits"], out["fake_logits"]))
+
+
+def test_instance_noise_decays_linearly_and_leaves_appended_labels_alone(digits):
+    """D's view: std s * (1 - step / total) on the image columns, nothing on a class-label column."""
+    from advnets.conditional import with_condition
+
+    cfg = tiny_config(epochs=4, instance_noise=0.3)
+    cfg = override(
+        cfg,
+        generator=override(cfg.generator, condition="class", cond_dim=10),
+        discriminator=override(cfg.discriminator, cond_dim=10),
+    )
+    tr = Trainer(cfg, digits)
+    pixels = tr.data.shape[1]
+    rows = with_condition(torch.zeros(4000, pixels), torch.arange(4000) % 10, 10)
+    for step, expected in ((0, 0.3), (tr.total_steps // 2, 0.3 * (1 - (tr.total_steps // 2) / tr.total_steps))):
+        tr.step = step
+        seen = tr._seen_by_d(rows)
+        assert math.isclose(seen[:, :pixels].std().item(), expected, rel_tol=0.01)
+        assert torch.equal(seen[:, pixels:], rows[:, pixels:])
+    tr.step = tr.total_steps
+    assert torch.equal(tr._seen_by_d(rows), rows)
+    assert torch.equal(Trainer(tiny_config(), digits)._seen_by_d(rows[:, :pixels]), rows[:, :pixels])
+
+
+@pytest.mark.parametrize("update", ["simultaneous", "alternating"])
+def test_resume_with_instance_noise_and_smoothing_continues_bit_identically(tmp_path, digits, update):
+    cfg = tiny_config(epochs=3, update=update, instance_noise=0.2, real_label=0.9)
+    full = Trainer(cfg, digits)
+    full.fit(progress=False)
+    half = Trainer(cfg, digits)
+    for _ in range(half.total_steps // 2):
+        half.train_step()
+    resumed = Trainer(cfg, digits)
+    resumed.load_state_dict(load_checkpoint(half.save(tmp_path)))
+    resumed.fit(progress=False)
+    plain = Trainer(tiny_config(epochs=3, update=update), digits)
+    plain.fit(progress=False)
+    for p, q in zip(full.g.parameters(), resumed.g.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert not all(torch.equal(p, r) for p, r in zip(full.g.parameters(), plain.g.parameters(), strict=True))

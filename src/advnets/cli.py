@@ -254,6 +254,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="D's learning rate is --lr times S (default 1, the paper: one rate for both players)",
     )
     p.add_argument(
+        "--real-label",
+        type=float,
+        default=None,
+        metavar="T",
+        help="D's target for real images, in (0.5, 1]: one-sided label smoothing (default 1, the paper)",
+    )
+    p.add_argument(
+        "--instance-noise",
+        type=_nonneg_float,
+        default=None,
+        metavar="SIGMA",
+        help="add Gaussian noise of std SIGMA to every image D sees, decaying linearly to 0 over the run "
+        "(default 0, the paper)",
+    )
+    p.add_argument(
         "--monitor-every",
         type=_nonneg_int,
         default=None,
@@ -693,6 +708,8 @@ def _train_config(args: argparse.Namespace):
             "monitor_every": args.monitor_every,
             "monitor_classes": args.monitor_classes,
             "on_collapse": args.on_collapse,
+            "real_label": args.real_label,
+            "instance_noise": args.instance_noise,
         }.items()
         if v is not None
     }

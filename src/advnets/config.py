@@ -151,6 +151,16 @@ class TrainConfig:
     # What a sustained collapse does: "warn" prints one warning per episode;
     # "stop" ends training and points `latest` at the last healthy checkpoint.
     on_collapse: str = "warn"
+    # Two standard remedies for a D that wins too early (beyond the paper;
+    # 1.0 and 0.0 are the paper's game). real_label: D's target for real rows,
+    # one-sided label smoothing (Salimans et al., 2016): D is never rewarded for
+    # certainty above it, so its logits on real data stay bounded.
+    real_label: float = 1.0
+    # instance_noise: the standard deviation of Gaussian noise added to every
+    # image D sees, real and generated, decaying linearly to 0 over the run
+    # (Sønderby et al., 2016; Arjovsky & Bottou, 2017): the noise makes the two
+    # distributions overlap, so D cannot separate them perfectly early on.
+    instance_noise: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -245,6 +255,8 @@ def validate(cfg: RunConfig) -> None:
     need(t.skip_nonfinite >= 0, "train.skip_nonfinite", ">= 0", t.skip_nonfinite)
     need(t.monitor_every >= 0, "train.monitor_every", ">= 0 (0 = no collapse checks)", t.monitor_every)
     need(t.precision in PRECISIONS, "train.precision", f"one of {PRECISIONS}", t.precision)
+    need(0.5 < t.real_label <= 1, "train.real_label", "in (0.5, 1] (1 = the paper)", t.real_label)
+    need(t.instance_noise >= 0, "train.instance_noise", ">= 0 (0 = the paper)", t.instance_noise)
     need(t.on_collapse in ON_COLLAPSE, "train.on_collapse", f"one of {ON_COLLAPSE}", t.on_collapse)
     for name in ("log_every", "sample_every", "checkpoint_every"):
         need(getattr(t, name) >= 1, f"train.{name}", "a positive integer", getattr(t, name))

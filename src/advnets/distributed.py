@@ -281,6 +281,7 @@ class DistributedTrainer(Trainer):
             "dropout": self.d.dropout_generator,
             "labels": self.label_gen,
             "masks": self.mask_gen,
+            "instance_noise": self.instance_noise_gen,
         }
 
     def _seed_streams(self, step: int) -> None:

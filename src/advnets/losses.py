@@ -13,12 +13,19 @@ import torch
 from torch.nn.functional import softplus
 
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float = 1.0) -> torch.Tensor:
     """D's loss: Eq. 1 negated, as the mean of the two cross-entropies
     (real -> 1, generated -> 0), as the reference code computes it:
         0.5 * (E_x[-log D(x)] + E_z[-log(1 - D(G(z)))])
-    Minimising it is Algorithm 1's ascent of D's gradient, scaled by 1/2."""
-    return 0.5 * (softplus(-real_logits).mean() + softplus(fake_logits).mean())
+    Minimising it is Algorithm 1's ascent of D's gradient, scaled by 1/2.
+
+    With real_label = t < 1 (one-sided label smoothing) the real rows'
+    cross-entropy is against t instead: -t log D(x) - (1 - t) log(1 - D(x)),
+    minimised at D(x) = t; generated rows keep the target 0."""
+    real = softplus(-real_logits).mean()
+    if real_label != 1.0:
+        real = real_label * real + (1.0 - real_label) * softplus(real_logits).mean()
+    return 0.5 * (real + softplus(fake_logits).mean())
 
 
 def generator_loss_minimax(fake_logits: torch.Tensor) -> torch.Tensor:

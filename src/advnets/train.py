@@ -207,6 +207,7 @@ class Trainer:
         self.labels = None
         self.label_gen = torch.Generator(device=self.device).manual_seed(t.seed + 6)
         self.mask_gen = torch.Generator(device="cpu").manual_seed(t.seed + 7)
+        self.instance_noise_gen = torch.Generator(device=self.device).manual_seed(t.seed + 8)
         self.context: tuple[torch.Tensor, torch.Tensor] | None = None
         if self.condition == "class":
             self.labels = check_labels(dataset.train_labels, self.cond_dim, dataset.name).to(self.device)
@@ -289,6 +290,17 @@ class Trainer:
             return torch.cat(complete(fake, g_input, self.data.shape[1]), dim=1)
         return fake
 
+    def _seen_by_d(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows as D sees them: with train.instance_noise = s > 0, Gaussian noise of
+        standard deviation s * (1 - step / total_steps) is added to the image columns
+        (not to a label or mask appended after them); unchanged otherwise."""
+        sigma = self.cfg.train.instance_noise * max(0.0, 1.0 - self.step / self.total_steps)
+        if sigma == 0.0:
+            return rows
+        n = self.data.shape[1]
+        noise = torch.randn(len(rows), n, generator=self.instance_noise_gen, device=rows.device, dtype=rows.dtype)
+        return torch.cat([rows[:, :n] + sigma * noise, rows[:, n:]], dim=1)
+
     # ----- Algorithm 1 ---------------------------------------------------------------------
     def _set_schedules(self) -> None:
         o = self.cfg.optim
@@ -309,9 +321,9 @@ class Trainer:
         # One D forward over real and generated rows: dropout masks are drawn
         # per row, so this equals two separate calls.
         with self._autocast():
-            logits = self.d_train(torch.cat([x, fake])).float()
+            logits = self.d_train(self._seen_by_d(torch.cat([x, fake]))).float()
         real_logits, fake_logits = logits[:m], logits[m:]
-        loss_d = discriminator_loss(real_logits, fake_logits)
+        loss_d = discriminator_loss(real_logits, fake_logits, self.cfg.train.real_label)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         d_grad = _grad_norm(self.d_params)
@@ -329,7 +341,7 @@ class Trainer:
             # D is called unwrapped: under data parallelism nothing of D is reduced here.
             with self._autocast():
                 z = self.noise(self.cfg.train.batch_size)
-                logits = self.d(self._d_rows(self.g_train(z), z)).float()
+                logits = self.d(self._seen_by_d(self._d_rows(self.g_train(z), z))).float()
             loss_g = self.g_loss_fn(logits)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
@@ -354,9 +366,9 @@ class Trainer:
             fake = self._d_rows(self.g_train(z), z)
             # D(x, fake): the values and dropout masks of D(cat([x, fake])), but
             # no input gradient of D's first layer for the real rows (nets.py).
-            logits = self.d_train(x, fake).float()
+            logits = self.d_train(self._seen_by_d(x), self._seen_by_d(fake)).float()
         real_logits, fake_logits = logits[:m], logits[m:]
-        loss_d = discriminator_loss(real_logits, fake_logits)
+        loss_d = discriminator_loss(real_logits, fake_logits, self.cfg.train.real_label)
         loss_g = self.g_loss_fn(fake_logits)
         self.opt_d.zero_grad(set_to_none=True)
         self.opt_g.zero_grad(set_to_none=True)
@@ -469,6 +481,7 @@ class Trainer:
             "dropout": self.d.dropout_generator.get_state(),
             "labels": self.label_gen.get_state(),
             "masks": self.mask_gen.get_state(),
+            "instance_noise": self.instance_noise_gen.get_state(),
         }
         return {
             "generator": self.g.state_dict(),
@@ -518,8 +531,9 @@ class Trainer:
         self.data_gen.set_state(state["rng"]["data"])
         self.noise_gen.set_state(state["rng"]["noise"])
         self.d.dropout_generator.set_state(state["rng"]["dropout"])
-        for key, gen in (("labels", self.label_gen), ("masks", self.mask_gen)):
-            if key in state["rng"]:  # checkpoints from before conditional nets lack them
+        streams = (("labels", self.label_gen), ("masks", self.mask_gen), ("instance_noise", self.instance_noise_gen))
+        for key, gen in streams:
+            if key in state["rng"]:  # checkpoints from older versions lack some
                 gen.set_state(state["rng"][key])
         if state.get("inpaint_context") is not None:
             self.context = tuple(t.to(self.device) for t in state["inpaint_context"])
