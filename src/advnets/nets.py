@@ -253,7 +253,8 @@ class Discriminator(nn.Module):
             _uniform_(layer.linear, cfg.init_range)
             self.hidden.append(layer)
             width = units
-        self.output = nn.Linear(width, 1)
+        # With cond_projection, one output unit per class; the row's label picks its logit.
+        self.output = nn.Linear(width, cfg.cond_dim if cfg.cond_projection else 1)
         _uniform_(self.output, cfg.init_range)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
@@ -300,6 +301,9 @@ class Discriminator(nn.Module):
         ``D(torch.cat(blocks))``, but the first layer computes an input
         gradient only for the blocks that need one (MLP D)."""
         hidden = list(self.hidden)
+        labels = None
+        if self.cfg.cond_projection:  # the one-hot columns after the pixels, before any dropout
+            labels = torch.cat([b.reshape(len(b), -1)[:, self.data_dim :] for b in blocks])
         if len(blocks) > 1 and not self.conv:
             flat = [b.reshape(len(b), -1) for b in blocks]
             h = hidden.pop(0)(*self._dropout_rows(flat, self.cfg.input_include_prob))
@@ -315,7 +319,10 @@ class Discriminator(nn.Module):
         for layer in hidden:
             h = layer(self._dropout(h, include))
             include = self.cfg.hidden_include_prob
-        return self.output(self._dropout(h, include)).squeeze(-1)
+        out = self.output(self._dropout(h, include))
+        if labels is not None:
+            return (out * labels.to(out.dtype)).sum(-1)
+        return out.squeeze(-1)
 
 
 @torch.no_grad()
