@@ -67,6 +67,15 @@ CONFIGS = {
         "optim": {},
         "train": {"real_label": 0.9, "instance_noise": 0.1},
     },
+    # Added after those: a slower D collapsed every seed, so D learns at twice G's rate here.
+    "simultaneous-sgd-fast-d": {"update": "simultaneous", "optim": {"d_lr_scale": 2.0}},
+    "alternating-sgd-fast-d": {"update": "alternating", "optim": {"d_lr_scale": 2.0}},
+    "simultaneous-sgd-fast-d-noise": {
+        "update": "simultaneous",
+        "optim": {"d_lr_scale": 2.0},
+        "train": {"instance_noise": 0.1},
+    },
+    "simultaneous-sgd-noise-0.2": {"update": "simultaneous", "optim": {}, "train": {"instance_noise": 0.2}},
 }
 
 
