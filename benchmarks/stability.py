@@ -17,8 +17,15 @@ and scores each run on 1,000 samples of its final generator:
 * the Parzen-window log-likelihood of the 500 test images under 10,000 samples,
   sigma chosen on the 500 validation images (the paper's protocol, §5).
 
-A fifth configuration, alternating-sgd-slow-d (D at half G's learning rate),
-was added as a probe after the first four (run with --configs alternating-sgd-slow-d).
+Configurations added after those four, each a remedy for a D that wins early
+(run them with --configs NAME ...): alternating-sgd-slow-d (D at half G's
+learning rate), the *-smooth ones (one-sided label smoothing, real_label 0.9),
+the *-noise ones (instance noise of std 0.1, or 0.2, decaying to 0) and the
+*-fast-d ones (D at twice G's learning rate). simultaneous-sgd-fast-d-noise is
+the demo's configuration (`make demo`).
+
+--device cuda trains on a GPU (many runs can share one: --jobs 8 or more); the
+table says which device its runs used.
 
 A run is **collapsed** when its diversity ratio is below 0.5 (samples less varied
 than any single digit class) or it covers 5 classes or fewer; **partial** when it
