@@ -1190,7 +1190,8 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
         if array.shape[1] != math.prod(shape):
             raise AdvnetsError(f"--input {args.input}: {array.shape[1]} values per image, this model needs {shape}")
         images = torch.from_numpy(array).float().reshape(len(array), *shape)
-    shown = images[: args.n]
+    # n images spread evenly over the input, not its first n: the embedded splits are sorted by class.
+    shown = images[torch.linspace(0, len(images) - 1, min(args.n, len(images))).round().long()]
     gen = torch.Generator().manual_seed(args.seed)
     masks = make_masks(len(shown), shape, args.mask, generator=gen)
     done = completions(g, shown, masks, args.completions, seed=args.seed)
