@@ -157,18 +157,3 @@ def test_projection_needs_class_labels_and_the_cli_refuses_it_alone(tmp_path):
         override(cfg, discriminator=override(cfg.discriminator, cond_projection=True))
     out = _advnets("train", "--projection", "--dry-run")
     assert out.returncode == 2 and "--conditional" in out.stderr
-
-
-def test_cond_scale_multiplies_only_the_label_columns_of_g_s_input():
-    cfg = _conditional(PRESETS["mnist"])
-    scaled = override(cfg, generator=override(cfg.generator, cond_scale=10.0))
-    g1, _ = build_nets(cfg.generator, cfg.discriminator, (1, 28, 28))
-    g10, _ = build_nets(scaled.generator, scaled.discriminator, (1, 28, 28))
-    g10.load_state_dict(g1.state_dict())
-    z, c = torch.rand(5, 100), torch.tensor([0, 1, 2, 9, 9])
-    by_hand = torch.cat([z, 10.0 * one_hot(c, 10)], dim=1)
-    torch.testing.assert_close(g10(with_condition(z, c, 10)), g1(by_hand), rtol=0, atol=0)
-    with pytest.raises(ConfigError, match="generator.cond_scale"):
-        override(PRESETS["mnist"], generator=override(PRESETS["mnist"].generator, cond_scale=10.0))
-    out = _advnets("train", "--cond-scale", "10", "--dry-run")
-    assert out.returncode == 2 and "--conditional" in out.stderr

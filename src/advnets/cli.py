@@ -238,14 +238,6 @@ def build_parser() -> argparse.ArgumentParser:
         "discriminator, Miyato & Koyama 2018), which makes G follow its label far better on MNIST",
     )
     p.add_argument(
-        "--cond-scale",
-        type=_positive_float,
-        default=1.0,
-        metavar="S",
-        help="with --conditional: multiply G's one-hot label input by S (default 1; 10 gives the label as much "
-        "say in G's first layer as the 100 noise inputs)",
-    )
-    p.add_argument(
         "--precision",
         default=None,
         choices=("fp32", "bf16"),
@@ -757,13 +749,11 @@ def _train_config(args: argparse.Namespace):
     if args.conditional:  # §7.1: a one-hot label of the 10 digit classes into G and D
         cfg = override(
             cfg,
-            generator=override(
-                cfg.generator, condition="class", cond_dim=CONDITIONAL_CLASSES, cond_scale=args.cond_scale
-            ),
+            generator=override(cfg.generator, condition="class", cond_dim=CONDITIONAL_CLASSES),
             discriminator=override(cfg.discriminator, cond_dim=CONDITIONAL_CLASSES, cond_projection=args.projection),
         )
-    elif args.projection or args.cond_scale != 1.0:
-        raise AdvnetsError("--projection and --cond-scale shape a conditional model: use them with --conditional")
+    elif args.projection:
+        raise AdvnetsError("--projection is a kind of conditional D: use it with --conditional")
     return cfg, state
 
 

@@ -55,11 +55,6 @@ class GeneratorConfig:
     # pixels and the mask (cond_dim = 2 x pixels); "none": the paper's nets.
     condition: str = "none"
     cond_dim: int = 0
-    # Class-conditional G only: the one-hot label's columns are multiplied by this
-    # before G's first layer. With noise_dim unit-variance noise inputs, a one-hot
-    # label moves G's first layer about sqrt(noise_dim) times less than the noise
-    # does at initialisation; sqrt(noise_dim) (10) gives the label an equal share.
-    cond_scale: float = 1.0
     # "uniform" is U[-sqrt(3), sqrt(3)] per dimension (unit variance), as in the
     # reference code; "normal" is N(0, 1).
     noise: str = "uniform"
@@ -277,13 +272,6 @@ def validate(cfg: RunConfig) -> None:
         need(g.cond_dim > 0, "generator.cond_dim", f'> 0 with generator.condition "{g.condition}"', g.cond_dim)
     expected_d = {"none": 0, "class": g.cond_dim, "inpaint": g.cond_dim // 2}.get(g.condition, 0)
     need(d.cond_dim == expected_d, "discriminator.cond_dim", f"{expected_d} for this generator", d.cond_dim)
-    need(g.cond_scale > 0, "generator.cond_scale", "> 0", g.cond_scale)
-    need(
-        g.cond_scale == 1.0 or g.condition == "class",
-        "generator.cond_scale",
-        '1 unless generator.condition is "class"',
-        g.cond_scale,
-    )
     need(
         not d.cond_projection or g.condition == "class",
         "discriminator.cond_projection",

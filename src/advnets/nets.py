@@ -172,9 +172,6 @@ class Generator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if self.cfg.cond_scale != 1.0:  # a class-conditional G's [z, c]: scale c (config.py says why)
-            k = self.cfg.cond_dim
-            z = torch.cat([z[:, :-k], z[:, -k:] * self.cfg.cond_scale], dim=1)
         return self.net(z)
 
     @torch.no_grad()
