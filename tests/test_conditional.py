@@ -157,3 +157,22 @@ def test_projection_needs_class_labels_and_the_cli_refuses_it_alone(tmp_path):
         override(cfg, discriminator=override(cfg.discriminator, cond_projection=True))
     out = _advnets("train", "--projection", "--dry-run")
     assert out.returncode == 2 and "--conditional" in out.stderr
+
+
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_d_s_input_dropout_spares_the_label_columns(blocks):
+    """The pixels are dropped (kept with p = 0.8, scaled by 1.25); the one-hot label reaches D's
+    first layer as it is, in one call and in the two-block call of the simultaneous update."""
+    cfg = _conditional(PRESETS["mnist"])
+    _, d = build_nets(cfg.generator, cfg.discriminator, (1, 28, 28))
+    d.dropout_generator = torch.Generator().manual_seed(0)
+    seen = []
+    d.hidden[0].register_forward_pre_hook(lambda module, args: seen.append(torch.cat(args)))
+    x, c = torch.rand(64, 784) + 0.5, torch.arange(64) % 10
+    rows = with_condition(x, c, 10)
+    d(*rows.split(64 // blocks))
+    first = seen[0]
+    assert torch.equal(first[:, 784:], one_hot(c, 10))
+    kept = first[:, :784] != 0
+    assert 0.75 < kept.float().mean() < 0.85
+    torch.testing.assert_close(first[:, :784][kept], 1.25 * x[kept])

@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--projection",
         action="store_true",
         help="with --conditional: the label also picks one of D's per-class output units (a projection "
-        "discriminator, Miyato & Koyama 2018), which makes G follow its label far better on MNIST",
+        "discriminator, Miyato & Koyama 2018; see the README for what it did on MNIST)",
     )
     p.add_argument(
         "--precision",

@@ -223,7 +223,7 @@ class ConvMaxout(nn.Module):
 class Discriminator(nn.Module):
     """D(x; theta_d): optional conv-maxout layers, maxout hidden layers, one
     linear output unit (a logit), and dropout on every layer's input during
-    training (PAPER.md §4)."""
+    training (PAPER.md §4); a conditional D's label or mask columns are not dropped."""
 
     def __init__(self, cfg: DiscriminatorConfig, image_shape: int | tuple[int, ...]) -> None:
         super().__init__()
@@ -295,6 +295,14 @@ class Discriminator(nn.Module):
         mask = self.dropout_mask(shape, include_prob, blocks[0].device, blocks[0].dtype)
         return [b * m for b, m in zip(blocks, mask.split([len(b) for b in blocks]), strict=True)]
 
+    def _keep_condition(self, rows: list[torch.Tensor], dropped: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Input dropout on the pixels only: a conditional D's label (or mask) columns say
+        what the row claims to be, they are not features to regularise, so they pass undropped."""
+        if self.cfg.cond_dim == 0:
+            return dropped
+        d = self.data_dim
+        return [torch.cat([x[:, :d], r[:, d:]], dim=1) for x, r in zip(dropped, rows, strict=True)]
+
     def forward(self, *blocks: torch.Tensor) -> torch.Tensor:
         """D's logits for a batch, or for several row blocks (e.g. a real and a
         generated batch) as one batch: the values, masks and gradients of
@@ -304,18 +312,14 @@ class Discriminator(nn.Module):
         labels = None
         if self.cfg.cond_projection:  # the one-hot columns after the pixels, before any dropout
             labels = torch.cat([b.reshape(len(b), -1)[:, self.data_dim :] for b in blocks])
-        if len(blocks) > 1 and not self.conv:
-            flat = [b.reshape(len(b), -1) for b in blocks]
-            h = hidden.pop(0)(*self._dropout_rows(flat, self.cfg.input_include_prob))
-            include = self.cfg.hidden_include_prob
-        else:
+        if self.conv:
             x = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
-            if self.conv:
-                h = self._features(x.reshape(len(x), *self.image_shape))
-                include = self.cfg.hidden_include_prob
-            else:
-                h = x.reshape(len(x), -1)
-                include = self.cfg.input_include_prob
+            h = self._features(x.reshape(len(x), *self.image_shape))
+        else:
+            flat = [b.reshape(len(b), -1) for b in blocks]
+            dropped = self._keep_condition(flat, self._dropout_rows(flat, self.cfg.input_include_prob))
+            h = hidden.pop(0)(*dropped)
+        include = self.cfg.hidden_include_prob
         for layer in hidden:
             h = layer(self._dropout(h, include))
             include = self.cfg.hidden_include_prob
