@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "--train-args",
         default="",
         metavar="OPTIONS",
-        help='more `advnets train` options, e.g. "--projection --d-lr-scale 2" (default: none)',
+        help='more `advnets train` options, e.g. "--d-lr-scale 2 --instance-noise 0.1" (default: none)',
     )
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where G and D train (default cpu)")
     ap.add_argument("--target", type=float, default=0.80, help="pass if the mean conditional accuracy is >= this")

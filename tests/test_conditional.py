@@ -130,35 +130,6 @@ def test_cli_class_on_an_unconditional_model_exits_2(tmp_path):
     assert out.returncode == 2 and "needs a conditional model" in out.stderr
 
 
-def test_a_projection_d_scores_each_row_with_its_own_label_s_output_unit():
-    """cond_projection: logit(x, c) = w_c . h(x, c) + b_c, with h D's last hidden layer, checked
-    against the layers applied by hand; one block and two row blocks give the same logits."""
-    cfg = _conditional(PRESETS["mnist"])
-    cfg = override(cfg, discriminator=override(cfg.discriminator, cond_projection=True))
-    _, d = build_nets(cfg.generator, cfg.discriminator, (1, 28, 28))
-    assert d.output.out_features == 10
-    d.eval()
-    x, c = torch.rand(6, 784, dtype=torch.float64), torch.tensor([0, 3, 9, 3, 1, 1])
-    d.double()
-    rows = with_condition(x, c, 10).double()
-    h = rows
-    for layer in d.hidden:
-        h = layer(h)
-    by_hand = (h @ d.output.weight.T + d.output.bias)[torch.arange(6), c]
-    torch.testing.assert_close(d(rows), by_hand, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(d(rows[:2], rows[2:]), by_hand, rtol=1e-12, atol=1e-12)
-    other = with_condition(x, (c + 1) % 10, 10).double()
-    assert not torch.allclose(d(other), d(rows))  # the label changes the logit
-
-
-def test_projection_needs_class_labels_and_the_cli_refuses_it_alone(tmp_path):
-    cfg = PRESETS["mnist"]
-    with pytest.raises(ConfigError, match="cond_projection"):
-        override(cfg, discriminator=override(cfg.discriminator, cond_projection=True))
-    out = _advnets("train", "--projection", "--dry-run")
-    assert out.returncode == 2 and "--conditional" in out.stderr
-
-
 @pytest.mark.parametrize("blocks", [1, 2])
 def test_d_s_input_dropout_spares_the_label_columns(blocks):
     """The pixels are dropped (kept with p = 0.8, scaled by 1.25); the one-hot label reaches D's

@@ -232,12 +232,6 @@ def build_parser() -> argparse.ArgumentParser:
         "and a mask (halves or a random block), D the completed image and the mask; see `advnets inpaint`",
     )
     p.add_argument(
-        "--projection",
-        action="store_true",
-        help="with --conditional: the label also picks one of D's per-class output units (a projection "
-        "discriminator, Miyato & Koyama 2018; see the README for what it did on MNIST)",
-    )
-    p.add_argument(
         "--precision",
         default=None,
         choices=("fp32", "bf16"),
@@ -750,10 +744,8 @@ def _train_config(args: argparse.Namespace):
         cfg = override(
             cfg,
             generator=override(cfg.generator, condition="class", cond_dim=CONDITIONAL_CLASSES),
-            discriminator=override(cfg.discriminator, cond_dim=CONDITIONAL_CLASSES, cond_projection=args.projection),
+            discriminator=override(cfg.discriminator, cond_dim=CONDITIONAL_CLASSES),
         )
-    elif args.projection:
-        raise AdvnetsError("--projection is a kind of conditional D: use it with --conditional")
     return cfg, state
 
 

@@ -86,11 +86,6 @@ class DiscriminatorConfig:
     hidden_units: tuple[int, ...] = (240, 240)
     # Conditional nets: D sees each row [x, c]: the class label, or the mask.
     cond_dim: int = 0
-    # Class-conditional D only: the label also picks D's output unit, one per
-    # class (the projection discriminator of Miyato & Koyama, 2018, in its
-    # simplest form), so that "real digit, wrong class" is easy for D to score.
-    # False: c enters at the input layer alone, as §7.1 describes.
-    cond_projection: bool = False
     pieces: tuple[int, ...] = (5, 5)
     init_range: float = 0.005
     # Dropout on D's layer inputs, on real and generated batches alike: the
@@ -272,12 +267,6 @@ def validate(cfg: RunConfig) -> None:
         need(g.cond_dim > 0, "generator.cond_dim", f'> 0 with generator.condition "{g.condition}"', g.cond_dim)
     expected_d = {"none": 0, "class": g.cond_dim, "inpaint": g.cond_dim // 2}.get(g.condition, 0)
     need(d.cond_dim == expected_d, "discriminator.cond_dim", f"{expected_d} for this generator", d.cond_dim)
-    need(
-        not d.cond_projection or g.condition == "class",
-        "discriminator.cond_projection",
-        'False unless generator.condition is "class"',
-        d.cond_projection,
-    )
     need(not (d.conv and d.cond_dim), "discriminator.cond_dim", "0 with a convolutional D (MLP D only)", d.cond_dim)
     if g.deconv_shape is not None:
         need(

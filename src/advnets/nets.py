@@ -253,8 +253,7 @@ class Discriminator(nn.Module):
             _uniform_(layer.linear, cfg.init_range)
             self.hidden.append(layer)
             width = units
-        # With cond_projection, one output unit per class; the row's label picks its logit.
-        self.output = nn.Linear(width, cfg.cond_dim if cfg.cond_projection else 1)
+        self.output = nn.Linear(width, 1)
         _uniform_(self.output, cfg.init_range)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
@@ -309,9 +308,6 @@ class Discriminator(nn.Module):
         ``D(torch.cat(blocks))``, but the first layer computes an input
         gradient only for the blocks that need one (MLP D)."""
         hidden = list(self.hidden)
-        labels = None
-        if self.cfg.cond_projection:  # the one-hot columns after the pixels, before any dropout
-            labels = torch.cat([b.reshape(len(b), -1)[:, self.data_dim :] for b in blocks])
         if self.conv:
             x = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
             h = self._features(x.reshape(len(x), *self.image_shape))
@@ -323,10 +319,7 @@ class Discriminator(nn.Module):
         for layer in hidden:
             h = layer(self._dropout(h, include))
             include = self.cfg.hidden_include_prob
-        out = self.output(self._dropout(h, include))
-        if labels is not None:
-            return (out * labels.to(out.dtype)).sum(-1)
-        return out.squeeze(-1)
+        return self.output(self._dropout(h, include)).squeeze(-1)
 
 
 @torch.no_grad()
