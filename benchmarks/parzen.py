@@ -54,8 +54,6 @@ SIGMAS = np.logspace(-1, 0, 10)
 # --------------------------------------------------------------------------- data
 
 
-
-
 def digit_like(n: int, rng: np.random.Generator) -> np.ndarray:
     """n synthetic 28×28 digit-like images in [0, 1], flattened to 784-d float64.
 
@@ -74,8 +72,7 @@ def digit_like(n: int, rng: np.random.Generator) -> np.ndarray:
         rot = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) / z
         centre_out = np.array([13.5, 13.5]) + rng.uniform(-3, 3, 2)
         offset = np.array([3.5, 3.5]) - rot @ centre_out
-        im = affine_transform(base[pick[i]], rot, offset=offset, output_shape=(28, 28),
-                              order=1, mode="constant")
+        im = affine_transform(base[pick[i]], rot, offset=offset, output_shape=(28, 28), order=1, mode="constant")
         im = gaussian_filter(im, rng.uniform(0.3, 1.0))
         out[i] = im / max(im.max(), 1e-6) * rng.uniform(0.6, 1.0)
     out += rng.normal(0, 0.1, out.shape)
@@ -94,8 +91,12 @@ def exact_longdouble(x: np.ndarray, mu: np.ndarray, sigmas: np.ndarray) -> np.nd
             s = np.longdouble(s)
             e = -sq / (2 * s * s)
             mx = e.max()
-            out[k, i] = (mx + np.log(np.exp(e - mx).sum()) - np.log(np.longdouble(len(mu)))
-                         - np.longdouble(d) / 2 * np.log(2 * np.longdouble(math.pi) * s * s))
+            out[k, i] = (
+                mx
+                + np.log(np.exp(e - mx).sum())
+                - np.log(np.longdouble(len(mu)))
+                - np.longdouble(d) / 2 * np.log(2 * np.longdouble(math.pi) * s * s)
+            )
     return out
 
 
@@ -134,10 +135,10 @@ def reference_algorithm(x: np.ndarray, mu: np.ndarray, sigma: float, batch: int 
     d = x.shape[1]
     out = np.empty(len(x))
     for i in range(0, len(x), batch):
-        a = (x[i:i + batch, None, :] - mu[None, :, :]) / sigma
-        e = -0.5 * (a ** 2).sum(axis=2)
+        a = (x[i : i + batch, None, :] - mu[None, :, :]) / sigma
+        e = -0.5 * (a**2).sum(axis=2)
         mx = e.max(axis=1, keepdims=True)
-        out[i:i + batch] = (mx[:, 0] + np.log(np.exp(e - mx).mean(axis=1)))
+        out[i : i + batch] = mx[:, 0] + np.log(np.exp(e - mx).mean(axis=1))
     return out - d * math.log(sigma * math.sqrt(2 * math.pi))
 
 
@@ -173,10 +174,16 @@ def worker(kind: str, data_dir: Path) -> dict:
             r = parzen_evaluate(test, samples, valid, dtype=dtype, device="cpu")
             times.append(time.perf_counter() - t0)
             rss = max(rss, _rss_mib() - rss0)
-        res.update(time=min(times), times=times, rss=rss, sigma=r["sigma"],
-                   mean=r["mean"], se=r["se"], valid_means=r["valid_means"])
-        vals = np.stack([parzen_log_likelihood(check, samples, s, dtype=dtype,
-                                               device="cpu").numpy() for s in SIGMAS])
+        res.update(
+            time=min(times),
+            times=times,
+            rss=rss,
+            sigma=r["sigma"],
+            mean=r["mean"],
+            se=r["se"],
+            valid_means=r["valid_means"],
+        )
+        vals = np.stack([parzen_log_likelihood(check, samples, s, dtype=dtype, device="cpu").numpy() for s in SIGMAS])
         res["err"] = float(np.abs(vals - exact).max())
         return res
 
@@ -188,8 +195,13 @@ def worker(kind: str, data_dir: Path) -> dict:
         vals = np.stack([reference_algorithm(check, samples, s) for s in SIGMAS])
         el = time.perf_counter() - t0
         per_eval = el / (len(SIGMAS) * len(check))
-        res.update(time=per_eval * n_eval, measured=el, n_sub=len(check), rss=_rss_mib() - rss0,
-                   err=float(np.abs(vals - exact).max()))
+        res.update(
+            time=per_eval * n_eval,
+            measured=el,
+            n_sub=len(check),
+            rss=_rss_mib() - rss0,
+            err=float(np.abs(vals - exact).max()),
+        )
         return res
 
     if kind == "sklearn":
@@ -206,9 +218,14 @@ def worker(kind: str, data_dir: Path) -> dict:
             fit_t += t1 - t0
         vals = np.stack(vals)
         per_eval = score_t / (len(SIGMAS) * len(check))
-        res.update(time=fit_t + per_eval * n_eval, measured=fit_t + score_t, n_sub=len(check),
-                   rss=_rss_mib() - rss0, err=float(np.abs(vals - exact).max()),
-                   algorithm=type(kde.tree_).__name__)
+        res.update(
+            time=fit_t + per_eval * n_eval,
+            measured=fit_t + score_t,
+            n_sub=len(check),
+            rss=_rss_mib() - rss0,
+            err=float(np.abs(vals - exact).max()),
+            algorithm=type(kde.tree_).__name__,
+        )
         return res
 
     if kind == "nearest":
@@ -216,8 +233,9 @@ def worker(kind: str, data_dir: Path) -> dict:
 
         rng = np.random.default_rng(7)
         reps = -(-60000 // len(samples))
-        train = np.clip(np.concatenate([samples] * reps)[:60000]
-                        + rng.normal(0, 0.02, (60000, 784)), 0, 1).astype(np.float32)
+        train = np.clip(np.concatenate([samples] * reps)[:60000] + rng.normal(0, 0.02, (60000, 784)), 0, 1).astype(
+            np.float32
+        )
         q = test[:100].astype(np.float32)
         nearest_neighbors(q[:5], train[:1000], device="cpu")  # warm-up
         times = []
@@ -270,7 +288,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     allx = digit_like(m + v + t, rng)
-    samples, valid, test = allx[:m], allx[m:m + v], allx[m + v:]
+    samples, valid, test = allx[:m], allx[m : m + v], allx[m + v :]
     check = test[:n_check]
     exact = exact_longdouble(check, samples, SIGMAS)
     print(f"data + long-double reference: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -289,8 +307,7 @@ def main() -> None:
                 print(f"round {rnd + 1}: {kind} ...", file=sys.stderr)
                 r = run_worker(kind, tmp)
                 old = res.get(kind)
-                if old is None or (r["gflops"] > old["gflops"] if kind == "gemm"
-                                   else r["time"] < old["time"]):
+                if old is None or (r["gflops"] > old["gflops"] if kind == "gemm" else r["time"] < old["time"]):
                     res[kind] = r
         for kind in ("reference", "sklearn", "nearest"):
             print(f"{kind} ...", file=sys.stderr)
@@ -304,25 +321,48 @@ def main() -> None:
     base = res["advnets64"]["time"]
     how = f"measured, full protocol (best of {3 * args.rounds})"
     rows = [
-        ("advnets, float64 (default)", res["advnets64"]["time"], res["advnets64"]["err"],
-         f"{res['advnets64']['rss']:.0f} MiB", how),
-        ("advnets, float32 fast mode", res["advnets32"]["time"], res["advnets32"]["err"],
-         f"{res['advnets32']['rss']:.0f} MiB", how),
-        ("reference algorithm (NumPy, explicit differences per σ)", res["reference"]["time"],
-         res["reference"]["err"], f"{res['reference']['rss']:.0f} MiB",
-         f"extrapolated from {res['reference']['n_sub']} queries × 10 σ "
-         f"({res['reference']['measured']:.1f} s)"),
-        (f"scikit-learn KernelDensity ({res['sklearn']['algorithm']}, rtol = atol = 0)",
-         res["sklearn"]["time"], res["sklearn"]["err"], f"{res['sklearn']['rss']:.0f} MiB",
-         f"extrapolated from {res['sklearn']['n_sub']} queries × 10 σ + 10 fits "
-         f"({res['sklearn']['measured']:.1f} s)"),
-        (f"floor: 2·Q·M·d FLOPs at {gflops:.0f} GFLOP/s (float64 torch.mm)", floor, None, "—",
-         f"Q = {q_total:,} (distances computed once), M = {m:,}, d = {d}"),
+        (
+            "advnets, float64 (default)",
+            res["advnets64"]["time"],
+            res["advnets64"]["err"],
+            f"{res['advnets64']['rss']:.0f} MiB",
+            how,
+        ),
+        (
+            "advnets, float32 fast mode",
+            res["advnets32"]["time"],
+            res["advnets32"]["err"],
+            f"{res['advnets32']['rss']:.0f} MiB",
+            how,
+        ),
+        (
+            "reference algorithm (NumPy, explicit differences per σ)",
+            res["reference"]["time"],
+            res["reference"]["err"],
+            f"{res['reference']['rss']:.0f} MiB",
+            f"extrapolated from {res['reference']['n_sub']} queries × 10 σ ({res['reference']['measured']:.1f} s)",
+        ),
+        (
+            f"scikit-learn KernelDensity ({res['sklearn']['algorithm']}, rtol = atol = 0)",
+            res["sklearn"]["time"],
+            res["sklearn"]["err"],
+            f"{res['sklearn']['rss']:.0f} MiB",
+            f"extrapolated from {res['sklearn']['n_sub']} queries × 10 σ + 10 fits "
+            f"({res['sklearn']['measured']:.1f} s)",
+        ),
+        (
+            f"floor: 2·Q·M·d FLOPs at {gflops:.0f} GFLOP/s (float64 torch.mm)",
+            floor,
+            None,
+            "—",
+            f"Q = {q_total:,} (distances computed once), M = {m:,}, d = {d}",
+        ),
     ]
     lines = [
         f"Protocol: 10 σ (numpy.logspace(-1, 0, 10)) × {v:,} validation + {t:,} test queries "
         f"against {m:,} samples, d = 784 (synthetic digit-like 28×28 images in [0, 1])"
-        + (" — `--quick` sizes" if args.quick else "") + ".",
+        + (" — `--quick` sizes" if args.quick else "")
+        + ".",
         "",
         "| method | time | ratio to advnets | max abs error | peak RSS Δ (VmHWM) | how |",
         "|---|---:|---:|---:|---:|---|",
@@ -373,7 +413,7 @@ def write_section(path: Path, body: str) -> None:
         text = text.rstrip("\n") + "\n\n" + section
     else:
         nxt = text.find("\n## ", start + len(HEADING))
-        rest = text[nxt + 1:] if nxt >= 0 else ""
+        rest = text[nxt + 1 :] if nxt >= 0 else ""
         text = text[:start] + section + ("\n" + rest if rest else "")
     path.write_text(text)
 

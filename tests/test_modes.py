@@ -38,9 +38,7 @@ def test_registry_and_documented_values():
     np.testing.assert_allclose(np.diff(angles), np.pi / 4)
     g = make_toy("grid25")
     assert g.modes.shape == (25, 2) and g.std == 0.05
-    assert {tuple(m) for m in g.modes} == {
-        (a, b) for a in (-4, -2, 0, 2, 4) for b in (-4, -2, 0, 2, 4)
-    }
+    assert {tuple(m) for m in g.modes} == {(a, b) for a in (-4, -2, 0, 2, 4) for b in (-4, -2, 0, 2, 4)}
 
 
 @pytest.mark.parametrize("toy", [ring8(), grid25()], ids=lambda t: t.name)
@@ -124,9 +122,7 @@ def test_exact_grid25_samples_cover_all_modes():
 def test_high_quality_fraction_follows_chi2(threshold):
     toy = ring8()
     res = mode_coverage(toy.sample(20_000, _gen(4)), toy.modes, toy.std, threshold=threshold)
-    assert res["high_quality_fraction"] == pytest.approx(
-        1 - math.exp(-(threshold**2) / 2), abs=0.012
-    )
+    assert res["high_quality_fraction"] == pytest.approx(1 - math.exp(-(threshold**2) / 2), abs=0.012)
 
 
 def test_full_collapse_covers_one_mode():
@@ -178,9 +174,7 @@ def test_distance_and_threshold_are_inclusive_and_euclidean():
     # std 0.125, threshold 2: radius exactly 0.25 (binary-exact numbers)
     x = np.array([[0.25, 0.0], [0.0, -0.25], [0.25 + 1e-9, 0.0], [0.1875, 0.1875], [9.0, 0.0]])
     res = mode_coverage(x, modes, 0.125, threshold=2.0, min_count=1)
-    np.testing.assert_allclose(
-        res["distance"], [0.25, 0.25, 0.25 + 1e-9, 0.1875 * math.sqrt(2), 1.0], rtol=1e-12
-    )
+    np.testing.assert_allclose(res["distance"], [0.25, 0.25, 0.25 + 1e-9, 0.1875 * math.sqrt(2), 1.0], rtol=1e-12)
     assert res["nearest_mode"].tolist() == [0, 0, 0, 0, 1]
     assert res["high_quality_count"] == 2  # on the boundary counts; Euclidean, not per-axis
     assert res["counts"].tolist() == [2, 0]

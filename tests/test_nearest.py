@@ -28,7 +28,7 @@ def brute_sq(x: np.ndarray, r: np.ndarray) -> np.ndarray:
     r = np.asarray(r, dtype=np.float64).reshape(len(r), -1)
     out = []
     for i in range(0, len(x), 8):
-        diff = x[i:i + 8, None, :] - r[None, :, :]
+        diff = x[i : i + 8, None, :] - r[None, :, :]
         out.append((diff * diff).sum(axis=2))
     return np.concatenate(out)
 
@@ -43,8 +43,7 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
-@pytest.mark.parametrize("chunks", [{}, {"query_chunk": 9, "reference_chunk": 41},
-                                    {"max_bytes": 20000}])
+@pytest.mark.parametrize("chunks", [{}, {"query_chunk": 9, "reference_chunk": 41}, {"max_bytes": 20000}])
 def test_pairwise_sq_distances_match_explicit_differences(data, dtype, rtol, chunks):
     x, r = data
     got = pairwise_sq_distances(x, r, dtype=dtype, device="cpu", **chunks)
@@ -69,8 +68,8 @@ def test_iter_blocks_tile_the_matrix_exactly_once(data):
     seen = np.zeros((70, 450), dtype=int)
     for blk in iter_sq_distances(x, r, device="cpu", query_chunk=16, reference_chunk=100):
         assert blk.values.shape == (blk.q1 - blk.q0, blk.r1 - blk.r0)
-        seen[blk.q0:blk.q1, blk.r0:blk.r1] += 1
-        ref = brute_sq(x[blk.q0:blk.q1], r[blk.r0:blk.r1])
+        seen[blk.q0 : blk.q1, blk.r0 : blk.r1] += 1
+        ref = brute_sq(x[blk.q0 : blk.q1], r[blk.r0 : blk.r1])
         np.testing.assert_allclose(blk.values.numpy(), ref, rtol=1e-12)
     assert (seen == 1).all()
 
@@ -79,8 +78,7 @@ def test_score_form_is_a_per_row_transform_of_distances(data):
     x, r = data
     for blk in iter_sq_distances(x, r, device="cpu", form="score", query_chunk=30):
         d = (blk.query_sq.unsqueeze(1) - 2 * blk.values).numpy()
-        np.testing.assert_allclose(d, brute_sq(x[blk.q0:blk.q1], r[blk.r0:blk.r1]),
-                                   rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(d, brute_sq(x[blk.q0 : blk.q1], r[blk.r0 : blk.r1]), rtol=1e-11, atol=1e-11)
 
 
 def test_chunk_shape_respects_budget():
@@ -122,9 +120,15 @@ def test_as_matrix_flattens_and_validates():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("chunks", [{}, {"chunk_size": 24, "reference_chunk_size": 100},
-                                    {"chunk_size": 1, "reference_chunk_size": 450},
-                                    {"max_bytes": 20000}])
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        {},
+        {"chunk_size": 24, "reference_chunk_size": 100},
+        {"chunk_size": 1, "reference_chunk_size": 450},
+        {"max_bytes": 20000},
+    ],
+)
 def test_nearest_equals_brute_force_argmin(data, dtype, chunks):
     x, r = data
     sq = brute_sq(x, r)
@@ -141,8 +145,7 @@ def test_nearest_mnist_like_shapes(dtype):
     rng = np.random.default_rng(2)
     train = rng.integers(0, 256, (3000, 28, 28), dtype=np.uint8)
     q = rng.integers(0, 256, (25, 28, 28)).astype(np.float32)
-    idx, dist = nearest_neighbors(q, train, dtype=dtype, device="cpu",
-                                  reference_chunk_size=700)
+    idx, dist = nearest_neighbors(q, train, dtype=dtype, device="cpu", reference_chunk_size=700)
     sq = brute_sq(q, train)
     np.testing.assert_array_equal(idx.numpy(), sq.argmin(axis=1))
     np.testing.assert_allclose(dist.numpy(), np.sqrt(sq.min(axis=1)), rtol=1e-14)
@@ -176,8 +179,7 @@ def test_duplicates_and_ties_resolve_to_lowest_index(data):
     # exact equidistant tie between different points: the lowest index wins,
     # also when the tied points sit in different reference chunks
     ref = np.array([[3.0, 0, 0], [0, 0, 5.0], [-3.0, 0, 0], [0, 3.0, 0]])
-    for kw in [{}, {"reference_chunk_size": 1}, {"reference_chunk_size": 2},
-               {"dtype": torch.float32}]:
+    for kw in [{}, {"reference_chunk_size": 1}, {"reference_chunk_size": 2}, {"dtype": torch.float32}]:
         idx, dist = nearest_neighbors(np.zeros((1, 3)), ref, device="cpu", **kw)
         assert int(idx[0]) == 0 and float(dist[0]) == 3.0
         idx, _ = nearest_neighbors(np.zeros((1, 3)), ref[::-1].copy(), device="cpu", **kw)
@@ -259,8 +261,7 @@ def test_memorization_errors():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_nearest_cuda_matches_brute_force(data, dtype):
     x, r = data
-    idx, dist = nearest_neighbors(x, torch.from_numpy(r).cuda(), dtype=dtype,
-                                  reference_chunk_size=50)
+    idx, dist = nearest_neighbors(x, torch.from_numpy(r).cuda(), dtype=dtype, reference_chunk_size=50)
     assert idx.device.type == "cpu"
     sq = brute_sq(x, r)
     np.testing.assert_array_equal(idx.numpy(), sq.argmin(axis=1))

@@ -40,15 +40,14 @@ def direct_sq(x: np.ndarray, mu: np.ndarray, batch: int = 64) -> np.ndarray:
     mu = np.asarray(mu, dtype=np.float64).reshape(len(mu), -1)
     out = []
     for i in range(0, len(x), batch):
-        diff = x[i:i + batch, None, :] - mu[None, :, :]
+        diff = x[i : i + batch, None, :] - mu[None, :, :]
         out.append((diff * diff).sum(axis=2))
     return np.concatenate(out)
 
 
 def direct_ll_from_sq(sq: np.ndarray, d: int, sigma: float) -> np.ndarray:
     m = sq.shape[1]
-    return (logsumexp(-sq / (2 * sigma**2), axis=1) - math.log(m)
-            - 0.5 * d * math.log(2 * math.pi * sigma**2))
+    return logsumexp(-sq / (2 * sigma**2), axis=1) - math.log(m) - 0.5 * d * math.log(2 * math.pi * sigma**2)
 
 
 def direct_ll(x: np.ndarray, mu: np.ndarray, sigma: float) -> np.ndarray:
@@ -185,8 +184,7 @@ def test_image_shaped_inputs_are_flattened(digits):
     imgs = digits.reshape(-1, 8, 8)
     a = parzen_log_likelihood(imgs[:50], imgs[100:400], 0.3, device="cpu")
     b = parzen_log_likelihood(digits[:50], digits[100:400], 0.3, device="cpu")
-    c = parzen_log_likelihood(imgs[:50, :, :, None], torch.from_numpy(imgs[100:400]), 0.3,
-                              device="cpu")
+    c = parzen_log_likelihood(imgs[:50, :, :, None], torch.from_numpy(imgs[100:400]), 0.3, device="cpu")
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     torch.testing.assert_close(a, c, rtol=0, atol=0)
 
@@ -247,8 +245,7 @@ def test_parzen_evaluate_fixed_sigma(digits):
     assert res["mean"] == pytest.approx(direct_ll(test, samples, 0.25).mean(), rel=RTOL64)
     res = parzen_evaluate(test, samples, valid, sigma=0.25, device="cpu")
     assert res["sigmas"] == [0.25]
-    assert res["valid_means"][0] == pytest.approx(direct_ll(valid, samples, 0.25).mean(),
-                                                  rel=RTOL64)
+    assert res["valid_means"][0] == pytest.approx(direct_ll(valid, samples, 0.25).mean(), rel=RTOL64)
 
 
 # --------------------------------------------------------------------------- scikit-learn
@@ -264,8 +261,7 @@ def test_agrees_with_sklearn_kde_in_low_dimension(algorithm):
     rng = np.random.default_rng(4)
     mu, x = rng.random((400, 3)), rng.random((50, 3))
     sigma = 0.7
-    kde = KernelDensity(kernel="gaussian", bandwidth=sigma, algorithm=algorithm,
-                        rtol=0, atol=0).fit(mu)
+    kde = KernelDensity(kernel="gaussian", bandwidth=sigma, algorithm=algorithm, rtol=0, atol=0).fit(mu)
     ours = parzen_log_likelihood(x, mu, sigma, device="cpu").numpy()
     np.testing.assert_allclose(ours, kde.score_samples(x), rtol=1e-10)
     np.testing.assert_allclose(ours, direct_ll(x, mu, sigma), rtol=RTOL64)
@@ -378,8 +374,7 @@ def test_unit_range_check_and_warning(digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         parzen_evaluate(digits[:20], digits[100:300], sigma=1.0, device="cpu")
-        parzen_evaluate(digits[:20] * 16, digits[100:300] * 16, sigma=1.0, device="cpu",
-                        check_range=False)
+        parzen_evaluate(digits[:20] * 16, digits[100:300] * 16, sigma=1.0, device="cpu", check_range=False)
 
 
 def test_scale_shifts_score_by_d_log_scale(digits):
@@ -398,8 +393,7 @@ def test_progress_bar_does_not_change_results(rand, capsys):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("dtype,rtol,atol", [(torch.float64, RTOL64, ATOL64),
-                                             (torch.float32, 0.0, ATOL32)])
+@pytest.mark.parametrize("dtype,rtol,atol", [(torch.float64, RTOL64, ATOL64), (torch.float32, 0.0, ATOL32)])
 def test_cuda_matches_direct_formula(digits, dtype, rtol, atol):
     mu, x = digits[:1000], digits[1000:1400]
     ref = direct_ll(x, mu, 0.2)

@@ -108,11 +108,7 @@ def test_theorem1_identity_on_gridded_densities(p_data, p_g):
     assert c == pytest.approx(-LOG_4 + 2 * jsd, abs=1e-9)
     assert _v_at_dstar(p, q, dx) == pytest.approx(c, abs=1e-9)
     # the same on a non-uniform grid with per-point weights
-    xn = np.sort(
-        np.concatenate(
-            [np.linspace(-10, 10, 1500), np.random.default_rng(0).uniform(-10, 10, 1500)]
-        )
-    )
+    xn = np.sort(np.concatenate([np.linspace(-10, 10, 1500), np.random.default_rng(0).uniform(-10, 10, 1500)]))
     w = quadrature_weights(xn)
     pn, qn = p_data(xn), p_g(xn)
     cn = virtual_training_criterion(pn, qn, w)
@@ -137,9 +133,7 @@ def test_global_minimum_when_pg_equals_pdata():
 def test_minimum_is_strict():
     x, dx = _grid()
     p = norm(0, 1).pdf(x)
-    crits = [
-        virtual_training_criterion(p, norm(s, 1).pdf(x), dx) for s in (0.0, 0.1, 0.5, 2.0, 6.0)
-    ]
+    crits = [virtual_training_criterion(p, norm(s, 1).pdf(x), dx) for s in (0.0, 0.1, 0.5, 2.0, 6.0)]
     assert crits[0] == pytest.approx(-LOG_4, abs=1e-12)
     assert all(a < b for a, b in zip(crits, crits[1:], strict=False))  # grows with the shift
     assert crits[-1] < 0.0
@@ -230,9 +224,7 @@ def test_js_properties():
         assert j == pytest.approx(js_divergence(q, p), abs=1e-14)  # symmetric
         assert 0.0 < j <= LOG_2  # positive for p != q, bounded by log 2
     # disjoint supports: exactly log 2 (discrete and gridded)
-    assert js_divergence([0.3, 0.7, 0.0, 0.0], [0.0, 0.0, 0.4, 0.6]) == pytest.approx(
-        LOG_2, abs=1e-12
-    )
+    assert js_divergence([0.3, 0.7, 0.0, 0.0], [0.0, 0.0, 0.4, 0.6]) == pytest.approx(LOG_2, abs=1e-12)
     x, dx = _grid(-5, 5, 1001)
     p = np.where(x < -1, 1.0, 0.0)
     q = np.where(x > 1, 1.0, 0.0)
