@@ -51,13 +51,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from workers import run_workers  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # The digit classifier cached by benchmarks/stability.py (same dataset, same
@@ -256,27 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         from advnets.evaluate.classifier import load_or_train_classifier
 
         load_or_train_classifier(load_dataset("embedded"), args.classifier_cache)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    running: list[tuple[subprocess.Popen, int, float]] = []
-    failed = []
-    while todo or running:
-        while todo and len(running) < args.jobs:
-            s = todo.pop(0)
-            cmd = [sys.executable, __file__, "--epochs", str(args.epochs), "--out", str(args.out)]
-            cmd += ["--update", args.update, "--device", args.device, "--n", str(args.n)]
-            cmd += ["--train-args", args.train_args]
-            cmd += ["--classifier-cache", str(args.classifier_cache), "--worker", str(s)]
-            running.append((subprocess.Popen(cmd, env=env), s, time.perf_counter()))
-            print(f"started seed {s} ({args.update}, {args.device})", file=sys.stderr, flush=True)
-        time.sleep(2)
-        for item in list(running):
-            proc, s, t0 = item
-            if proc.poll() is not None:
-                running.remove(item)
-                ok = proc.returncode == 0
-                print(f"{'finished' if ok else 'FAILED'} seed {s} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-                if not ok:
-                    failed.append(s)
+    base = [sys.executable, __file__, "--epochs", str(args.epochs), "--out", str(args.out)]
+    base += ["--update", args.update, "--device", args.device, "--n", str(args.n)]
+    base += ["--train-args", args.train_args, "--classifier-cache", str(args.classifier_cache)]
+    jobs = [(f"seed {s} ({args.update}, {args.device})", [*base, "--worker", str(s)]) for s in todo]
+    failed = run_workers(jobs, args.jobs)
     results = [json.loads((run_dir_of(out, args, s) / "result.json").read_text()) for s in args.seeds if done(s)]
     devices = sorted({r["device"] for r in results})
     print(

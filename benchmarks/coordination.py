@@ -74,7 +74,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -82,6 +81,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import cpu_model  # noqa: E402
+from workers import run_workers  # noqa: E402
 
 # Algorithm 1's k D steps per G step (update "alternating"), and the reference code's
 # one-batch update of both players (§7.5: "compare k = 1, k = 2, k = 5 and the simultaneous update").
@@ -518,25 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         from advnets.evaluate.classifier import load_or_train_classifier
 
         load_or_train_classifier(load_dataset("embedded"), args.classifier_cache)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    running: list[tuple[subprocess.Popen, tuple, float]] = []
-    failed = []
     t_start = time.perf_counter()
-    while jobs or running:
-        while jobs and len(running) < args.jobs:
-            job = jobs.pop(0)
-            running.append((subprocess.Popen(worker_argv(args, *job), env=env), job, time.perf_counter()))
-            print(f"started {' '.join(map(str, job))}", file=sys.stderr, flush=True)
-        time.sleep(0.5)
-        for item in list(running):
-            proc, job, t0 = item
-            if proc.poll() is not None:
-                running.remove(item)
-                ok = proc.returncode == 0
-                took = time.perf_counter() - t0
-                print(f"{'finished' if ok else 'FAILED'} {' '.join(map(str, job))} in {took:.0f} s", file=sys.stderr)
-                if not ok:
-                    failed.append(job)
+    failed = run_workers([(" ".join(map(str, job)), worker_argv(args, *job)) for job in jobs], args.jobs)
     train_wall = time.perf_counter() - t_start
 
     # Timing: after the training runs, alone on the machine (§7.5: "by wall-clock").

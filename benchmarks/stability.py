@@ -44,11 +44,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from workers import run_workers  # noqa: E402
 
 CONFIGS = {
     "alternating-sgd": {"update": "alternating", "optim": {}},
@@ -267,35 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         from advnets.evaluate.classifier import load_or_train_classifier
 
         load_or_train_classifier(load_dataset("embedded"), out / "classifier-cache")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    running: list[tuple[subprocess.Popen, str, int, float]] = []
-    failed = []
-    while todo or running:
-        while todo and len(running) < args.jobs:
-            c, s = todo.pop(0)
-            cmd = [
-                sys.executable,
-                __file__,
-                "--epochs",
-                str(args.epochs),
-                "--out",
-                str(args.out),
-                "--device",
-                args.device,
-            ]
-            cmd += ["--worker", c, str(s)]
-            running.append((subprocess.Popen(cmd, env=env), c, s, time.perf_counter()))
-            print(f"started {c} seed {s}", file=sys.stderr, flush=True)
-        time.sleep(2)
-        for item in list(running):
-            proc, c, s, t0 = item
-            if proc.poll() is not None:
-                running.remove(item)
-                ok = proc.returncode == 0
-                took = time.perf_counter() - t0
-                print(f"{'finished' if ok else 'FAILED'} {c} seed {s} in {took:.0f} s", file=sys.stderr)
-                if not ok:
-                    failed.append((c, s))
+    base = [sys.executable, __file__, "--epochs", str(args.epochs), "--out", str(args.out), "--device", args.device]
+    failed = run_workers([(f"{c} seed {s}", [*base, "--worker", c, str(s)]) for c, s in todo], args.jobs)
     results = [
         json.loads((out / f"{c}-seed{s}" / "result.json").read_text())
         for c, s in itertools.product(args.configs, args.seeds)
