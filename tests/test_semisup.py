@@ -159,6 +159,8 @@ def test_cli_semisup_prints_the_table_and_writes_json(digits_run):
         assert row in stdout, row
     assert "| features | dim | 20 labels | 100 labels |" in stdout
     doc = json.loads((run_dir / "semisup.json").read_text())
+    with Image.open(run_dir / "semisup.png") as img:  # the figure beside the numbers
+        assert img.format == "PNG" and img.width >= 400 and img.height >= 250
     assert doc["classes"] == 10 and doc["config"]["labels"] == [20, 100] and doc["config"]["draws"] == 2
     rows = {"raw pixels", "untrained D (same architecture and seed)", f"trained D (step {trainer.step})"}
     assert set(doc["rows"]) == rows

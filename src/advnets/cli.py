@@ -1109,7 +1109,7 @@ def cmd_semisup(args: argparse.Namespace) -> int:
     result = run_semisup(args.run, cfg, with_encoder=args.with_encoder, data_dir=args.data_dir, out=args.json)
     print(f"{result['dataset']}, {result['checkpoint']} (step {result['step']}):\n")
     print(format_table(result))
-    print(f"-> {result['json']}")
+    print(f"-> {result['json']}, {result['figure']}")
     return 0
 
 

@@ -1,9 +1,10 @@
-"""Image grids: what people look at instead of reading numbers."""
+"""Image grids and figures: what people look at instead of reading numbers."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,4 +45,28 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int, scale: int = 1) -> Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, png_bytes(image_grid(images, nrow), scale=scale))
+    return path
+
+
+def new_figure(width: float, height: float, layout: str | None = None) -> Any:
+    """A matplotlib Figure on the Agg canvas, without pyplot's global state."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def save_figure(fig: Any, path: Path | str) -> Path:
+    """Write a matplotlib figure as a PNG atomically (never a half-written image under ``path``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, figure_png(fig))
     return path

@@ -40,6 +40,7 @@ import numpy as np
 from advnets import __version__
 from advnets.checkpoint import CHECKPOINT_DIR, LATEST, atomic_write_bytes, latest_checkpoint, load_models
 from advnets.errors import AdvnetsError, CheckpointError, DataError
+from advnets.figures import figure_png, new_figure
 from advnets.rundir import CONFIG_FILE, read_metrics
 
 __all__ = ["write_report"]
@@ -430,22 +431,6 @@ def _mtime(path: Path) -> str:
 # ---------------------------------------------------------------------------- plots
 
 
-def _new_figure(width: float, height: float) -> Any:
-    """A matplotlib Figure on the Agg canvas, without pyplot's global state."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
 def _collapse_figure(metrics: list[dict[str, Any]]) -> _Figure | None:
     """The collapse monitor's rows (advnets.monitor) and warnings, if the run logged any."""
     checks = [r for r in metrics if isinstance(r, dict) and isinstance(r.get("collapse/diversity"), (int, float))]
@@ -454,7 +439,7 @@ def _collapse_figure(metrics: list[dict[str, Any]]) -> _Figure | None:
     warned = [r["step"] for r in metrics if isinstance(r, dict) and "warning" in r]
     steps = [r["step"] for r in checks]
     style = {"marker": "o", "markersize": 3} if len(checks) <= 20 else {}
-    fig = _new_figure(6.4, 3.6)
+    fig = new_figure(6.4, 3.6, layout="constrained")
     ax = fig.add_subplot()
     ax.plot(steps, [r["collapse/diversity"] for r in checks], color="tab:blue", label="diversity ratio", **style)
     ax.plot(
@@ -474,7 +459,7 @@ def _collapse_figure(metrics: list[dict[str, Any]]) -> _Figure | None:
     said = f"The monitor warned at step {', '.join(map(str, warned))}." if warned else "The monitor never warned."
     return _Figure(
         "curves-collapse.png",
-        _png(fig),
+        figure_png(fig),
         alt="line plot of the samples' diversity ratio and near-duplicate fraction against the training step",
         caption="Mode-collapse checks on a fixed noise batch: the samples' mean pairwise distance over a real "
         "batch's (1 = as varied as the data, 0 = one image) and the fraction of samples with a near-identical "
@@ -488,7 +473,7 @@ def _curve_figures(rows: list[dict[str, Any]], g_loss: str) -> list[_Figure]:
     ln2 = math.log(2)
     figs = []
 
-    fig = _new_figure(6.4, 3.6)
+    fig = new_figure(6.4, 3.6, layout="constrained")
     ax = fig.add_subplot()
     ax.plot(steps, [r["d_loss"] for r in rows], color="tab:blue", label="D loss", **style)
     ax.plot(steps, [r["g_loss"] for r in rows], color="tab:green", label=f"G loss ({g_loss})", **style)
@@ -503,14 +488,14 @@ def _curve_figures(rows: list[dict[str, Any]], g_loss: str) -> list[_Figure]:
     figs.append(
         _Figure(
             "curves-loss.png",
-            _png(fig),
+            figure_png(fig),
             alt="line plot of D's and G's loss against the training step",
             caption=f"Losses against the step. D's loss is the mean of its two cross-entropies, G's the {g_loss} "
             f"loss; where D outputs 1/2 everywhere (the optimum of §4) they are {at_half}.",
         )
     )
 
-    fig = _new_figure(6.4, 3.6)
+    fig = new_figure(6.4, 3.6, layout="constrained")
     ax = fig.add_subplot()
     ax.plot(steps, [r["d_real"] for r in rows], color="tab:blue", label="mean D(x), training images", **style)
     ax.plot(steps, [r["d_fake"] for r in rows], color="tab:red", label="mean D(G(z)), samples", **style)
@@ -523,14 +508,14 @@ def _curve_figures(rows: list[dict[str, Any]], g_loss: str) -> list[_Figure]:
     figs.append(
         _Figure(
             "curves-d-outputs.png",
-            _png(fig),
+            figure_png(fig),
             alt="line plot of mean D(x) and mean D(G(z)) against the training step",
             caption="D's mean output on training images, D(x), and on G's samples, D(G(z)) (with D's dropout "
             "active, as in training). At the game's optimum both are 1/2.",
         )
     )
 
-    fig = _new_figure(6.4, 3.6)
+    fig = new_figure(6.4, 3.6, layout="constrained")
     ax = fig.add_subplot()
     ax.plot(steps, [r.get("lr", float("nan")) for r in rows], color="tab:purple", label="learning rate", **style)
     ax.set_xlabel("step")
@@ -544,7 +529,7 @@ def _curve_figures(rows: list[dict[str, Any]], g_loss: str) -> list[_Figure]:
     figs.append(
         _Figure(
             "curves-schedules.png",
-            _png(fig),
+            figure_png(fig),
             alt="line plot of the learning rate (left axis) and momentum (right axis) against the training step",
             caption="The optimiser's schedules: learning rate (left axis) and momentum (right axis).",
         )

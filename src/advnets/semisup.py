@@ -221,6 +221,28 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot_semisup(result: dict[str, Any], path: Path) -> Path:
+    """Test accuracy against the number of labelled examples, one line per feature set
+    (mean, with ±1 std over the draws as error bars), written atomically as a PNG."""
+    from advnets.figures import new_figure, save_figure
+
+    labels = result["config"]["labels"]
+    fig = new_figure(6.4, 4.0, layout="constrained")
+    ax = fig.add_subplot()
+    for name, row in result["rows"].items():
+        means = [100 * row[str(n)]["mean"] for n in labels]
+        stds = [100 * row[str(n)]["std"] for n in labels]
+        ax.errorbar(labels, means, yerr=stds, marker="o", capsize=3, label=name)
+    ax.set_xscale("log")
+    ax.set_xticks(labels, [str(n) for n in labels])
+    ax.set_xlabel("labelled training examples (balanced by class)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{result['dataset']}: a linear classifier on frozen features (step {result['step']})", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
 def run_semisup(
     run: Path,
     cfg: SemisupConfig = SemisupConfig(),
@@ -230,7 +252,7 @@ def run_semisup(
     out: Path | None = None,
 ) -> dict[str, Any]:
     """``advnets semisup``: the table of §7.4 for a run's latest checkpoint; writes RUN/semisup.json
-    (or ``out``) and returns the result."""
+    (or ``out``) and the figure beside it (the same name, .png), and returns the result."""
     from advnets.checkpoint import load_models, resolve_checkpoint
     from advnets.data import load_dataset
     from advnets.nets import build_nets
@@ -297,4 +319,5 @@ def run_semisup(
     path = Path(out) if out is not None else run_dir / "semisup.json"
     atomic_write_json(path, result)
     result["json"] = str(path)
+    result["figure"] = str(plot_semisup(result, path.with_suffix(".png")))
     return result

@@ -68,6 +68,7 @@ from advnets.config import DiscriminatorConfig, GeneratorConfig
 from advnets.data.toy import TOY_1D, TOY_2D, GaussianMixture2D, Mixture1D, make_toy
 from advnets.errors import AdvnetsError, ConfigError, DataError
 from advnets.evaluate.modes import mode_coverage
+from advnets.figures import new_figure, save_figure
 from advnets.losses import GENERATOR_LOSSES, discriminator_loss
 from advnets.nets import Discriminator, Generator, sample_noise
 from advnets.theory import histogram_density, jsd_from_samples
@@ -574,26 +575,6 @@ def _frame(step: int, data: Any, g: Generator, d: Discriminator, eval_z: torch.T
 _PANEL_COLORS = {"data": "black", "g": "green", "d": "blue"}
 
 
-def _new_figure(width: float, height: float) -> Any:
-    """A matplotlib Figure on the Agg canvas, without pyplot's global state."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save_figure(fig: Any, path: Path | str) -> Path:
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
 def _need_1d(result: ToyResult, what: str) -> None:
     if not isinstance(result, ToyResult):
         raise AdvnetsError(f"{what} needs a ToyResult from train_toy, got {type(result).__name__}")
@@ -655,7 +636,7 @@ def plot_figure1(result: ToyResult, path: Path | str) -> Path:
         raise AdvnetsError(f"the result has no Figure 1 snapshot(s) {', '.join(missing)}")
     snaps = [result.snapshots[k] for k in "abcd"]
     xlim, ymax = _shared_limits(snaps)
-    fig = _new_figure(16, 4.2)
+    fig = new_figure(16, 4.2)
     grid = fig.add_gridspec(2, 4, height_ratios=(3, 1), hspace=0.05, wspace=0.08)
     titles = {
         "a": "(a) step {step}",
@@ -672,7 +653,7 @@ def plot_figure1(result: ToyResult, path: Path | str) -> Path:
             top.legend(loc="upper left", fontsize=8, frameon=False)
         _draw_mapping(fig.add_subplot(grid[1, i]), snap, xlim)
     fig.suptitle(f"{result.config.dataset}: Figure 1 (Goodfellow et al., 2014)", fontsize=12)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def _figure_image(fig: Any) -> Any:
@@ -699,7 +680,7 @@ def animate(result: ToyResult, path: Path | str, *, fps: float = 8.0) -> Path:
         snaps = [f.snapshot for f in result.frames if f.snapshot is not None]
         xlim, ymax = _shared_limits(snaps)
         for snap in snaps:
-            fig = _new_figure(6.4, 3.6)
+            fig = new_figure(6.4, 3.6)
             ax = fig.add_subplot(1, 1, 1)
             _draw_densities(ax, snap, ymax, xlim)
             ax.legend(loc="upper left", fontsize=8, frameon=False)
@@ -710,7 +691,7 @@ def animate(result: ToyResult, path: Path | str, *, fps: float = 8.0) -> Path:
         data = result.data
         (x0, x1), (y0, y1) = data.bounds(40.0 if data.std < 0.1 else 5.0)
         for frame in result.frames:
-            fig = _new_figure(4.8, 4.8)
+            fig = new_figure(4.8, 4.8)
             ax = fig.add_subplot(1, 1, 1)
             _draw_points(ax, data, frame.points, (x0, x1), (y0, y1))
             ax.set_title(f"{result.config.dataset}: step {frame.step} of {result.config.steps}", fontsize=11)
@@ -764,7 +745,7 @@ def plot_points(result: ToyResult, path: Path | str) -> Path:
     data = result.data
     real = data.sample(len(result.samples), generator=torch.Generator().manual_seed(result.config.seed + _EVAL))
     (x0, x1), (y0, y1) = data.bounds(40.0 if data.std < 0.1 else 5.0)
-    fig = _new_figure(5.6, 5.6)
+    fig = new_figure(5.6, 5.6)
     ax = fig.add_subplot(1, 1, 1)
     _draw_points(ax, data, result.samples, (x0, x1), (y0, y1), real=real.numpy())
     cov = result.coverage
@@ -777,4 +758,4 @@ def plot_points(result: ToyResult, path: Path | str) -> Path:
     )
     ax.legend(loc="upper right", fontsize=8, markerscale=2)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
