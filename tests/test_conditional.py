@@ -147,3 +147,19 @@ def test_d_s_input_dropout_spares_the_label_columns(blocks):
     kept = first[:, :784] != 0
     assert 0.75 < kept.float().mean() < 0.85
     torch.testing.assert_close(first[:, :784][kept], 1.25 * x[kept])
+
+
+def test_an_inpainting_d_keeps_dropout_on_its_mask_columns():
+    """Measured the other way for inpainting (nets.build_nets says why): only a class label is spared."""
+    base = PRESETS["mnist"]
+    cfg = override(
+        base,
+        generator=override(base.generator, condition="inpaint", cond_dim=2 * 784),
+        discriminator=override(base.discriminator, cond_dim=784),
+    )
+    _, d = build_nets(cfg.generator, cfg.discriminator, (1, 28, 28))
+    d.dropout_generator = torch.Generator().manual_seed(0)
+    seen = []
+    d.hidden[0].register_forward_pre_hook(lambda module, args: seen.append(torch.cat(args)))
+    d(torch.ones(64, 2 * 784))
+    assert 0.75 < (seen[0][:, 784:] != 0).float().mean() < 0.85
