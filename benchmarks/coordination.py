@@ -254,6 +254,44 @@ def run_mnist(config: str, seed: int, args: argparse.Namespace, path: Path) -> d
     return record
 
 
+# ------------------------------------------------------------------------------- figure
+
+
+def quality_figure(part: str, records: list[dict], timing: dict[str, dict] | None, path: Path) -> Path:
+    """Quality against estimated wall-clock (iterations x the timed seconds per iteration, or
+    iterations if untimed): one panel per quality measure, one line per run, a colour per rule."""
+    from advnets.figures import new_figure, save_figure
+
+    panels = [("modes_covered", "modes covered (of 8)")] if part == "ring" else []
+    panels = panels or [("parzen", "Parzen LL on validation digits (nats)"), ("classes", "classes covered")]
+    fig = new_figure(5.2 * len(panels), 3.8, layout="constrained")
+    axes = [fig.add_subplot(1, len(panels), i + 1) for i in range(len(panels))]
+    colours = {"k1": "tab:blue", "k2": "tab:orange", "k5": "tab:red", "simultaneous": "tab:green"}
+    timed = timing is not None and all(r["config"] in timing for r in records)
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        seen = set()
+        for r in sorted(records, key=lambda r: (r["config"], r["seed"])):
+            scale = timing[r["config"]]["seconds_per_iteration"] if timed else 1.0
+            rows = [row for row in r["trajectory"] if row.get(key) is not None]
+            spec = CONFIGS[r["config"]]
+            name = f"k = {spec['k']}" if spec["update"] == "alternating" else "simultaneous"
+            ax.plot(
+                [row["iteration"] * scale for row in rows],
+                [row[key] for row in rows],
+                color=colours[r["config"]],
+                alpha=0.8,
+                label=None if name in seen else name,
+            )
+            seen.add(name)
+        if key == "parzen":
+            ax.set_ylim(bottom=max(ax.get_ylim()[0], -150))
+        ax.set_xlabel("seconds (iterations × s / iteration)" if timed else "iterations")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
 # ------------------------------------------------------------------------------- timing
 
 
@@ -548,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"### Embedded MNIST (mnist preset: SGD + momentum, m = 100; 4,000 training digits; {recipe})\n")
         print(f"Device: {device_name(where)}; seeds {', '.join(map(str, args.seeds))}; {timed}.\n")
         print(table(part, records, timing, args))
+        if records:
+            figure = quality_figure(part, records, timing, out / part_dir(part, args) / "quality-over-time.png")
+            print(f"figure: {figure}", file=sys.stderr)
     print(
         f"\n(training runs of this invocation: {train_wall:.0f} s wall-clock, {args.jobs} in parallel)", file=sys.stderr
     )
