@@ -90,31 +90,24 @@ def run_dir_of(out: Path, args: argparse.Namespace, seed: int) -> Path:
 
 def class_grid_figure(g, image_shape, preprocess: str, per_class: list[float], seed: int, title: str, path: Path):
     """10 samples per class, row y drawn for class y, each row labelled with its accuracy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     from advnets.data import to_display
-    from advnets.figures import image_grid
+    from advnets.figures import image_grid, new_figure, save_figure
     from advnets.sampling import generate
 
     k = len(per_class)
     images = generate(g, k * 10, seed, image_shape)  # default labels: one class per grid row
     grid = image_grid(to_display(images, preprocess), nrow=10)
     h = image_shape[1]
-    fig, ax = plt.subplots(figsize=(5.2, 5.6))
+    fig = new_figure(5.2, 5.6, layout="tight")
+    ax = fig.add_subplot()
     ax.imshow(grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     ax.set_yticks([2 + y * (h + 2) + h / 2 for y in range(k)])
     ax.set_yticklabels([f"{y}: {a:.2f}" for y, a in enumerate(per_class)], fontsize=8)
     ax.set_xticks([])
     ax.set_ylabel("conditioning class: accuracy")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def run_one(seed: int, args: argparse.Namespace, out: Path) -> dict:

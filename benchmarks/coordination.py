@@ -102,12 +102,11 @@ EVAL_SEED = 1234  # the evaluation's noise: the same z at every evaluation, inde
 # Reference points on that estimate (sigma from the other 250, as here): 2,000 random
 # *training* digits score 171 (the real-data ceiling; 2,000 digits of classes 0-4 only
 # score -162), the mean training image repeated -42 (what G emits at initialisation,
-# its output bias being the data mean), a collapsed k = 1 run (seed 0, 1-2 classes)
-# -70 to -290. Healthy 100-epoch runs of benchmarks/stability.py score 15 to 41 with
-# 10,000 samples on the test split, somewhat less with 2,000. 0 is well above the mean
-# image and collapsed runs and below what healthy runs reach; together with >= 9 classes
-# it asks for varied, digit-like samples. Calibrated on those points only (no healthy run
-# with 2,000 samples was at hand): check the trajectories, and re-tabulate with --target.
+# its output bias being the data mean), collapsed runs -70 to -460, and the runs that ended
+# with all 10 classes 20 to 40 (benchmarks/RESULTS.md). 0 is well above the mean image and
+# collapsed runs and below what healthy runs reach; together with >= 9 classes it asks for
+# varied, digit-like samples. The target is applied when the table is made: re-tabulate with
+# --timing-only --target T to try another.
 DEFAULT_TARGET = 0.0
 
 
