@@ -224,7 +224,8 @@ def test_load_cifar10_missing_and_bad_valid_size(tmp_path):
     [
         ({b"data": np.zeros((2, 3071), np.uint8), b"labels": [0, 1]}, r"shape \(2, 3071\)"),
         ({b"data": np.zeros(3072, np.uint8), b"labels": [0]}, r"shape \(3072,\)"),
-        ({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, "N >= 1"),
+        ({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, r"0x3072 array, with a zero dimension \(dimension 1"),
+        ({b"data": np.zeros((2, 0), np.uint8), b"labels": [0, 1]}, r"2x0 array, with a zero dimension \(dimension 2"),
         ({b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]}, "dtype float32"),
         ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, r"0\.\.9"),
         ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [-1, 0]}, r"0\.\.9"),

@@ -184,6 +184,33 @@ def test_decompression_bomb_header_is_skipped_fast(tmp_path):
     assert out["train"].shape[0] == 2
 
 
+def _png_declaring(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = b"".join(b"\x00" + b"\x00" * width for _ in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(rows))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def test_a_png_declaring_a_zero_dimension_is_refused_naming_the_file(tmp_path):
+    """Issue 18: a header declaring a zero width or height is refused (skipped, named), never an empty image."""
+    make_folder(tmp_path, n=2)
+    (tmp_path / "zero_wide.png").write_bytes(_png_declaring(0, 8))
+    (tmp_path / "zero_high.png").write_bytes(_png_declaring(8, 0))
+    with pytest.warns(SkippedImagesWarning, match=r"skipped 2 of 4") as rec:
+        out = load_image_folder(tmp_path, image_size=8, valid_fraction=0, test_fraction=0)
+    assert "zero_wide.png" in str(rec[0].message) and "zero_high.png" in str(rec[0].message)
+    assert out["train"].shape == (2, 3, 8, 8)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "zero.png").write_bytes(_png_declaring(0, 8))
+    with pytest.raises(DataError, match=r"alone: none of the 1 image files could be read: zero\.png"):
+        load_image_folder(alone)
+
+
 def test_non_png_jpeg_content_is_skipped(tmp_path):
     make_folder(tmp_path, n=2)
     Image.fromarray(rgb(5)).save(tmp_path / "really_a_gif.png", format="GIF")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 import time
 
@@ -48,9 +49,8 @@ def write(path, data: bytes, *, gz: bool = False):
         np.array([-(2**31), 0, 2**31 - 1], dtype=np.int32),
         np.array([[0.5, -1.25e-3], [np.inf, 3.0e38]], dtype=np.float32),
         np.array([1e-300, -2.5, np.pi], dtype=np.float64),
-        np.zeros((0, 28, 28), dtype=np.uint8),
     ],
-    ids=["u8", "i8", "i16", "i32", "f32", "f64", "empty"],
+    ids=["u8", "i8", "i16", "i32", "f32", "f64"],
 )
 def test_round_trip_every_type(tmp_path, arr, gz):
     p = write(tmp_path / ("a.idx.gz" if gz else "a.idx"), idx_bytes(arr), gz=gz)
@@ -96,6 +96,17 @@ def test_unsupported_type_byte(tmp_path, type_byte):
 def test_zero_dimensions(tmp_path):
     p = write(tmp_path / "t.idx", bytes([0, 0, 8, 0]))
     with pytest.raises(DataError, match="0 dimensions"):
+        read_idx(p)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("shape", [(120, 28, 0), (0, 28, 28), (5, 0, 3), (0,)])
+def test_a_zero_dimension_is_refused_naming_the_file(tmp_path, gz, shape):
+    """Issue 18: a header declaring e.g. 120 x 28 x 0 images is not an empty array but a corrupt file."""
+    header = bytes([0, 0, 8, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+    p = write(tmp_path / ("z-idx3-ubyte.gz" if gz else "z-idx3-ubyte"), header, gz=gz)
+    dims = "x".join(map(str, shape))
+    with pytest.raises(DataError, match=rf"z-idx3-ubyte.*{dims} array, with a zero dimension"):
         read_idx(p)
 
 
@@ -255,6 +266,19 @@ def test_dataset_count_mismatch(tmp_path):
         load_idx_dataset(tmp_path, valid_size=1)
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_dataset_with_zero_width_training_images_names_that_file(tmp_path, gz):
+    """Issue 18's report: 120 x 28 x 0 training images used to load, and the error named the test images."""
+    make_dataset(tmp_path, gz=gz)
+    name = "train-images-idx3-ubyte" + (".gz" if gz else "")
+    write(tmp_path / name, bytes([0, 0, 8, 3]) + struct.pack(">3I", 120, 28, 0), gz=gz)
+    with pytest.raises(
+        DataError, match=rf"^{re.escape(str(tmp_path / name))}: IDX header declares a 120x28x0 array"
+    ) as err:
+        load_idx_dataset(tmp_path, valid_size=1)
+    assert "t10k" not in str(err.value)
+
+
 def test_dataset_image_size_mismatch(tmp_path):
     make_dataset(tmp_path)
     write(tmp_path / "t10k-images-idx3-ubyte", idx_bytes(np.zeros((3, 4, 4), dtype=np.uint8)))
@@ -287,6 +311,7 @@ _FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthC
 def _check_result(arr, data: bytes):
     """A successful read must match the (decompressed) bytes' own header exactly."""
     assert isinstance(arr, np.ndarray)
+    assert 0 not in arr.shape  # a zero dimension is refused, never read as an empty array
     ndim = data[3]
     dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     assert arr.shape == dims

@@ -90,7 +90,9 @@ def test_missing_variable(tmp_path, missing):
     "change, match",
     [
         ({"images": np.zeros((8, 36), np.uint8)}, r"'images' has shape \(8, 36\)"),
-        ({"images": np.zeros((0, 6, 6), np.uint8)}, r"'images' has shape"),
+        ({"images": np.zeros((0, 6, 6), np.uint8)}, r"variable 'images' declares a 0x6x6 array, with a zero dimension"),
+        ({"images": np.zeros((8, 6, 0), np.uint8)}, r"variable 'images' declares a 8x6x0 array, with a zero dimension"),
+        ({"folds": np.zeros((8, 0))}, r"variable 'folds' declares a 8x0 array, with a zero dimension"),
         ({"images": np.zeros((8, 6, 6), np.float64)}, "dtype float64"),
         ({"images": np.full((8, 6, 6), 300, np.int16)}, "outside 0..255"),
         ({"folds": np.zeros((7, 5))}, r"'folds' has shape \(7, 5\)"),

@@ -51,6 +51,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from advnets.data.shapes import check_declared_shape
 from advnets.errors import DataError
 
 __all__ = [
@@ -430,7 +431,8 @@ def read_cifar_pickle_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.nda
         raise DataError(f"{path}: 'data' is a {type(data).__name__}; expected a uint8 array")
     if data.dtype != np.uint8:
         raise DataError(f"{path}: 'data' has dtype {data.dtype.name}; expected uint8")
-    if data.ndim != 2 or data.shape[1] != _PIXELS or data.shape[0] == 0:
+    check_declared_shape(path, data.shape, "the pickled 'data' entry")
+    if data.ndim != 2 or data.shape[1] != _PIXELS:
         raise DataError(
             f"{path}: 'data' has shape {data.shape}; expected N x {_PIXELS} with N >= 1 (3x32x32 images, one per row)"
         )

@@ -19,8 +19,9 @@ magic number with the hint to rename the file, rather than decompressed
 silently, so that what is on disk always matches what its name says.
 
 The reader is strict: truncated data, trailing bytes after the array, an
-unsupported type byte or a header whose dimensions claim more data than the
-file can hold all raise :class:`advnets.errors.DataError` naming the file.
+unsupported type byte, a header declaring a zero dimension (e.g. 120 x 28 x 0
+images, which would read as an empty array) or one whose dimensions claim more
+data than the file can hold all raise :class:`advnets.errors.DataError` naming the file.
 Claimed sizes are checked against the size of the file on disk *before*
 anything is allocated (for gzip files against the largest size the compressed
 stream could possibly expand to, and the data are then read incrementally, so
@@ -30,13 +31,13 @@ memory only grows with data that really is there).
 from __future__ import annotations
 
 import gzip
-import math
 import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from advnets.data.shapes import check_declared_shape
 from advnets.errors import DataError
 
 __all__ = ["IDX_TYPES", "read_idx", "load_idx_dataset"]
@@ -118,14 +119,15 @@ def _read_plain(path: Path, file_size: int) -> np.ndarray:
             )
         f.seek(0)
         dtype, shape, header_len = _parse_header(path, f)
-        nbytes = math.prod(shape) * dtype.itemsize
         available = file_size - header_len
-        if nbytes > available:
-            raise DataError(
-                f"{path}: header claims {_describe(shape, dtype)} ({nbytes} bytes of data) "
-                f"but only {available} bytes follow the header; the file is truncated or "
-                "its header is corrupt"
-            )
+        nbytes = check_declared_shape(
+            path,
+            shape,
+            "IDX header",
+            itemsize=dtype.itemsize,
+            capacity=available,
+            capacity_text=f"only {available} bytes follow the header",
+        )
         if nbytes < available:
             raise DataError(
                 f"{path}: {available - nbytes} unexpected trailing bytes after the "
@@ -156,14 +158,15 @@ def _read_gzip(path: Path, file_size: int) -> np.ndarray:
         raw.seek(0)
         with gzip.GzipFile(fileobj=raw, mode="rb") as f:
             dtype, shape, header_len = _parse_header(path, f)
-            nbytes = math.prod(shape) * dtype.itemsize
-            ceiling = file_size * _MAX_DEFLATE_RATIO
-            if header_len + nbytes > ceiling:
-                raise DataError(
-                    f"{path}: header claims {_describe(shape, dtype)} ({nbytes} bytes of data), "
-                    f"more than a {file_size}-byte gzip file can hold; the file is truncated "
-                    "or its header is corrupt"
-                )
+            ceiling = file_size * _MAX_DEFLATE_RATIO - header_len
+            nbytes = check_declared_shape(
+                path,
+                shape,
+                "IDX header",
+                itemsize=dtype.itemsize,
+                capacity=ceiling,
+                capacity_text=f"a {file_size}-byte gzip file can hold at most {ceiling} bytes after the header",
+            )
             buf = bytearray()
             while len(buf) < nbytes:
                 chunk = f.read(min(_CHUNK, nbytes - len(buf)))
@@ -193,9 +196,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     Raises :class:`~advnets.errors.DataError` (naming the file) for a missing
     file, a wrong magic number (including a gzip stream inside a name without
     ``.gz``, or a ``.gz`` name holding no gzip stream), an unsupported type
-    byte, a truncated header or data, trailing bytes, a header claiming more
-    data than the file can hold (checked before allocating) and corrupt gzip
-    data.
+    byte, a truncated header or data, trailing bytes, a header declaring a zero
+    dimension or claiming more data than the file can hold (both checked before
+    allocating, by :func:`advnets.data.shapes.check_declared_shape`) and
+    corrupt gzip data.
     """
     path = Path(path)
     try:

@@ -40,6 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from advnets.data.shapes import check_declared_shape
 from advnets.errors import DataError
 
 __all__ = ["TFD_SPLITS", "TFDFolds", "read_mat_arrays", "load_tfd", "load_tfd_folds"]
@@ -313,14 +314,17 @@ def _read_tfd(path: Path) -> tuple[np.ndarray, np.ndarray]:
             "'images' (N x 48 x 48 uint8) and 'folds' (N x 5)"
         )
     images, folds = arrays["images"], arrays["folds"]
-    if images.ndim != 3 or 0 in images.shape:
+    # Zero dimensions first (issue 18): an empty 'images' or 'folds' is a corrupt file, not an empty dataset.
+    check_declared_shape(path, images.shape, "variable 'images'")
+    check_declared_shape(path, folds.shape, "variable 'folds'")
+    if images.ndim != 3:
         raise DataError(f"{path}: 'images' has shape {images.shape}; expected N x H x W (N x 48 x 48)")
     if images.dtype.kind not in "iu":
         raise DataError(f"{path}: 'images' has dtype {images.dtype.name}; expected uint8")
     if images.dtype != np.uint8 and (images.min() < 0 or images.max() > 255):
         raise DataError(f"{path}: 'images' values fall outside 0..255; expected uint8 pixels")
     n = images.shape[0]
-    if folds.ndim != 2 or folds.shape[0] != n or folds.shape[1] == 0:
+    if folds.ndim != 2 or folds.shape[0] != n:
         raise DataError(f"{path}: 'folds' has shape {folds.shape}; expected {n} x 5 (one row per image)")
     valid_codes = np.isin(folds, list(TFD_SPLITS.values()))
     if not valid_codes.all():
