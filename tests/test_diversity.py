@@ -13,6 +13,7 @@ from advnets.errors import DataError
 from advnets.evaluate.diversity import (
     DEFAULT_DUPLICATE_FACTOR,
     CollapseDetector,
+    collapse_advice,
     diversity_ratio,
     mean_pairwise_distance,
     near_duplicate_fraction,
@@ -156,6 +157,50 @@ def test_sustained_low_diversity_warns_once_at_the_right_step():
     assert msg.startswith("step 500:") and "steps 300 to 500" in msg
     assert "diversity" in msg and "learning rate" in msg and "seed" in msg
     assert det.warnings == [(500, msg)]
+
+
+@pytest.mark.parametrize(
+    "d_lr_scale, instance_noise, recommended, already",
+    [
+        (1.0, 0.0, ["--d-lr-scale 2", "--instance-noise 0.1"], []),
+        (2.0, 0.0, ["--instance-noise 0.1"], ["--d-lr-scale 2"]),
+        (1.0, 0.1, ["--d-lr-scale 2"], ["--instance-noise 0.1"]),
+        (2.0, 0.1, [], []),
+    ],
+    ids=["paper-recipe", "fast-d-only", "noise-only", "both"],
+)
+def test_collapse_advice_recommends_only_what_the_run_does_not_do(d_lr_scale, instance_noise, recommended, already):
+    """Issue 18: the remedy is recommended option by option, never to a run that already uses it."""
+    advice = collapse_advice(d_lr_scale, instance_noise)
+    tail = advice.split("Resume from an earlier checkpoint with ")[-1] if recommended else ""
+    for option in recommended:
+        assert option in tail  # recommended in the closing advice
+    for option in already:
+        assert f"already uses {option}" in advice  # said to be in use ...
+        assert option not in tail  # ... and not recommended again
+    if not recommended:
+        assert (
+            "already uses the remedy measured in advnets' stability benchmark (--d-lr-scale 2 --instance-noise 0.1"
+            in advice
+        )
+        assert "another --seed" in advice and "When training collapses" in advice
+        assert "Resume from an earlier checkpoint with" not in advice
+    assert collapse_advice(d_lr_scale, instance_noise) == advice  # pure: same config, same text
+
+
+def test_collapse_advice_names_the_runs_own_values_where_they_differ():
+    advice = collapse_advice(0.5, 0.2)
+    assert "with --d-lr-scale 2 --instance-noise 0.1 (this run has --d-lr-scale 0.5, --instance-noise 0.2)" in advice
+    assert "(this run has" not in collapse_advice(1.0, 0.0)  # the paper's values need no note
+
+
+def test_the_detector_ends_its_warning_with_the_runs_advice():
+    det = CollapseDetector(advice=collapse_advice(2.0, 0.1))
+    (_, msg), *_ = _feed(det, [0.1, 0.1, 0.1])
+    assert msg.endswith(collapse_advice(2.0, 0.1))
+    assert "Resume from an earlier checkpoint with" not in msg
+    (_, default), *_ = _feed(CollapseDetector(), [0.1, 0.1, 0.1])
+    assert default.endswith(collapse_advice())  # the paper's recipe by default
 
 
 def test_a_brief_dip_does_not_warn_and_a_new_episode_warns_again():
