@@ -28,6 +28,19 @@ PAPER_TABLE1 = {
     "TFD": (2057.0, 26.0),
 }
 
+# Table 1's MNIST column in full (PAPER.md §3): every model, mean ± SE, in the paper's order.
+PAPER_TABLE1_MNIST = {
+    "DBN": (138.0, 2.0),
+    "Stacked CAE": (121.0, 1.6),
+    "Deep GSN": (214.0, 1.1),
+    "Adversarial nets": PAPER_TABLE1["MNIST"],
+}
+
+#: Validation images the reference protocol chooses σ on (MNIST: train images 50,000-50,999).
+REFERENCE_VALID_SIZE = 1000
+#: Samples of G in the reference protocol's Parzen window.
+REFERENCE_NUM_SAMPLES = 10000
+
 
 def paper_row_for(dataset_name: str) -> tuple[str, tuple[float, float]] | None:
     """The paper's Table 1 entry comparable (at least in kind) with a dataset."""
@@ -80,6 +93,51 @@ def evaluate_folds(folds: list[dict[str, Any]], sigmas: Any = DEFAULT_SIGMAS, **
         "m": per_fold[0]["m"],
         "d": per_fold[0]["d"],
     }
+
+
+def reference_protocol(
+    samples: Any,
+    dataset: Any,
+    *,
+    valid_size: int = REFERENCE_VALID_SIZE,
+    split: str = "test",
+    sigmas: Any = DEFAULT_SIGMAS,
+    label: str = "model",
+    baselines: bool = False,
+    seed: int = 0,
+    progress: bool = False,
+    **kwargs: Any,
+) -> dict[str, dict[str, Any]]:
+    """The reference protocol (PAPER.md §3) on an :class:`advnets.data.Dataset`.
+
+    σ is chosen from ``sigmas`` on the first ``valid_size`` validation images
+    (MNIST's split: train images 50,000-50,999; all of them when fewer) and the
+    ``split`` images are scored under ``samples`` (M x d or image-shaped, e.g.
+    10,000 samples of G). With ``baselines`` the same protocol also scores
+    :func:`baseline_samples` of the training split (as many as ``samples``,
+    built with ``seed``), with a progress bar when ``progress``.
+
+    Returns ``{label: row, <baseline name>: row, ...}``; each row is
+    :func:`parzen_evaluate`'s dict plus ``n_valid``. ``kwargs`` go to
+    :func:`parzen_evaluate` (``dtype``, ``device``, ...). Raises
+    :class:`DataError` for an unknown split or mismatched dimensions.
+    """
+    from tqdm.auto import tqdm
+
+    valid, test = dataset.valid[:valid_size], dataset.split(split)
+    kw = {**kwargs, "progress": progress}
+    rows = {label: {**parzen_evaluate(test, samples, valid=valid, sigmas=sigmas, **kw), "n_valid": len(valid)}}
+    if baselines:
+        with tqdm(total=4, desc="baselines", unit="step", disable=not progress) as bar:
+            bar.set_postfix_str("fitting k-means and a Gaussian")
+            fakes = baseline_samples(dataset.train, len(samples), seed)
+            bar.update()
+            for name, fake in fakes.items():
+                bar.set_postfix_str(name)
+                row = parzen_evaluate(test, fake, valid=valid, sigmas=sigmas, check_range=False, **kw)
+                rows[name] = {**row, "n_valid": len(valid)}
+                bar.update()
+    return rows
 
 
 def baseline_samples(train: torch.Tensor, m: int, seed: int) -> dict[str, torch.Tensor]:
