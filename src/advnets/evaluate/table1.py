@@ -1,0 +1,288 @@
+"""Table 1 from a run's kept checkpoints: the validation curve, the best checkpoint, its test score (issue 15).
+
+The reference code watched a Parzen estimate on the validation set while
+training and kept the best model; the paper reports the test log-likelihood of
+that model under the reference protocol (PAPER.md §3). Here, for a finished (or
+running) run directory:
+
+1. :func:`validation_curve` scores every kept checkpoint
+   (``checkpoints/step-*.pt``) on the validation images: ``num_samples``
+   samples of its G from a fixed seed, σ from the protocol's grid
+   (``numpy.logspace(-1, 0, 10)``), the mean log-likelihood of the first
+   ``valid_size`` validation images (MNIST: train images 50,000-50,999) at the
+   best σ. One G forward and one distance pass per checkpoint
+   (:func:`advnets.evaluate.parzen.select_sigma`). Results are cached in a JSON
+   file (by default beside the checkpoints, or anywhere else so that a run
+   directory can be read without writing to it), keyed by checkpoint name and
+   SHA-256 and the protocol's settings, so that scored checkpoints are skipped.
+2. :func:`best_entry` picks the checkpoint with the highest validation score
+   (never the test score).
+3. :func:`score_best` scores it with the full reference protocol
+   (:func:`advnets.evaluate.protocol.reference_protocol`) on the test images,
+   cached likewise.
+
+:func:`summarize` and :func:`table1_markdown` turn the per-seed results into
+Table 1's row (mean ± sd over seeds) beside the paper's; :func:`plot_validation_curves`
+draws validation LL against epochs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from advnets.checkpoint import CHECKPOINT_DIR, atomic_write_bytes, load_models
+from advnets.errors import CheckpointError
+from advnets.evaluate.parzen import DEFAULT_SIGMAS, select_sigma
+from advnets.evaluate.protocol import (
+    PAPER_TABLE1_MNIST,
+    REFERENCE_NUM_SAMPLES,
+    REFERENCE_VALID_SIZE,
+    reference_protocol,
+)
+
+__all__ = [
+    "CACHE_FILE",
+    "best_entry",
+    "kept_checkpoints",
+    "plot_validation_curves",
+    "score_best",
+    "summarize",
+    "table1_markdown",
+    "validation_curve",
+]
+
+#: The cache's default name, inside the run directory.
+CACHE_FILE = "parzen_validation.json"
+_STEP_FILE = re.compile(r"^step-(\d{8})\.pt$")
+
+
+def kept_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The run's complete checkpoints ``checkpoints/step-NNNNNNNN.pt``, by step (temporaries excluded)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        raise CheckpointError(f"{run_dir}: no checkpoints (expected {folder}/step-NNNNNNNN.pt)")
+    return sorted(p for p in folder.iterdir() if _STEP_FILE.match(p.name))
+
+
+def _digest(path: Path) -> str:
+    """The checkpoint's SHA-256: from its ``.sha256`` file when there, else computed."""
+    sidecar = path.with_suffix(".sha256")
+    if sidecar.is_file():
+        return sidecar.read_text().strip()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _epoch(state: dict[str, Any], batch_size: int) -> float:
+    """Epochs a checkpoint had trained: completed passes plus the fraction of the current one."""
+    per_epoch = len(state["perm"]) // batch_size if "perm" in state else 0
+    return int(state.get("epoch", 0)) + (int(state.get("batch_in_epoch", 0)) / per_epoch if per_epoch else 0.0)
+
+
+def _read_cache(path: Path, section: str, protocol: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cache document and its ``section``'s entries ({} unless made with the same protocol settings)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        doc = {}
+    doc = doc if isinstance(doc, dict) else {}
+    part = doc.get(section)
+    if not isinstance(part, dict) or part.get("protocol") != protocol or not isinstance(part.get("entries"), dict):
+        part = doc[section] = {"protocol": protocol, "entries": {}}
+    return doc, part["entries"]
+
+
+def _write_cache(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
+
+
+def _protocol(num_samples: int, seed: int, sigmas: Any, valid: torch.Tensor, dtype: torch.dtype) -> dict[str, Any]:
+    return {
+        "num_samples": int(num_samples),
+        "seed": int(seed),
+        "sigmas": [float(s) for s in np.atleast_1d(np.asarray(sigmas, dtype=np.float64))],
+        "n_valid": len(valid),
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+
+
+def validation_curve(
+    run_dir: str | Path,
+    dataset: Any,
+    *,
+    num_samples: int = REFERENCE_NUM_SAMPLES,
+    valid_size: int = REFERENCE_VALID_SIZE,
+    seed: int = 0,
+    sigmas: Any = DEFAULT_SIGMAS,
+    cache: str | Path | None = None,
+    checkpoints: list[Path] | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: Any = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """The validation Parzen log-likelihood of every kept checkpoint of ``run_dir``, by step.
+
+    ``dataset`` is an :class:`advnets.data.Dataset` (its first ``valid_size``
+    validation images are scored); ``checkpoints`` restricts the work to some of
+    them (default: all kept). Each entry: ``checkpoint`` (file name), ``sha256``,
+    ``step``, ``epoch`` (fractional), ``valid_ll`` (mean at the best σ),
+    ``sigma``, ``valid_means`` (per σ of the grid). Entries are cached in
+    ``cache`` (default ``run_dir/parzen_validation.json``) after each checkpoint,
+    atomically; a rerun with the same settings skips scored checkpoints.
+    Raises :class:`CheckpointError` for a run without checkpoints or a damaged one.
+    """
+    from tqdm.auto import tqdm
+
+    from advnets.sampling import generate
+
+    run_dir = Path(run_dir)
+    cache_path = Path(cache) if cache is not None else run_dir / CACHE_FILE
+    valid = dataset.valid[:valid_size]
+    protocol = _protocol(num_samples, seed, sigmas, valid, dtype)
+    doc, done = _read_cache(cache_path, "validation", protocol)
+    paths = checkpoints if checkpoints is not None else kept_checkpoints(run_dir)
+    out = []
+    for path in tqdm(paths, desc=f"validation LL {run_dir.name}", unit="ckpt", disable=not progress):
+        digest = _digest(path)
+        entry = done.get(path.name)
+        if entry is None or entry.get("sha256") != digest:
+            g, _, cfg, state = load_models(path)
+            epoch = _epoch(state, cfg.train.batch_size)
+            samples = generate(g, num_samples, seed, tuple(state["image_shape"]))
+            sel = select_sigma(valid, samples, sigmas, dtype=dtype, device=device)
+            entry = {
+                "checkpoint": path.name,
+                "sha256": digest,
+                "step": int(state["step"]),
+                "epoch": epoch,
+                "valid_ll": sel["valid_means"][sel["index"]],
+                "sigma": sel["sigma"],
+                "valid_means": sel["valid_means"],
+            }
+            done[path.name] = entry
+            _write_cache(cache_path, doc)
+        out.append(entry)
+    return sorted(out, key=lambda e: e["step"])
+
+
+def best_entry(curve: list[dict[str, Any]]) -> dict[str, Any]:
+    """The entry with the highest validation LL (the earliest on ties); never chosen on test."""
+    if not curve:
+        raise CheckpointError("no scored checkpoints to choose from")
+    return max(curve, key=lambda e: (e["valid_ll"], -e["step"]))
+
+
+def score_best(
+    run_dir: str | Path,
+    dataset: Any,
+    curve: list[dict[str, Any]],
+    *,
+    num_samples: int = REFERENCE_NUM_SAMPLES,
+    valid_size: int = REFERENCE_VALID_SIZE,
+    seed: int = 0,
+    sigmas: Any = DEFAULT_SIGMAS,
+    cache: str | Path | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: Any = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The full reference protocol on the test images for the best-by-validation checkpoint.
+
+    Returns :func:`reference_protocol`'s model row plus ``checkpoint``,
+    ``step``, ``epoch`` and ``valid_ll`` of the chosen checkpoint; cached in
+    the same JSON as the curve, in its own section (keyed by checkpoint name
+    and SHA-256, and the protocol's settings).
+    """
+    from advnets.sampling import generate
+
+    run_dir = Path(run_dir)
+    cache_path = Path(cache) if cache is not None else run_dir / CACHE_FILE
+    valid = dataset.valid[:valid_size]
+    doc, done = _read_cache(cache_path, "test", _protocol(num_samples, seed, sigmas, valid, dtype))
+    best = best_entry(curve)
+    cached = done.get(best["checkpoint"])
+    if cached is not None and cached.get("sha256") == best["sha256"]:
+        return cached
+    g, _, _, state = load_models(run_dir / CHECKPOINT_DIR / best["checkpoint"])
+    samples = generate(g, num_samples, seed, tuple(state["image_shape"]))
+    rows = reference_protocol(
+        samples, dataset, valid_size=valid_size, sigmas=sigmas, seed=seed, progress=progress, dtype=dtype, device=device
+    )
+    keep = ("checkpoint", "sha256", "step", "epoch", "valid_ll")
+    result = {**rows["model"], **{k: best[k] for k in keep}}
+    done[best["checkpoint"]] = result
+    _write_cache(cache_path, doc)
+    return result
+
+
+def summarize(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof = 1; NaN for one value) over seeds."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return math.nan, math.nan
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else math.nan
+
+
+def _pm(mean: float, spread: float, digits: int = 1) -> str:
+    return f"{mean:.{digits}f}" if math.isnan(spread) else f"{mean:.{digits}f} ± {spread:.{digits}f}"
+
+
+def table1_markdown(
+    results: dict[str, dict[int, dict[str, Any]]], baselines: dict[str, dict[str, Any]] | None = None
+) -> str:
+    """Table 1 (MNIST) as a Markdown table: the paper's rows, then per recipe one row per seed
+    (test LL ± SE, σ, the chosen checkpoint's epoch and validation LL) and the mean ± sd over
+    seeds, then the baselines scored by the same protocol.
+
+    ``results``: ``{recipe: {seed: score_best(...)}}``; ``baselines``: reference_protocol's rows.
+    """
+    lines = [
+        "| model | MNIST Parzen LL (nats) | σ | epoch (best on validation) | validation LL |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, (mean, se) in PAPER_TABLE1_MNIST.items():
+        lines.append(f"| {name} (paper, Table 1) | {mean:g} ± {se:g} |  |  |  |")
+    for recipe, by_seed in results.items():
+        for seed, r in sorted(by_seed.items()):
+            lines.append(
+                f"| advnets, {recipe}, seed {seed} | {_pm(r['mean'], r['se'])} | {r['sigma']:.4g} | "
+                f"{r['epoch']:.0f} | {r['valid_ll']:.1f} |"
+            )
+        if len(by_seed) > 1:
+            mean, sd = summarize([r["mean"] for r in by_seed.values()])
+            epochs = summarize([r["epoch"] for r in by_seed.values()])
+            lines.append(
+                f"| **advnets, {recipe}, mean ± sd over {len(by_seed)} seeds** | **{_pm(mean, sd)}** |  | "
+                f"{_pm(*epochs, digits=0)} |  |"
+            )
+    for name, row in (baselines or {}).items():
+        lines.append(f"| baseline: {name} | {_pm(row['mean'], row['se'])} | {row['sigma']:.4g} |  |  |")
+    return "\n".join(lines)
+
+
+def plot_validation_curves(curves: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "") -> Path:
+    """Validation LL against epochs, one line per run label, with the paper's test LL as a reference line."""
+    from advnets.figures import new_figure, save_figure
+
+    fig = new_figure(7.0, 4.5, layout="constrained")
+    ax = fig.add_subplot()
+    for label, curve in curves.items():
+        pts = sorted((e["epoch"], e["valid_ll"]) for e in curve)
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", markersize=3, label=label)
+    paper, _ = PAPER_TABLE1_MNIST["Adversarial nets"]
+    ax.axhline(paper, color="black", linestyle="--", linewidth=1, label=f"paper, Table 1 (test): {paper:g}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("Parzen log-likelihood of validation images (nats)")
+    ax.set_title(title or "Validation log-likelihood while training (σ chosen per checkpoint)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)

@@ -1,0 +1,124 @@
+"""Table 1 from a run's checkpoints (issue 15): validation curve, best checkpoint, test score, table, figure."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.special import logsumexp
+
+from advnets.checkpoint import load_models
+from advnets.evaluate.parzen import DEFAULT_SIGMAS, parzen_evaluate
+from advnets.evaluate.protocol import reference_protocol
+from advnets.evaluate.table1 import (
+    CACHE_FILE,
+    best_entry,
+    kept_checkpoints,
+    plot_validation_curves,
+    score_best,
+    summarize,
+    table1_markdown,
+    validation_curve,
+)
+from advnets.sampling import generate
+from advnets.train import Trainer
+from conftest import tiny_config
+
+M = 300  # samples of G per checkpoint: small, the protocol is the same
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, digits):
+    """A tiny run on the 8x8 digits keeping 3 checkpoints (steps 50, 100, 142)."""
+    run_dir = tmp_path_factory.mktemp("run")
+    Trainer(tiny_config(epochs=2, checkpoint_every=50), digits).fit(run_dir, progress=False, tensorboard=False)
+    return run_dir
+
+
+def direct_parzen(x, mu, sigma):
+    """log (1/M) sum_j N(x; mu_j, sigma^2 I) from explicit float64 differences (independent of parzen.py)."""
+    x, mu = x.reshape(len(x), -1).double().numpy(), mu.reshape(len(mu), -1).double().numpy()
+    d2 = ((x[:, None, :] - mu[None, :, :]) ** 2).sum(-1)
+    d = x.shape[1]
+    return logsumexp(-d2 / (2 * sigma**2), axis=1) - math.log(len(mu)) - d / 2 * math.log(2 * math.pi * sigma**2)
+
+
+def test_validation_curve_scores_every_kept_checkpoint_against_a_direct_formula(run, digits, tmp_path):
+    paths = kept_checkpoints(run)
+    assert [p.name for p in paths] == ["step-00000050.pt", "step-00000100.pt", "step-00000142.pt"]
+    curve = validation_curve(run, digits, num_samples=M, valid_size=100, cache=tmp_path / "c.json")
+    assert [e["step"] for e in curve] == [50, 100, 142]
+    assert [round(e["epoch"], 3) for e in curve] == [round(50 / 71, 3), round(100 / 71, 3), 2.0]
+    for entry, path in zip(curve, paths, strict=True):
+        g, _, _, state = load_models(path)
+        samples = generate(g, M, 0, tuple(state["image_shape"]))
+        means = [direct_parzen(digits.valid[:100], samples, s).mean() for s in DEFAULT_SIGMAS]
+        np.testing.assert_allclose(entry["valid_means"], means, rtol=1e-10)
+        assert entry["valid_ll"] == max(entry["valid_means"])
+        assert entry["sigma"] == DEFAULT_SIGMAS[int(np.argmax(means))]
+
+
+def test_scored_checkpoints_are_read_from_the_cache_and_the_run_is_left_untouched(run, digits, tmp_path):
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    cache = tmp_path / "elsewhere" / "paper-s0.json"
+    first = validation_curve(run, digits, num_samples=M, valid_size=100, cache=cache)
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # nothing written into the run
+    doc = json.loads(cache.read_text())
+    doc["validation"]["entries"]["step-00000100.pt"]["valid_ll"] = 12345.0  # planted: only a read returns it
+    cache.write_text(json.dumps(doc))
+    again = validation_curve(run, digits, num_samples=M, valid_size=100, cache=cache)
+    assert [e["valid_ll"] for e in again] == [first[0]["valid_ll"], 12345.0, first[2]["valid_ll"]]
+    other = validation_curve(run, digits, num_samples=M + 1, valid_size=100, cache=cache)  # other settings: rescored
+    assert other[1]["valid_ll"] != 12345.0
+
+
+def test_the_default_cache_sits_in_the_run_directory(run, digits):
+    validation_curve(run, digits, num_samples=50, valid_size=20, checkpoints=kept_checkpoints(run)[:1])
+    doc = json.loads((run / CACHE_FILE).read_text())
+    assert list(doc["validation"]["entries"]) == ["step-00000050.pt"]
+    assert doc["validation"]["protocol"]["num_samples"] == 50 and doc["validation"]["protocol"]["n_valid"] == 20
+    (run / CACHE_FILE).unlink()
+
+
+def test_the_best_checkpoint_is_chosen_on_validation_and_scored_by_the_full_protocol(run, digits, tmp_path):
+    cache = tmp_path / "c.json"
+    curve = validation_curve(run, digits, num_samples=M, valid_size=100, cache=cache)
+    best = best_entry(curve)
+    assert best["valid_ll"] == max(e["valid_ll"] for e in curve)
+    result = score_best(run, digits, curve, num_samples=M, valid_size=100, cache=cache)
+    g, _, _, state = load_models(run / "checkpoints" / best["checkpoint"])
+    samples = generate(g, M, 0, tuple(state["image_shape"]))
+    direct = parzen_evaluate(digits.test, samples, valid=digits.valid[:100])
+    assert result["mean"] == direct["mean"] and result["se"] == direct["se"] and result["sigma"] == direct["sigma"]
+    assert result["checkpoint"] == best["checkpoint"] and result["n"] == len(digits.test)
+    # A planted test score is returned: the scored checkpoint is not scored again.
+    doc = json.loads(cache.read_text())
+    doc["test"]["entries"][best["checkpoint"]]["mean"] = -1.0
+    cache.write_text(json.dumps(doc))
+    assert score_best(run, digits, curve, num_samples=M, valid_size=100, cache=cache)["mean"] == -1.0
+    assert len(doc["validation"]["entries"]) == 3  # the validation section survives the test section's writes
+
+
+def test_ties_go_to_the_earliest_checkpoint():
+    curve = [{"step": 10, "valid_ll": 5.0}, {"step": 20, "valid_ll": 7.0}, {"step": 30, "valid_ll": 7.0}]
+    assert best_entry(curve)["step"] == 20
+
+
+def test_summary_table_and_figure(run, digits, tmp_path):
+    assert summarize([1.0, 2.0, 4.0]) == (pytest.approx(7 / 3), pytest.approx(np.std([1, 2, 4], ddof=1)))
+    assert math.isnan(summarize([3.0])[1])
+    row = {"mean": 100.04, "se": 2.0, "sigma": 0.2154, "epoch": 250.0, "valid_ll": 98.7}
+    baselines = reference_protocol(generate(load_models(run)[0], M, 0, (1, 8, 8)), digits, valid_size=100)
+    text = table1_markdown({"paper recipe": {0: row, 1: {**row, "mean": 110.04}}}, {"real": baselines["model"]})
+    assert (
+        "| Adversarial nets (paper, Table 1) | 225 ± 2 |" in text
+        and "| Deep GSN (paper, Table 1) | 214 ± 1.1 |" in text
+    )
+    assert "| advnets, paper recipe, seed 1 | 110.0 ± 2.0 | 0.2154 | 250 | 98.7 |" in text
+    assert f"mean ± sd over 2 seeds** | **105.0 ± {np.std([100.04, 110.04], ddof=1):.1f}**" in text
+    assert "| baseline: real |" in text
+    curve = validation_curve(run, digits, num_samples=M, valid_size=100, cache=tmp_path / "c.json")
+    png = plot_validation_curves({"paper recipe, seed 0": curve}, tmp_path / "docs" / "v.png")
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size == (700, 450)
