@@ -173,3 +173,20 @@ def test_evaluate_tfd_folds_chooses_sigma_per_fold_and_reports_se_across_folds(t
     assert "paper, Table 1 (TFD)" in out.stdout
     bad = run("evaluate", "--run", run_dir, "--folds", "9", "--num-samples", "50", "--no-progress")
     assert bad.returncode == 2 and "fold 5 is out of range" in bad.stderr
+
+
+def test_reference_protocol_scores_the_model_and_the_baselines_on_the_same_images(digits):
+    """One function for the protocol the CLI, shipped models and benchmarks run (issue 15)."""
+    from advnets.evaluate.parzen import parzen_evaluate
+    from advnets.evaluate.protocol import reference_protocol
+
+    samples = digits.train[torch.randperm(len(digits.train), generator=torch.Generator().manual_seed(0))[:200]]
+    rows = reference_protocol(samples, digits, valid_size=50, baselines=True, seed=3, label="m")
+    assert list(rows) == ["m", "real training images", "k-means centroids", "Gaussian fit"]
+    valid = digits.valid[:50]
+    assert rows["m"]["mean"] == parzen_evaluate(digits.test, samples, valid=valid)["mean"]
+    fakes = baseline_samples(digits.train, 200, 3)
+    for name, fake in fakes.items():
+        direct = parzen_evaluate(digits.test, fake, valid=valid, check_range=False)
+        assert rows[name]["mean"] == direct["mean"] and rows[name]["sigma"] == direct["sigma"]
+        assert rows[name]["n_valid"] == 50 and rows[name]["m"] == len(fake)

@@ -122,21 +122,44 @@ def reference_protocol(
     :func:`parzen_evaluate` (``dtype``, ``device``, ...). Raises
     :class:`DataError` for an unknown split or mismatched dimensions.
     """
-    from tqdm.auto import tqdm
-
     valid, test = dataset.valid[:valid_size], dataset.split(split)
     kw = {**kwargs, "progress": progress}
     rows = {label: {**parzen_evaluate(test, samples, valid=valid, sigmas=sigmas, **kw), "n_valid": len(valid)}}
     if baselines:
-        with tqdm(total=4, desc="baselines", unit="step", disable=not progress) as bar:
-            bar.set_postfix_str("fitting k-means and a Gaussian")
-            fakes = baseline_samples(dataset.train, len(samples), seed)
+        rows.update(
+            baseline_rows(dataset, len(samples), valid_size=valid_size, split=split, sigmas=sigmas, seed=seed, **kw)
+        )
+    return rows
+
+
+def baseline_rows(
+    dataset: Any,
+    m: int = REFERENCE_NUM_SAMPLES,
+    *,
+    valid_size: int = REFERENCE_VALID_SIZE,
+    split: str = "test",
+    sigmas: Any = DEFAULT_SIGMAS,
+    seed: int = 0,
+    progress: bool = False,
+    **kwargs: Any,
+) -> dict[str, dict[str, Any]]:
+    """:func:`baseline_samples` of the training split (m of each), scored by :func:`reference_protocol`'s
+    protocol, with a progress bar over the fits and the three scorings when ``progress``."""
+    from tqdm.auto import tqdm
+
+    valid, test = dataset.valid[:valid_size], dataset.split(split)
+    rows = {}
+    with tqdm(total=4, desc="baselines", unit="step", disable=not progress) as bar:
+        bar.set_postfix_str("fitting k-means and a Gaussian")
+        fakes = baseline_samples(dataset.train, m, seed)
+        bar.update()
+        for name, fake in fakes.items():
+            bar.set_postfix_str(name)
+            row = parzen_evaluate(
+                test, fake, valid=valid, sigmas=sigmas, check_range=False, progress=progress, **kwargs
+            )
+            rows[name] = {**row, "n_valid": len(valid)}
             bar.update()
-            for name, fake in fakes.items():
-                bar.set_postfix_str(name)
-                row = parzen_evaluate(test, fake, valid=valid, sigmas=sigmas, check_range=False, **kw)
-                rows[name] = {**row, "n_valid": len(valid)}
-                bar.update()
     return rows
 
 
