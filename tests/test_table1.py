@@ -122,3 +122,27 @@ def test_summary_table_and_figure(run, digits, tmp_path):
     png = plot_validation_curves({"paper recipe, seed 0": curve}, tmp_path / "docs" / "v.png")
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size == (700, 450)
+
+
+@pytest.mark.slow
+def test_the_benchmark_trains_resumes_and_records(tmp_path):
+    """benchmarks/table1.py end to end on the 8x8 digits: train 1 epoch, continue to 2 (resumed), score, record."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "table1.py"
+    common = ["--seeds", "0", "--recipes", "paper", "--data", "embedded-digits", "--out", str(tmp_path / "out")]
+    common += ["--valid-samples", "100", "--test-samples", "100", "--figure", str(tmp_path / "v.png")]
+    common += ["--results", str(tmp_path / "R.md")]
+    for epochs in ("1", "2"):
+        proc = subprocess.run(
+            [sys.executable, str(script), *common, "--epochs", epochs], capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "resuming" in proc.stderr and "train.epochs 1 -> 2" in proc.stderr  # the second call continued the run
+    assert [p.name for p in kept_checkpoints(tmp_path / "out" / "paper-s0")] == ["step-00000014.pt", "step-00000028.pt"]
+    assert "| advnets, paper recipe, seed 0 |" in proc.stdout
+    assert (tmp_path / "R.md").read_text().count("## Table 1 on embedded-digits") == 2
+    with Image.open(tmp_path / "v.png") as im:
+        assert im.format == "PNG"
