@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path, help="a run directory (its latest checkpoint) or a checkpoint file")
     p.add_argument("out", type=Path, help="the .safetensors file to write")
-    p.add_argument("--g-only", action="store_true", help="leave D out: a smaller file (sampling and evaluation need only G)")
+    p.add_argument(
+        "--g-only", action="store_true", help="leave D out: a smaller file (sampling and evaluation need only G)"
+    )
     p.add_argument("--notes", type=Path, default=None, metavar="JSON", help="a JSON file stored as the 'notes'")
     args = p.parse_args(argv)
     try:
