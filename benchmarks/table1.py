@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import shlex
 import sys
@@ -44,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workers import run_workers  # noqa: E402
 
 from advnets.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
-from advnets.config import RunConfig, from_dict  # noqa: E402
 from advnets.data import load_dataset  # noqa: E402
 from advnets.errors import AdvnetsError  # noqa: E402
 from advnets.evaluate.protocol import REFERENCE_NUM_SAMPLES, baseline_rows, format_row  # noqa: E402
@@ -56,6 +54,7 @@ from advnets.evaluate.table1 import (  # noqa: E402
     table1_markdown,
     validation_curve,
 )
+from advnets.rundir import read_config_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = {
@@ -119,10 +118,10 @@ def runs_to_score(args: argparse.Namespace) -> dict[str, tuple[str, int, Path]]:
     if args.run:
         found = {}
         for run in args.run:
-            cfg = from_dict(RunConfig, json.loads((run / "config.json").read_text())) if run.is_dir() else None
-            if cfg is None:
-                raise AdvnetsError(f"--run {run}: no run directory with a config.json")
-            found[run.name] = (f"run {run.name}", cfg.train.seed, run)
+            seed = read_config_json(run).get("train", {}).get("seed")  # config.json: RunConfig + run facts
+            if not isinstance(seed, int):
+                raise AdvnetsError(f"--run {run}: expected a run directory with a config.json naming train.seed")
+            found[run.name] = (f"run {run.name}", seed, run)
         return found
     found = {}
     for recipe in args.recipes:
