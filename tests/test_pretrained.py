@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from advnets.checkpoint import latest_checkpoint, load_models
-from advnets.errors import AdvnetsError, CheckpointError
+from advnets.errors import AdvnetsError, CheckpointError, DataError
 from advnets.evaluate.parzen import parzen_evaluate
 from advnets.pretrained import (
     FORMAT,
@@ -128,6 +128,13 @@ def test_evaluate_pretrained_runs_the_reference_protocol_on_samples_from_a_fixed
     assert res["result"]["n"] == len(digits.test) and res["protocol"]["valid_size"] == 100
     assert math.isclose(res["difference"], direct["mean"] - 1.5)
     assert res["expected"] == {"mean": 1.5, "se": 0.0, "sigma": 0.1}
+
+
+def test_data_of_another_image_shape_is_refused(run, tmp_path):
+    out = export_pretrained(latest_checkpoint(run), tmp_path / "tiny.safetensors")
+    registry = {"tiny": _entry("tiny", out.path)}
+    with pytest.raises(DataError, match=r"--data embedded: images of shape \(1, 28, 28\), but tiny.safetensors draws"):
+        evaluate_pretrained("tiny", "embedded", registry=registry, assets_dir=tmp_path)
 
 
 def test_export_script_prints_hash_and_size(run, tmp_path):

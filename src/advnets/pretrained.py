@@ -42,6 +42,7 @@ __all__ = [
     "ExportedFile",
     "LoadedModel",
     "PretrainedModel",
+    "dataset_for",
     "evaluate_pretrained",
     "export_pretrained",
     "get_entry",
@@ -270,6 +271,24 @@ def load_pretrained(
 # --------------------------------------------------------------------------- evaluate
 
 
+def dataset_for(model: LoadedModel, data: str | Path, data_dir: str | Path | None = None) -> Any:
+    """The dataset ``data`` (a ``--data`` source, e.g. the MNIST IDX directory) read with the model's
+    own data settings (split, preprocessing); for Figure 2's nearest training images and for scoring.
+
+    Raises DataError when its images do not have the model's shape.
+    """
+    from advnets.config import override
+    from advnets.data import load_dataset
+
+    dataset = load_dataset(override(model.config.data, source=str(data)), data_dir=data_dir)
+    if tuple(dataset.image_shape) != model.image_shape:
+        raise DataError(
+            f"--data {data}: images of shape {tuple(dataset.image_shape)}, but {model.path.name} draws "
+            f"{model.image_shape}"
+        )
+    return dataset
+
+
 def evaluate_pretrained(
     name: str,
     data: str | Path,
@@ -301,18 +320,12 @@ def evaluate_pretrained(
 
     Raises DataError when the data's images do not have the model's shape.
     """
-    from advnets.config import override
-    from advnets.data import load_dataset
     from advnets.evaluate.protocol import reference_protocol
     from advnets.sampling import generate
 
     entry = get_entry(name, registry)
     model = load_pretrained_file(entry.path(assets_dir), entry.sha256)
-    dataset = load_dataset(override(model.config.data, source=str(data)), data_dir=data_dir)
-    if tuple(dataset.image_shape) != model.image_shape:
-        raise DataError(
-            f"--data {data}: images of shape {tuple(dataset.image_shape)}, but {name} draws {model.image_shape}"
-        )
+    dataset = dataset_for(model, data, data_dir)
     m = entry.num_samples if num_samples is None else num_samples
     s = entry.sample_seed if seed is None else seed
     nv = entry.valid_size if valid_size is None else valid_size
