@@ -105,12 +105,16 @@ def test_an_unknown_name_lists_the_known_ones(tmp_path):
         get_entry("nope", {})
 
 
-def test_a_file_that_is_not_an_export_is_refused(tmp_path):
+def test_a_file_that_is_not_an_export_is_refused(run, tmp_path):
     from safetensors.torch import save_file
 
     save_file({"w": torch.zeros(2)}, tmp_path / "other.safetensors")
     with pytest.raises(CheckpointError, match=r"other\.safetensors: expected a file made by advnets\.pretrained"):
         load_pretrained_file(tmp_path / "other.safetensors")
+    out = export_pretrained(latest_checkpoint(run), tmp_path / "cut.safetensors")
+    out.path.write_bytes(out.path.read_bytes()[:-100])  # no hash to check: the format itself must catch it
+    with pytest.raises(CheckpointError, match=r"cut\.safetensors: cannot rebuild the nets: SafetensorError"):
+        load_pretrained_file(out.path)
     (tmp_path / "junk.safetensors").write_bytes(b"\x05")
     with pytest.raises(CheckpointError, match=r"junk\.safetensors: not a safetensors file"):
         load_pretrained_file(tmp_path / "junk.safetensors")

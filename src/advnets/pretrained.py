@@ -195,7 +195,7 @@ def _metadata(path: Path, data: bytes) -> dict[str, str]:
         meta = header.get("__metadata__") or {}
     except (struct.error, ValueError, AttributeError) as e:
         raise CheckpointError(f"{path}: not a safetensors file ({type(e).__name__}: {e})") from None
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: expected a file made by advnets.pretrained (format {FORMAT!r})")
     return meta
 
@@ -209,6 +209,7 @@ def load_pretrained_file(
     hash is not ``sha256`` (saying both), when it is not such a file, or when
     its config or tensors do not rebuild the nets.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load
 
     path = Path(path)
@@ -231,7 +232,7 @@ def load_pretrained_file(
         shape = tuple(int(n) for n in json.loads(meta["image_shape"]))
         tensors = load(data)
         tensors.update({alias: tensors[name] for alias, name in json.loads(meta.get("aliases", "{}")).items()})
-    except (KeyError, ValueError, ConfigError) as e:  # json.JSONDecodeError is a ValueError
+    except (KeyError, ValueError, ConfigError, SafetensorError) as e:  # json.JSONDecodeError is a ValueError
         raise CheckpointError(f"{path}: cannot rebuild the nets: {type(e).__name__}: {e}") from None
     g, d = build_nets(cfg.generator, cfg.discriminator, shape)
     nets = {"generator": g, "discriminator": d}
