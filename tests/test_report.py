@@ -101,7 +101,7 @@ def no_temp_files(directory: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, digits) -> Path:
     """A real (tiny) run on the 8x8 digits, laid out as `advnets train` lays it out."""
-    from advnets.rundir import write_config
+    from advnets.runs import write_config
     from advnets.train import Trainer
 
     run_dir = tmp_path_factory.mktemp("report") / "run"

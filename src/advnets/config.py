@@ -30,6 +30,7 @@ ON_COLLAPSE = ("warn", "stop")
 CONDITIONS = ("none", "class", "inpaint")
 PRECISIONS = ("fp32", "bf16")
 PREPROCESSING = ("none", "gcn")
+CONDITIONAL_CLASSES = 10  # `advnets train --conditional`: the digit datasets' classes
 
 
 @dataclass(frozen=True)
@@ -430,6 +431,57 @@ def override(cfg: Any, **changes: Any) -> Any:
     if unknown:
         raise ConfigError(f"unknown option(s) for {type(cfg).__name__}: {', '.join(unknown)}")
     return dataclasses.replace(cfg, **changes)
+
+
+def with_condition(cfg: RunConfig, condition: str, size: int) -> RunConfig:
+    """``cfg`` with conditional nets (PAPER.md §5). ``"class"`` (Section 7.1): a one-hot label of
+    ``size`` classes enters G and D. ``"inpaint"`` (Section 7.3): G gets z, the visible pixels and the
+    mask of ``size``-pixel images, D the completed image and the mask.
+
+    Raises:
+        ConfigError: an unknown ``condition``, or one the architecture cannot take (a convolutional D).
+    """
+    dims = {"class": (size, size), "inpaint": (2 * size, size)}
+    if condition not in dims:
+        raise ConfigError(f"condition must be one of {tuple(dims)}, got {condition!r}")
+    g_dim, d_dim = dims[condition]
+    return override(
+        cfg,
+        generator=override(cfg.generator, condition=condition, cond_dim=g_dim),
+        discriminator=override(cfg.discriminator, cond_dim=d_dim),
+    )
+
+
+def train_config_from_options(
+    options: dict[str, Any], base: RunConfig | None = None, *, conditional: bool = False
+) -> RunConfig:
+    """``base`` (default: the mnist preset) with ``options`` set, each named by its dotted field
+    (``{"train.epochs": 5, "optim.lr": 0.01, "data.source": "embedded-digits"}``; a None value keeps
+    the base's): what the flags of ``advnets train`` do, with the two settings they imply. ``k`` > 1
+    without ``train.update`` selects the alternating update (the only one with k D steps), and the
+    adam optimizer without ``optim.lr`` takes lr 2e-4 without decay (Radford et al., 2016).
+    ``conditional``: a one-hot label of :data:`CONDITIONAL_CLASSES` classes into G and D (§7.1).
+
+    Raises:
+        ConfigError: an unknown option name, or a value :func:`validate` refuses.
+    """
+    cfg = base if base is not None else PRESETS["mnist"]
+    chosen = {name: value for name, value in options.items() if value is not None}
+    if chosen.get("train.k", 1) > 1 and "train.update" not in chosen:
+        chosen["train.update"] = "alternating"  # k > 1 only exists in Algorithm 1's alternating form
+    if chosen.get("optim.optimizer") == "adam" and "optim.lr" not in chosen:
+        chosen = {"optim.lr": 2e-4, "optim.lr_decay": 1.0, **chosen}  # the usual Adam setting for GANs
+    sections: dict[str, dict[str, Any]] = {}
+    for name, value in chosen.items():
+        section, _, key = name.partition(".")
+        if not key or section not in _SECTIONS:
+            raise ConfigError(f"unknown option {name!r}: expected SECTION.FIELD with a section in {_SECTIONS}")
+        sections.setdefault(section, {})[key] = value
+    cfg = override(cfg, **{s: override(getattr(cfg, s), **values) for s, values in sections.items()})
+    return with_condition(cfg, "class", CONDITIONAL_CLASSES) if conditional else cfg
+
+
+_SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name != "preset")  # data, generator, ...
 
 
 def get_preset(name: str) -> RunConfig:

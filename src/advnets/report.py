@@ -38,10 +38,11 @@ from typing import Any
 import numpy as np
 
 from advnets import __version__
-from advnets.checkpoint import CHECKPOINT_DIR, LATEST, atomic_write_bytes, latest_checkpoint, load_models
-from advnets.errors import AdvnetsError, CheckpointError, DataError
+from advnets.checkpoint import latest_checkpoint, load_models
+from advnets.errors import AdvnetsError, DataError
 from advnets.figures import figure_png, new_figure
-from advnets.rundir import CONFIG_FILE, read_metrics
+from advnets.io import atomic_write_bytes
+from advnets.runs import CONFIG_FILE, open_run, read_metrics
 
 __all__ = ["write_report"]
 
@@ -118,7 +119,7 @@ def write_report(
             raise AdvnetsError(f"{name}: expected a positive integer, got {value!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise AdvnetsError(f"seed: expected an integer, got {seed!r}")
-    config_doc = _read_run(run_dir)
+    config_doc = open_run(run_dir, purpose="a report")
     out = Path(out) if out is not None else run_dir / "report.html"
     if out.suffix.lower() not in (".html", ".htm"):
         raise AdvnetsError(f"report {out}: expected a file name ending in .html")
@@ -150,27 +151,6 @@ def write_report(
 def _glob_escape(text: str) -> str:
     """``text`` with glob's special characters taken literally."""
     return re.sub(r"([*?\[])", r"[\1]", text)
-
-
-def _read_run(run_dir: Path) -> dict[str, Any]:
-    """config.json of a run, after checking that ``run_dir`` is one."""
-    if not run_dir.is_dir():
-        raise AdvnetsError(f"{run_dir}: no such run directory")
-    config_path = run_dir / CONFIG_FILE
-    if not config_path.is_file():
-        raise AdvnetsError(f"{run_dir} is not an advnets run: it has no {CONFIG_FILE}")
-    try:
-        doc = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AdvnetsError(f"{config_path}: not a readable JSON file ({e})") from None
-    if not isinstance(doc, dict):
-        raise AdvnetsError(f"{config_path}: expected a JSON object, got {type(doc).__name__}")
-    if latest_checkpoint(run_dir) is None:
-        raise CheckpointError(
-            f"{run_dir} has no checkpoint yet (expected {run_dir / CHECKPOINT_DIR / LATEST}); "
-            "a report needs a trained generator"
-        )
-    return doc
 
 
 # ---------------------------------------------------------------------------- content
@@ -318,13 +298,14 @@ def _build(
     elif len(data.test) == 0:
         sec.text("Skipped: the dataset has no test split to compare with.")
     else:
-        from advnets.evaluate.nearest import memorization_stats
+        from advnets.evaluate.nearest import memorization_verdict
+        from advnets.evaluate.protocol import memorization_check
 
-        heldout = data.test[:check_size]
-        check = memorization_stats(generate(g, len(heldout), seed + 1, shape), data.train, heldout)
+        check = memorization_check(g, data.train, data.test, seed, shape, check_size)
         s, h = check["samples"], check["heldout"]
+        n_held = h["n"]
         sec.text(
-            f"Distance from each of {len(heldout)} samples of G (seed {seed + 1}) and of {len(heldout)} held-out "
+            f"Distance from each of {n_held} samples of G (seed {seed + 1}) and of {n_held} held-out "
             f"test images to its nearest of the {len(data.train)} training images (Euclidean, pixel space). "
             "Samples much closer to the training set than unseen real images are would be a sign of memorisation."
         )
@@ -336,11 +317,7 @@ def _build(
             ],
             numbers=True,
         )
-        verdict = (
-            "samples sit much closer to training images than unseen data do: possible memorisation"
-            if check["ratio"] < 0.5
-            else "no sign of memorisation"
-        )
+        verdict = memorization_verdict(check["ratio"])
         sec.text(
             f"Ratio of medians (samples / held-out): {check['ratio']:.3f}; fraction of samples closer than 95% of "
             f"held-out images: {check['frac_below_heldout_p5']:.3f}. Verdict: {verdict}."
