@@ -18,7 +18,8 @@ from PIL import Image
 
 from advnets.config import override
 from advnets.errors import AdvnetsError, CheckpointError
-from advnets.report import _training_rows, write_report
+from advnets.report import write_report
+from advnets.report.content import training_rows
 from conftest import tiny_config
 
 FIGURES = (
@@ -329,5 +330,5 @@ def test_curves_use_training_rows_only_and_the_history_after_a_resume():
         row(30, tag="resumed"),
         {"step": 40},  # not a training row
     ]
-    rows = _training_rows(metrics)
+    rows = training_rows(metrics)
     assert [(r["step"], r.get("tag")) for r in rows] == [(10, None), (20, "resumed"), (30, "resumed")]

@@ -1,27 +1,9 @@
-"""One page that says what a run did: ``advnets report``.
-
-:func:`write_report` reads a run directory (config.json, metrics.jsonl, the
-sample grids, the latest checkpoint, parzen.json when present) and writes
-
-- ``report.html``: a single self-contained file (images as ``data:`` URIs, an
-  inline style sheet, nothing fetched from anywhere), to open or mail as is;
-- ``report.md``: the same content in Markdown, its images written as PNG files
-  into ``report_files/`` beside it and linked relatively.
-
-Figure 2 (samples beside their nearest training example), Figure 3 (paths in
-z space) and the memorisation check are drawn afresh from the checkpoint with
-the given seed: the same seed gives the same pictures, the same ones that
-``advnets sample --nearest`` / ``--interpolate`` draw with that seed.
-
-Everything is computed in memory first and each file is written atomically,
-PNGs before the pages that link them: an error or a kill leaves the previous
-report as it was, or the new one whole.
-"""
+"""What a run report says: the sections built from a run directory (training curves, the
+latest grid, Figures 2 and 3, the memorisation check, the Parzen result, the configuration
+and the timings), each a :class:`~advnets.report.page.Section` for the renderers."""
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import json
 import math
@@ -30,7 +12,6 @@ import platform
 import re
 import shlex
 import warnings
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,12 +20,10 @@ import numpy as np
 
 from advnets import __version__
 from advnets.checkpoint import latest_checkpoint, load_models
-from advnets.errors import AdvnetsError, DataError
+from advnets.errors import DataError
 from advnets.figures import figure_png, new_figure
-from advnets.io import atomic_write_bytes
-from advnets.runs import CONFIG_FILE, open_run, read_metrics
-
-__all__ = ["write_report"]
+from advnets.report.page import Figure, Section
+from advnets.runs import CONFIG_FILE, read_metrics
 
 PARZEN_FILE = "parzen.json"
 INTERP_ROWS = 10  # Figure 3: paths in z ...
@@ -52,119 +31,16 @@ INTERP_STEPS = 10  # ... and images per path, as `advnets sample --interpolate`
 _GRID = re.compile(r"^step-(\d+)\.png$")
 
 
-@dataclass
-class _Figure:
-    """One PNG with what a reader needs to know about it."""
-
-    name: str  # file name in report_files/, also the HTML id
-    png: bytes
-    alt: str
-    caption: str
-    pixelated: bool = False  # an image grid (scale without smoothing), not a plot
-
-
-@dataclass
-class _Section:
-    """A heading and its content: paragraphs, figures, preformatted text and tables, in order."""
-
-    title: str
-    anchor: str
-    blocks: list[tuple[str, Any]] = field(default_factory=list)
-
-    def text(self, s: str) -> None:
-        self.blocks.append(("p", s))
-
-    def figure(self, fig: _Figure) -> None:
-        self.blocks.append(("figure", fig))
-
-    def pre(self, s: str) -> None:
-        self.blocks.append(("pre", s))
-
-    def table(self, header: list[str], rows: list[list[str]], numbers: bool = False) -> None:
-        """``numbers``: right-align the cells that are numbers (a table of measurements)."""
-        self.blocks.append(("table", (header, rows, numbers)))
-
-
-# ---------------------------------------------------------------------------- entry point
-
-
-def write_report(
-    run_dir: Path,
-    out: Path | None = None,
-    *,
-    seed: int = 0,
-    nearest_n: int = 100,
-    check_size: int = 500,
-) -> tuple[Path, Path]:
-    """Write an HTML report of a run and its Markdown twin; returns ``(html, md)``.
-
-    Args:
-        run_dir: a run directory (config.json and a checkpoint).
-        out: the HTML file (default ``run_dir/report.html``); the Markdown twin
-            is written next to it with the suffix ``.md``, its images into
-            ``<stem>_files/`` (``report_files/`` by default).
-        seed: noise seed of Figure 2 and Figure 3 (the memorisation check uses
-            ``seed + 1``, as ``advnets sample --nearest`` does).
-        nearest_n: samples in Figure 2 (rounded up to whole rows).
-        check_size: held-out test images (and as many samples) in the
-            memorisation check.
-
-    Raises:
-        AdvnetsError: ``run_dir`` is not a run, or ``out`` is not an .html file.
-        CheckpointError: the run's checkpoint is missing or cannot be loaded.
-    """
-    run_dir = Path(run_dir)
-    for name, value in (("nearest_n", nearest_n), ("check_size", check_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise AdvnetsError(f"{name}: expected a positive integer, got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise AdvnetsError(f"seed: expected an integer, got {seed!r}")
-    config_doc = open_run(run_dir, purpose="a report")
-    out = Path(out) if out is not None else run_dir / "report.html"
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise AdvnetsError(f"report {out}: expected a file name ending in .html")
-    if out.is_dir():
-        raise AdvnetsError(f"report {out}: is a directory; name the .html file to write")
-    md_path = out.with_suffix(".md")
-    files_dir = out.parent / f"{out.stem}_files"
-
-    sections, meta = _build(run_dir, config_doc, seed=seed, nearest_n=nearest_n, check_size=check_size)
-
-    markdown = _markdown(sections, meta, files_dir.name).encode("utf-8")
-    page = _html(sections, meta).encode("utf-8")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        files_dir.mkdir(exist_ok=True)
-        for directory, prefix in ((out.parent, f".{out.name}."), (out.parent, f".{md_path.name}."), (files_dir, ".")):
-            for stale in directory.glob(f"{_glob_escape(prefix)}*.tmp"):  # left by a process killed mid-write
-                stale.unlink(missing_ok=True)
-        for kind, fig in (b for sec in sections for b in sec.blocks):
-            if kind == "figure":  # first the images, then the pages that link them
-                atomic_write_bytes(files_dir / fig.name, fig.png)
-        atomic_write_bytes(md_path, markdown)
-        atomic_write_bytes(out, page)
-    except OSError as e:
-        raise AdvnetsError(f"could not write report {out}: {e.strerror or e}") from e
-    return out, md_path
-
-
-def _glob_escape(text: str) -> str:
-    """``text`` with glob's special characters taken literally."""
-    return re.sub(r"([*?\[])", r"[\1]", text)
-
-
-# ---------------------------------------------------------------------------- content
-
-
-def _build(
+def build(
     run_dir: Path, config_doc: dict[str, Any], *, seed: int, nearest_n: int, check_size: int
-) -> tuple[list[_Section], dict[str, Any]]:
+) -> tuple[list[Section], dict[str, Any]]:
+    """The report's sections and its header facts (``meta``) for a run's latest checkpoint."""
     g, _, cfg, state = load_models(run_dir)
     step = int(state["step"])
     shape = tuple(int(s) for s in state["image_shape"])
     dataset_name = str(config_doc.get("dataset") or state.get("dataset") or cfg.data.source)
     metrics = read_metrics(run_dir)
-    rows = _training_rows(metrics)
+    rows = training_rows(metrics)
     scale, padding = _grid_scale(shape), _grid_padding(shape)
     ckpt = latest_checkpoint(run_dir)
     assert ckpt is not None
@@ -182,10 +58,22 @@ def _build(
             ("seed of Figures 2 and 3", str(seed)),
         ],
     }
-    sections: list[_Section] = []
+    data, data_error = _training_data(cfg, shape)  # Figure 2 and the memorisation check need it
+    sections = [
+        _curves_section(run_dir, rows, metrics, cfg),
+        _samples_section(run_dir, scale),
+        _figure2_section(g, data, data_error, cfg, shape, seed=seed, n=nearest_n, scale=scale, padding=padding),
+        _figure3_section(g, cfg, shape, seed=seed, scale=scale, padding=padding),
+        _memorisation_section(g, data, data_error, shape, seed=seed, check_size=check_size),
+        _parzen_section(run_dir, dataset_name, step),
+        _config_section(config_doc),
+        _timing_section(rows, cfg, step, config_doc),
+    ]
+    return sections, meta
 
-    # -- training curves
-    sec = _Section("Training curves", "curves")
+
+def _curves_section(run_dir: Path, rows: list[dict[str, Any]], metrics: list[dict[str, Any]], cfg: Any) -> Section:
+    sec = Section("Training curves", "curves")
     if rows:
         last = rows[-1]
         sec.text(
@@ -200,10 +88,12 @@ def _build(
             sec.figure(collapse)
     else:
         sec.text(f"{run_dir / 'metrics.jsonl'} holds no training rows: nothing to plot.")
-    sections.append(sec)
+    return sec
 
-    # -- the fixed-noise grid
-    sec = _Section("Samples during training", "samples")
+
+def _samples_section(run_dir: Path, scale: int) -> Section:
+    """The latest fixed-noise grid that training wrote."""
+    sec = Section("Samples during training", "samples")
     grid = _latest_grid(run_dir)
     grid_png = _enlarge_png(grid[1].read_bytes(), scale // 2) if grid else None  # training writes at zoom 2
     if grid is None:
@@ -213,7 +103,7 @@ def _build(
     else:
         grid_step, grid_path = grid
         sec.figure(
-            _Figure(
+            Figure(
                 "samples-latest.png",
                 grid_png,
                 alt=f"10 x 10 grid of generated samples at step {grid_step}",
@@ -223,66 +113,71 @@ def _build(
                 pixelated=True,
             )
         )
-    sections.append(sec)
+    return sec
 
-    # -- Figure 2 and the memorisation check need the training data
-    from advnets.data import load_dataset, to_display
-    from advnets.figures import image_grid, png_bytes
-    from advnets.sampling import generate, grid_columns, interpolate, nearest_figure
+
+def _training_data(cfg: Any, shape: tuple[int, ...]) -> tuple[Any, str]:
+    """``(dataset, "")``, or ``(None, why)`` when the run's data cannot be loaded or no longer fit it."""
+    from advnets.data import load_dataset
 
     try:
         data = load_dataset(cfg.data)
     except DataError as e:
-        data, data_error = None, str(e)
         warnings.warn(
-            f"report: training data unavailable, Figure 2 and the memorisation check skipped: {e}", stacklevel=2
+            f"report: training data unavailable, Figure 2 and the memorisation check skipped: {e}", stacklevel=3
         )
-    else:
-        data_error = ""
-        if tuple(data.image_shape) != shape:
-            data, data_error = (
-                None,
-                f"data source {cfg.data.source!r} now gives {data.image_shape} images, the checkpoint makes {shape}",
-            )
+        return None, str(e)
+    if tuple(data.image_shape) != shape:
+        return (
+            None,
+            f"data source {cfg.data.source!r} now gives {data.image_shape} images, the checkpoint makes {shape}",
+        )
+    return data, ""
 
-    sec = _Section("Figure 2: samples and their nearest training examples", "figure2")
+
+def _figure2_section(
+    g: Any, data: Any, data_error: str, cfg: Any, shape: tuple[int, ...], *, seed: int, n: int, scale: int, padding: int
+) -> Section:
+    from advnets.data import to_display
+    from advnets.figures import image_grid, png_bytes
+    from advnets.sampling import generate, grid_columns, nearest_figure
+
+    sec = Section("Figure 2: samples and their nearest training examples", "figure2")
     if data is None:
         sec.text(f"Skipped: {data_error}.")
-    else:
-        columns = grid_columns(nearest_n) + 1
-        n_rows = -(-nearest_n // (columns - 1))
-        images, neighbours = nearest_figure(generate(g, n_rows * (columns - 1), seed, shape), data.train, columns)
-        dist = neighbours["distance"]
-        sec.figure(
-            _Figure(
-                "figure2-nearest.png",
-                png_bytes(
-                    image_grid(to_display(images, cfg.data.preprocess), nrow=columns, padding=padding), scale=scale
-                ),
-                alt=f"{n_rows} rows of {columns - 1} generated samples, each row ending with the training image "
-                "nearest to its last sample",
-                caption=f"Figure 2: fair random samples (seed {seed}); rightmost column: the "
-                f"nearest training example (Euclidean distance in pixel space, exact, over all {len(data.train)} "
-                f"training images) of the sample beside it. Not cherry-picked. Distances: median "
-                f"{float(np.median(dist)):.3f}, min {min(dist):.3f}. Same samples as "
-                f"`advnets sample --run DIR --nearest -n {nearest_n} --seed {seed}`.",
-                pixelated=True,
-            )
-        )
-    sections.append(sec)
-
-    sec = _Section("Figure 3: paths in z space", "figure3")
+        return sec
+    columns = grid_columns(n) + 1
+    n_rows = -(-n // (columns - 1))
+    images, neighbours = nearest_figure(generate(g, n_rows * (columns - 1), seed, shape), data.train, columns)
+    dist = neighbours["distance"]
     sec.figure(
-        _Figure(
+        Figure(
+            "figure2-nearest.png",
+            png_bytes(image_grid(to_display(images, cfg.data.preprocess), nrow=columns, padding=padding), scale=scale),
+            alt=f"{n_rows} rows of {columns - 1} generated samples, each row ending with the training image "
+            "nearest to its last sample",
+            caption=f"Figure 2: fair random samples (seed {seed}); rightmost column: the "
+            f"nearest training example (Euclidean distance in pixel space, exact, over all {len(data.train)} "
+            f"training images) of the sample beside it. Not cherry-picked. Distances: median "
+            f"{float(np.median(dist)):.3f}, min {min(dist):.3f}. Same samples as "
+            f"`advnets sample --run DIR --nearest -n {n} --seed {seed}`.",
+            pixelated=True,
+        )
+    )
+    return sec
+
+
+def _figure3_section(g: Any, cfg: Any, shape: tuple[int, ...], *, seed: int, scale: int, padding: int) -> Section:
+    from advnets.data import to_display
+    from advnets.figures import image_grid, png_bytes
+    from advnets.sampling import interpolate
+
+    sec = Section("Figure 3: paths in z space", "figure3")
+    images = to_display(interpolate(g, INTERP_ROWS, INTERP_STEPS, seed, shape), cfg.data.preprocess)
+    sec.figure(
+        Figure(
             "figure3-interpolation.png",
-            png_bytes(
-                image_grid(
-                    to_display(interpolate(g, INTERP_ROWS, INTERP_STEPS, seed, shape), cfg.data.preprocess),
-                    nrow=INTERP_STEPS,
-                    padding=padding,
-                ),
-                scale=scale,
-            ),
+            png_bytes(image_grid(images, nrow=INTERP_STEPS, padding=padding), scale=scale),
             alt=f"{INTERP_ROWS} rows of {INTERP_STEPS} samples, each row a straight path between two noise vectors",
             caption=f"Figure 3: each row is G along a straight line in z space between two random noise vectors "
             f"(seed {seed}), endpoints included, in {INTERP_STEPS} equal steps. Same samples as "
@@ -290,47 +185,45 @@ def _build(
             pixelated=True,
         )
     )
-    sections.append(sec)
+    return sec
 
-    sec = _Section("Memorisation check", "memorisation")
+
+def _memorisation_section(
+    g: Any, data: Any, data_error: str, shape: tuple[int, ...], *, seed: int, check_size: int
+) -> Section:
+    sec = Section("Memorisation check", "memorisation")
     if data is None:
         sec.text(f"Skipped: {data_error}.")
-    elif len(data.test) == 0:
+        return sec
+    if len(data.test) == 0:
         sec.text("Skipped: the dataset has no test split to compare with.")
-    else:
-        from advnets.evaluate.nearest import memorization_verdict
-        from advnets.evaluate.protocol import memorization_check
+        return sec
+    from advnets.evaluate.nearest import memorization_verdict
+    from advnets.evaluate.protocol import memorization_check
 
-        check = memorization_check(g, data.train, data.test, seed, shape, check_size)
-        s, h = check["samples"], check["heldout"]
-        n_held = h["n"]
-        sec.text(
-            f"Distance from each of {n_held} samples of G (seed {seed + 1}) and of {n_held} held-out "
-            f"test images to its nearest of the {len(data.train)} training images (Euclidean, pixel space). "
-            "Samples much closer to the training set than unseen real images are would be a sign of memorisation."
-        )
-        sec.table(
-            ["", "n", "median", "p5", "min", "mean"],
-            [
-                [label, str(x["n"]), f"{x['median']:.3f}", f"{x['p5']:.3f}", f"{x['min']:.3f}", f"{x['mean']:.3f}"]
-                for label, x in (("samples of G", s), ("held-out images", h))
-            ],
-            numbers=True,
-        )
-        verdict = memorization_verdict(check["ratio"])
-        sec.text(
-            f"Ratio of medians (samples / held-out): {check['ratio']:.3f}; fraction of samples closer than 95% of "
-            f"held-out images: {check['frac_below_heldout_p5']:.3f}. Verdict: {verdict}."
-        )
-    sections.append(sec)
-
-    sections.append(_parzen_section(run_dir, dataset_name, step))
-    sections.append(_config_section(config_doc))
-    sections.append(_timing_section(rows, cfg, step, config_doc))
-    return sections, meta
+    check = memorization_check(g, data.train, data.test, seed, shape, check_size)
+    s, h = check["samples"], check["heldout"]
+    sec.text(
+        f"Distance from each of {h['n']} samples of G (seed {seed + 1}) and of {h['n']} held-out "
+        f"test images to its nearest of the {len(data.train)} training images (Euclidean, pixel space). "
+        "Samples much closer to the training set than unseen real images are would be a sign of memorisation."
+    )
+    sec.table(
+        ["", "n", "median", "p5", "min", "mean"],
+        [
+            [label, str(x["n"]), f"{x['median']:.3f}", f"{x['p5']:.3f}", f"{x['min']:.3f}", f"{x['mean']:.3f}"]
+            for label, x in (("samples of G", s), ("held-out images", h))
+        ],
+        numbers=True,
+    )
+    sec.text(
+        f"Ratio of medians (samples / held-out): {check['ratio']:.3f}; fraction of samples closer than 95% of "
+        f"held-out images: {check['frac_below_heldout_p5']:.3f}. Verdict: {memorization_verdict(check['ratio'])}."
+    )
+    return sec
 
 
-def _training_rows(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def training_rows(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The training rows of metrics.jsonl (not ``advnets evaluate``'s parzen_ll rows), as one
     history: after a resume from an earlier checkpoint the rows of the abandoned stretch
     (steps at or past the resumed ones) are dropped."""
@@ -408,7 +301,7 @@ def _mtime(path: Path) -> str:
 # ---------------------------------------------------------------------------- plots
 
 
-def _collapse_figure(metrics: list[dict[str, Any]]) -> _Figure | None:
+def _collapse_figure(metrics: list[dict[str, Any]]) -> Figure | None:
     """The collapse monitor's rows (advnets.monitor) and warnings, if the run logged any."""
     checks = [r for r in metrics if isinstance(r, dict) and isinstance(r.get("collapse/diversity"), (int, float))]
     if not checks:
@@ -434,7 +327,7 @@ def _collapse_figure(metrics: list[dict[str, Any]]) -> _Figure | None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     said = f"The monitor warned at step {', '.join(map(str, warned))}." if warned else "The monitor never warned."
-    return _Figure(
+    return Figure(
         "curves-collapse.png",
         figure_png(fig),
         alt="line plot of the samples' diversity ratio and near-duplicate fraction against the training step",
@@ -444,7 +337,7 @@ def _collapse_figure(metrics: list[dict[str, Any]]) -> _Figure | None:
     )
 
 
-def _curve_figures(rows: list[dict[str, Any]], g_loss: str) -> list[_Figure]:
+def _curve_figures(rows: list[dict[str, Any]], g_loss: str) -> list[Figure]:
     steps = [r["step"] for r in rows]
     style = {"marker": "o", "markersize": 3} if len(rows) <= 20 else {}
     ln2 = math.log(2)
@@ -463,7 +356,7 @@ def _curve_figures(rows: list[dict[str, Any]], g_loss: str) -> list[_Figure]:
     ax.grid(alpha=0.3)
     at_half = "ln 2 and −ln 2" if g_loss == "minimax" else "both ln 2"
     figs.append(
-        _Figure(
+        Figure(
             "curves-loss.png",
             figure_png(fig),
             alt="line plot of D's and G's loss against the training step",
@@ -483,7 +376,7 @@ def _curve_figures(rows: list[dict[str, Any]], g_loss: str) -> list[_Figure]:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     figs.append(
-        _Figure(
+        Figure(
             "curves-d-outputs.png",
             figure_png(fig),
             alt="line plot of mean D(x) and mean D(G(z)) against the training step",
@@ -504,7 +397,7 @@ def _curve_figures(rows: list[dict[str, Any]], g_loss: str) -> list[_Figure]:
     ax2.ticklabel_format(axis="y", useOffset=False)
     ax.grid(alpha=0.3)
     figs.append(
-        _Figure(
+        Figure(
             "curves-schedules.png",
             figure_png(fig),
             alt="line plot of the learning rate (left axis) and momentum (right axis) against the training step",
@@ -517,10 +410,10 @@ def _curve_figures(rows: list[dict[str, Any]], g_loss: str) -> list[_Figure]:
 # ---------------------------------------------------------------------------- text sections
 
 
-def _parzen_section(run_dir: Path, dataset_name: str, step: int) -> _Section:
+def _parzen_section(run_dir: Path, dataset_name: str, step: int) -> Section:
     from advnets.evaluate.protocol import format_row, paper_row_for
 
-    sec = _Section("Parzen-window log-likelihood (Table 1)", "parzen")
+    sec = Section("Parzen-window log-likelihood (Table 1)", "parzen")
     path = run_dir / PARZEN_FILE
     command = f"`advnets evaluate --run {shlex.quote(str(run_dir))}`"
     hint = f"{command} computes it (add `--baselines` for reference rows)."
@@ -571,17 +464,17 @@ def _flatten(doc: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, doc if isinstance(doc, str) else json.dumps(doc))]
 
 
-def _config_section(config_doc: dict[str, Any]) -> _Section:
-    sec = _Section("Configuration", "config")
+def _config_section(config_doc: dict[str, Any]) -> Section:
+    sec = Section("Configuration", "config")
     sec.text(f"The resolved configuration of the run ({CONFIG_FILE}).")
     sec.table(["key", "value"], [[k, v] for k, v in _flatten(config_doc)])
     return sec
 
 
-def _timing_section(rows: list[dict[str, Any]], cfg: Any, step: int, config_doc: dict[str, Any]) -> _Section:
+def _timing_section(rows: list[dict[str, Any]], cfg: Any, step: int, config_doc: dict[str, Any]) -> Section:
     import torch
 
-    sec = _Section("Timings and environment", "environment")
+    sec = Section("Timings and environment", "environment")
     per_step = cfg.train.batch_size * (cfg.train.k if cfg.train.update == "alternating" else 1)
     facts = [["steps done", _step_text(step, config_doc, cfg)], ["training images per step", str(per_step)]]
     speeds = [(r, r["samples_per_s"]) for r in rows if isinstance(r.get("samples_per_s"), (int, float))]
@@ -623,126 +516,3 @@ def _duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-# ---------------------------------------------------------------------------- rendering
-
-_STYLE = """
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0; }
-main { max-width: 980px; margin: 0 auto; padding: 1.5em; }
-h1 { font-size: 1.6em; margin-bottom: 0.3em; }
-h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.8em; }
-table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ddd; padding: 0.2em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f5f5f5; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-pre, code { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 0.9em; }
-pre { background: #f7f7f7; padding: 0.7em; overflow-x: auto; }
-figure { margin: 1em 0; }
-figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figure img.grid { image-rendering: pixelated; }
-figcaption { font-size: 0.9em; color: #555; max-width: 720px; }
-nav a { margin-right: 0.8em; }
-"""
-
-
-def _inline_code(text: str) -> str:
-    """HTML-escaped ``text`` with `backquoted` spans as <code>."""
-    parts = text.split("`")
-    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
-
-
-def _html(sections: list[_Section], meta: dict[str, Any]) -> str:
-    e = html.escape
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{e(meta['title'])}</title>",
-        f"<style>{_STYLE}</style>",
-        "</head>",
-        "<body>",
-        "<main>",
-        f"<h1>{e(meta['title'])}</h1>",
-        "<table>",
-        *(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in meta["facts"]),
-        "</table>",
-        "<nav>" + "".join(f'<a href="#{s.anchor}">{e(s.title)}</a>' for s in sections) + "</nav>",
-    ]
-    for sec in sections:
-        out.append(f'<section id="{sec.anchor}">')
-        out.append(f"<h2>{e(sec.title)}</h2>")
-        for kind, block in sec.blocks:
-            if kind == "p":
-                out.append(f"<p>{_inline_code(block)}</p>")
-            elif kind == "pre":
-                out.append(f"<pre>{e(block)}</pre>")
-            elif kind == "table":
-                header, rows, numbers = block
-                if any(header):
-                    out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
-                else:
-                    out.append("<table>")
-                for row in rows:
-                    cells = [f"<th>{e(row[0])}</th>" if not any(header) else f"<td>{e(row[0])}</td>"]
-                    cells += [
-                        f'<td class="num">{e(c)}</td>' if numbers and _numeric(c) else f"<td>{e(c)}</td>"
-                        for c in row[1:]
-                    ]
-                    out.append("<tr>" + "".join(cells) + "</tr>")
-                out.append("</table>")
-            else:
-                fig: _Figure = block
-                uri = "data:image/png;base64," + base64.b64encode(fig.png).decode("ascii")
-                cls = ' class="grid"' if fig.pixelated else ""
-                out.append(
-                    f'<figure id="{e(fig.name.removesuffix(".png"))}"><img{cls} src="{uri}" alt="{e(fig.alt)}">'
-                    f"<figcaption>{_inline_code(fig.caption)}</figcaption></figure>"
-                )
-        out.append("</section>")
-    out += ["</main>", "</body>", "</html>", ""]
-    return "\n".join(out)
-
-
-def _numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _md_cell(text: str) -> str:
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _md_text(text: str) -> str:
-    """Markdown-safe prose: escape the characters that would start markup, keep `code` spans."""
-    parts = text.split("`")
-    return "".join(f"`{p}`" if i % 2 else re.sub(r"([\\*_\[\]<])", r"\\\1", p) for i, p in enumerate(parts))
-
-
-def _markdown(sections: list[_Section], meta: dict[str, Any], files_dir: str) -> str:
-    out = [f"# {_md_text(meta['title'])}", "", "| | |", "|---|---|"]
-    out += [f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in meta["facts"]]
-    out.append("")
-    for sec in sections:
-        out += [f"## {_md_text(sec.title)}", ""]
-        for kind, block in sec.blocks:
-            if kind == "p":
-                out += [_md_text(block), ""]
-            elif kind == "pre":
-                out += ["```", block, "```", ""]
-            elif kind == "table":
-                header, rows, _ = block
-                out.append("| " + " | ".join(_md_cell(h) or " " for h in header) + " |")
-                out.append("|" + "---|" * len(header))
-                out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-                out.append("")
-            else:
-                fig: _Figure = block
-                alt = fig.alt.replace("[", "(").replace("]", ")")
-                out += [f"![{alt}]({files_dir}/{fig.name})", "", f"*{_md_text(fig.caption)}*", ""]
-    return "\n".join(out)
