@@ -74,11 +74,11 @@ NUM_CLASSES = 10
 def conditional_config(epochs: int, seed: int, update: str, device: str, extra: str = ""):
     """The config of `advnets train --preset mnist --conditional --epochs E --seed S
     --update U --device D EXTRA`, resolved by the CLI's own code (not a copy of it)."""
-    from advnets.cli import _train_config, build_parser
+    from advnets.cli.train import config_from_argv
 
-    argv = ["train", "--preset", "mnist", "--conditional", "--epochs", str(epochs), "--seed", str(seed)]
+    argv = ["--preset", "mnist", "--conditional", "--epochs", str(epochs), "--seed", str(seed)]
     argv += ["--update", update, "--device", device, *shlex.split(extra)]
-    cfg, _ = _train_config(build_parser().parse_args(argv))
+    cfg = config_from_argv(argv)
     assert cfg.generator.condition == "class" and cfg.discriminator.cond_dim == NUM_CLASSES
     return cfg
 

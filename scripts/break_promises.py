@@ -87,9 +87,9 @@ MUTATIONS = [
     ),
     (
         "5 resume: a compatible override not recorded",
-        "src/advnets/cli.py",
-        """            **({"resumes": resumes} if resumes else {}),""",
-        """""",
+        "src/advnets/runs.py",
+        """{**dataset_record(dataset), **({"resumes": resumes} if resumes else {})}""",
+        """dataset_record(dataset)""",
         "tests/test_cli.py::test_train_sample_resume_end_to_end",
     ),
     (
@@ -123,7 +123,7 @@ MUTATIONS = [
     ),
     (
         "9 paths: AdvnetsError not turned into exit 2",
-        "src/advnets/cli.py",
+        "src/advnets/cli/__init__.py",
         """    except AdvnetsError as e:""",
         """    except ZeroDivisionError as e:""",
         "tests/test_cli.py::test_bad_input_exits_2_with_one_clear_line",

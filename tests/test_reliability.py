@@ -353,7 +353,7 @@ def test_a_stop_inside_the_k_step_inner_loop_resumes_bit_identically_in_a_new_pr
     """SIGTERM during iteration 3's first of k = 2 D updates, in the middle of an
     epoch: the checkpoint holds the half-done iteration, and a new process
     continues it to the same end state as an uninterrupted run."""
-    from advnets.cli import _train_config, build_parser
+    from advnets.config import train_config_from_options
     from advnets.data import load_dataset
     from advnets.train import TrainingInterrupted
 
@@ -368,7 +368,9 @@ def test_a_stop_inside_the_k_step_inner_loop_resumes_bit_identically_in_a_new_pr
         )
         assert out.returncode == 0, out.stderr
 
-    cfg, _ = _train_config(build_parser().parse_args(["train", *common]))
+    cfg = train_config_from_options(
+        {"data.source": "embedded-digits", "train.update": "alternating", "train.k": 2, "train.epochs": 2}
+    )
     tr = Trainer(cfg, load_dataset(cfg.data))
     real_d_step, calls = tr._d_step, []
 

@@ -18,7 +18,8 @@ from PIL import Image
 
 from advnets.config import override
 from advnets.errors import AdvnetsError, CheckpointError
-from advnets.report import _training_rows, write_report
+from advnets.report import write_report
+from advnets.report.content import training_rows
 from conftest import tiny_config
 
 FIGURES = (
@@ -101,24 +102,14 @@ def no_temp_files(directory: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, digits) -> Path:
     """A real (tiny) run on the 8x8 digits, laid out as `advnets train` lays it out."""
-    from advnets.rundir import write_config
+    from advnets.runs import create_run
     from advnets.train import Trainer
 
-    run_dir = tmp_path_factory.mktemp("report") / "run"
-    run_dir.mkdir()
     cfg = tiny_config(epochs=2, log_every=10, sample_every=50)
     cfg = override(cfg, data=override(cfg.data, source="embedded-digits"))
     torch.manual_seed(0)
     trainer = Trainer(cfg, digits)
-    write_config(
-        run_dir,
-        cfg,
-        {
-            "dataset": digits.name,
-            "image_shape": list(digits.image_shape),
-            "splits": {k: len(digits.split(k)) for k in ("train", "valid", "test")},
-        },
-    )
+    run_dir = create_run(cfg, digits, tmp_path_factory.mktemp("report") / "run")
     trainer.fit(run_dir=run_dir, progress=False, tensorboard=False)
     return run_dir
 
@@ -329,5 +320,5 @@ def test_curves_use_training_rows_only_and_the_history_after_a_resume():
         row(30, tag="resumed"),
         {"step": 40},  # not a training row
     ]
-    rows = _training_rows(metrics)
+    rows = training_rows(metrics)
     assert [(r["step"], r.get("tag")) for r in rows] == [(10, None), (20, "resumed"), (30, "resumed")]

@@ -166,7 +166,7 @@ def test_resume_continues_bit_identically(tmp_path, digits):
 
 
 def test_run_directory_holds_config_metrics_samples_checkpoint_and_events(tmp_path, digits):
-    from advnets.rundir import read_metrics, write_config
+    from advnets.runs import read_metrics, write_config
 
     cfg = tiny_config(epochs=2, log_every=7, sample_every=10)
     tr = Trainer(cfg, digits)

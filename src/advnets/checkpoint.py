@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,44 +24,12 @@ import torch
 from advnets import __version__
 from advnets.config import RunConfig, from_dict
 from advnets.errors import CheckpointError
+from advnets.io import atomic_write_bytes
 from advnets.nets import Discriminator, Generator, build_nets
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
 _NAME = re.compile(r"^step-\d{8}\.pt$")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read the process umask (the only portable way is to set it and set it back)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (best effort: not every filesystem allows it)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:

@@ -30,6 +30,7 @@ ON_COLLAPSE = ("warn", "stop")
 CONDITIONS = ("none", "class", "inpaint")
 PRECISIONS = ("fp32", "bf16")
 PREPROCESSING = ("none", "gcn")
+CONDITIONAL_CLASSES = 10  # `advnets train --conditional`: the digit datasets' classes
 
 
 @dataclass(frozen=True)
@@ -195,101 +196,126 @@ class RunConfig:
 
 
 def validate(cfg: RunConfig) -> None:
-    """Raise ConfigError naming the field when a value is impossible."""
-    g, d, o, t = cfg.generator, cfg.discriminator, cfg.optim, cfg.train
+    """Raise ConfigError naming the field when a value is impossible (one section at a time)."""
+    g, d = cfg.generator, cfg.discriminator
+    _validate_generator(g)
+    _validate_discriminator(d)
+    _validate_optim(cfg.optim)
+    _validate_train(cfg.train)
+    _validate_conditioning(g, d)
+    _validate_data(cfg.data)
 
-    def need(ok: bool, name: str, expected: str, value: Any) -> None:
-        if not ok:
-            raise ConfigError(f"{name} must be {expected}, got {value!r}")
 
-    need(g.noise_dim >= 1, "generator.noise_dim", "a positive integer", g.noise_dim)
-    need(g.noise in NOISE_PRIORS, "generator.noise", f"one of {NOISE_PRIORS}", g.noise)
-    need(
+def _need(ok: bool, name: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{name} must be {expected}, got {value!r}")
+
+
+def _validate_generator(g: GeneratorConfig) -> None:
+    _need(g.noise_dim >= 1, "generator.noise_dim", "a positive integer", g.noise_dim)
+    _need(g.noise in NOISE_PRIORS, "generator.noise", f"one of {NOISE_PRIORS}", g.noise)
+    _need(
         len(g.hidden_sizes) == len(g.hidden_activations),
         "generator.hidden_activations",
         f"one activation per hidden layer ({len(g.hidden_sizes)})",
         g.hidden_activations,
     )
-    need(all(s >= 1 for s in g.hidden_sizes), "generator.hidden_sizes", "positive", g.hidden_sizes)
+    _need(all(s >= 1 for s in g.hidden_sizes), "generator.hidden_sizes", "positive", g.hidden_sizes)
     for a in g.hidden_activations:
-        need(a in HIDDEN_ACTIVATIONS, "generator.hidden_activations", f"in {HIDDEN_ACTIVATIONS}", a)
-    need(
+        _need(a in HIDDEN_ACTIVATIONS, "generator.hidden_activations", f"in {HIDDEN_ACTIVATIONS}", a)
+    _need(
         g.output_activation in OUTPUT_ACTIVATIONS,
         "generator.output_activation",
         f"one of {OUTPUT_ACTIVATIONS}",
         g.output_activation,
     )
-    need(g.init_range > 0, "generator.init_range", "> 0", g.init_range)
-    need(
+    _need(g.init_range > 0, "generator.init_range", "> 0", g.init_range)
+
+
+def _validate_discriminator(d: DiscriminatorConfig) -> None:
+    _need(
         len(d.hidden_units) == len(d.pieces),
         "discriminator.pieces",
         f"one piece count per hidden layer ({len(d.hidden_units)})",
         d.pieces,
     )
-    need(len(d.hidden_units) >= 1, "discriminator.hidden_units", "non-empty", d.hidden_units)
-    need(all(u >= 1 for u in d.hidden_units), "discriminator.hidden_units", "positive", d.hidden_units)
-    need(all(p >= 1 for p in d.pieces), "discriminator.pieces", "positive", d.pieces)
-    need(d.init_range > 0, "discriminator.init_range", "> 0", d.init_range)
+    _need(len(d.hidden_units) >= 1, "discriminator.hidden_units", "non-empty", d.hidden_units)
+    _need(all(u >= 1 for u in d.hidden_units), "discriminator.hidden_units", "positive", d.hidden_units)
+    _need(all(p >= 1 for p in d.pieces), "discriminator.pieces", "positive", d.pieces)
+    _need(d.init_range > 0, "discriminator.init_range", "> 0", d.init_range)
     for name in ("input_include_prob", "hidden_include_prob"):
         p = getattr(d, name)
-        need(0 < p <= 1, f"discriminator.{name}", "in (0, 1]", p)
-    need(o.optimizer in OPTIMIZERS, "optim.optimizer", f"one of {OPTIMIZERS}", o.optimizer)
-    need(o.lr > 0, "optim.lr", "> 0", o.lr)
-    need(o.lr_decay >= 1, "optim.lr_decay", ">= 1", o.lr_decay)
-    need(o.d_lr_scale >= 0, "optim.d_lr_scale", ">= 0", o.d_lr_scale)
-    need(o.min_lr >= 0, "optim.min_lr", ">= 0", o.min_lr)
+        _need(0 < p <= 1, f"discriminator.{name}", "in (0, 1]", p)
+
+
+def _validate_optim(o: OptimConfig) -> None:
+    _need(o.optimizer in OPTIMIZERS, "optim.optimizer", f"one of {OPTIMIZERS}", o.optimizer)
+    _need(o.lr > 0, "optim.lr", "> 0", o.lr)
+    _need(o.lr_decay >= 1, "optim.lr_decay", ">= 1", o.lr_decay)
+    _need(o.d_lr_scale >= 0, "optim.d_lr_scale", ">= 0", o.d_lr_scale)
+    _need(o.min_lr >= 0, "optim.min_lr", ">= 0", o.min_lr)
     for name in ("momentum_start", "momentum_end"):
-        need(0 <= getattr(o, name) < 1, f"optim.{name}", "in [0, 1)", getattr(o, name))
-    need(o.momentum_saturate_epoch >= 1, "optim.momentum_saturate_epoch", ">= 1", o.momentum_saturate_epoch)
-    need(t.epochs >= 1, "train.epochs", "a positive integer", t.epochs)
-    need(t.batch_size >= 1, "train.batch_size", "a positive integer", t.batch_size)
-    need(t.k >= 1, "train.k", "a positive integer", t.k)
-    need(t.g_loss in G_LOSSES, "train.g_loss", f"one of {G_LOSSES}", t.g_loss)
-    need(t.update in UPDATES, "train.update", f"one of {UPDATES}", t.update)
-    need(
+        _need(0 <= getattr(o, name) < 1, f"optim.{name}", "in [0, 1)", getattr(o, name))
+    _need(o.momentum_saturate_epoch >= 1, "optim.momentum_saturate_epoch", ">= 1", o.momentum_saturate_epoch)
+
+
+def _validate_train(t: TrainConfig) -> None:
+    _need(t.epochs >= 1, "train.epochs", "a positive integer", t.epochs)
+    _need(t.batch_size >= 1, "train.batch_size", "a positive integer", t.batch_size)
+    _need(t.k >= 1, "train.k", "a positive integer", t.k)
+    _need(t.g_loss in G_LOSSES, "train.g_loss", f"one of {G_LOSSES}", t.g_loss)
+    _need(t.update in UPDATES, "train.update", f"one of {UPDATES}", t.update)
+    _need(
         t.update == "alternating" or t.k == 1,
         "train.k",
         "1 with the simultaneous update (one step updates both players)",
         t.k,
     )
-    need(t.skip_nonfinite >= 0, "train.skip_nonfinite", ">= 0", t.skip_nonfinite)
-    need(t.monitor_every >= 0, "train.monitor_every", ">= 0 (0 = no collapse checks)", t.monitor_every)
-    need(t.precision in PRECISIONS, "train.precision", f"one of {PRECISIONS}", t.precision)
-    need(0.5 < t.real_label <= 1, "train.real_label", "in (0.5, 1] (1 = the paper)", t.real_label)
-    need(t.instance_noise >= 0, "train.instance_noise", ">= 0 (0 = the paper)", t.instance_noise)
-    need(t.on_collapse in ON_COLLAPSE, "train.on_collapse", f"one of {ON_COLLAPSE}", t.on_collapse)
+    _need(t.skip_nonfinite >= 0, "train.skip_nonfinite", ">= 0", t.skip_nonfinite)
+    _need(t.monitor_every >= 0, "train.monitor_every", ">= 0 (0 = no collapse checks)", t.monitor_every)
+    _need(t.precision in PRECISIONS, "train.precision", f"one of {PRECISIONS}", t.precision)
+    _need(0.5 < t.real_label <= 1, "train.real_label", "in (0.5, 1] (1 = the paper)", t.real_label)
+    _need(t.instance_noise >= 0, "train.instance_noise", ">= 0 (0 = the paper)", t.instance_noise)
+    _need(t.on_collapse in ON_COLLAPSE, "train.on_collapse", f"one of {ON_COLLAPSE}", t.on_collapse)
     for name in ("log_every", "sample_every", "checkpoint_every"):
-        need(getattr(t, name) >= 1, f"train.{name}", "a positive integer", getattr(t, name))
-    need(g.condition in CONDITIONS, "generator.condition", f"one of {CONDITIONS}", g.condition)
+        _need(getattr(t, name) >= 1, f"train.{name}", "a positive integer", getattr(t, name))
+
+
+def _validate_conditioning(g: GeneratorConfig, d: DiscriminatorConfig) -> None:
+    """What G's and D's extra inputs must be for each condition, and the convolutional layers' shapes."""
+    _need(g.condition in CONDITIONS, "generator.condition", f"one of {CONDITIONS}", g.condition)
     if g.condition == "none":
-        need(g.cond_dim == 0, "generator.cond_dim", '0 with generator.condition "none"', g.cond_dim)
+        _need(g.cond_dim == 0, "generator.cond_dim", '0 with generator.condition "none"', g.cond_dim)
     else:
-        need(g.cond_dim > 0, "generator.cond_dim", f'> 0 with generator.condition "{g.condition}"', g.cond_dim)
+        _need(g.cond_dim > 0, "generator.cond_dim", f'> 0 with generator.condition "{g.condition}"', g.cond_dim)
     expected_d = {"none": 0, "class": g.cond_dim, "inpaint": g.cond_dim // 2}.get(g.condition, 0)
-    need(d.cond_dim == expected_d, "discriminator.cond_dim", f"{expected_d} for this generator", d.cond_dim)
-    need(not (d.conv and d.cond_dim), "discriminator.cond_dim", "0 with a convolutional D (MLP D only)", d.cond_dim)
+    _need(d.cond_dim == expected_d, "discriminator.cond_dim", f"{expected_d} for this generator", d.cond_dim)
+    _need(not (d.conv and d.cond_dim), "discriminator.cond_dim", "0 with a convolutional D (MLP D only)", d.cond_dim)
     if g.deconv_shape is not None:
-        need(
+        _need(
             len(g.hidden_sizes) >= 1
             and g.hidden_sizes[-1] == g.deconv_shape[0] * g.deconv_shape[1] * g.deconv_shape[2],
             "generator.deconv_shape",
             f"channels x height x width = the last hidden size ({g.hidden_sizes[-1:]})",
             g.deconv_shape,
         )
-        need(g.deconv_kernel >= 1 and g.deconv_stride >= 1, "generator.deconv_kernel", ">= 1", g.deconv_kernel)
+        _need(g.deconv_kernel >= 1 and g.deconv_stride >= 1, "generator.deconv_kernel", ">= 1", g.deconv_kernel)
     for layer in d.conv:
         for name in ("channels", "pieces", "kernel", "pool", "pool_stride"):
-            need(getattr(layer, name) >= 1, f"discriminator.conv.{name}", ">= 1", getattr(layer, name))
-        need(layer.padding >= 0, "discriminator.conv.padding", ">= 0", layer.padding)
-    need(cfg.data.preprocess in PREPROCESSING, "data.preprocess", f"one of {PREPROCESSING}", cfg.data.preprocess)
-    need(cfg.data.image_size >= 1, "data.image_size", ">= 1", cfg.data.image_size)
-    need(cfg.data.channels in (1, 3), "data.channels", "1 (grey) or 3 (RGB)", cfg.data.channels)
-    need(cfg.data.fold >= 0, "data.fold", ">= 0", cfg.data.fold)
-    need(
-        cfg.data.valid_size is None or cfg.data.valid_size >= 0,
+            _need(getattr(layer, name) >= 1, f"discriminator.conv.{name}", ">= 1", getattr(layer, name))
+        _need(layer.padding >= 0, "discriminator.conv.padding", ">= 0", layer.padding)
+
+
+def _validate_data(data: DataConfig) -> None:
+    _need(data.preprocess in PREPROCESSING, "data.preprocess", f"one of {PREPROCESSING}", data.preprocess)
+    _need(data.image_size >= 1, "data.image_size", ">= 1", data.image_size)
+    _need(data.channels in (1, 3), "data.channels", "1 (grey) or 3 (RGB)", data.channels)
+    _need(data.fold >= 0, "data.fold", ">= 0", data.fold)
+    _need(
+        data.valid_size is None or data.valid_size >= 0,
         "data.valid_size",
         ">= 0",
-        cfg.data.valid_size,
+        data.valid_size,
     )
 
 
@@ -430,6 +456,57 @@ def override(cfg: Any, **changes: Any) -> Any:
     if unknown:
         raise ConfigError(f"unknown option(s) for {type(cfg).__name__}: {', '.join(unknown)}")
     return dataclasses.replace(cfg, **changes)
+
+
+def with_condition(cfg: RunConfig, condition: str, size: int) -> RunConfig:
+    """``cfg`` with conditional nets (PAPER.md §5). ``"class"`` (Section 7.1): a one-hot label of
+    ``size`` classes enters G and D. ``"inpaint"`` (Section 7.3): G gets z, the visible pixels and the
+    mask of ``size``-pixel images, D the completed image and the mask.
+
+    Raises:
+        ConfigError: an unknown ``condition``, or one the architecture cannot take (a convolutional D).
+    """
+    dims = {"class": (size, size), "inpaint": (2 * size, size)}
+    if condition not in dims:
+        raise ConfigError(f"condition must be one of {tuple(dims)}, got {condition!r}")
+    g_dim, d_dim = dims[condition]
+    return override(
+        cfg,
+        generator=override(cfg.generator, condition=condition, cond_dim=g_dim),
+        discriminator=override(cfg.discriminator, cond_dim=d_dim),
+    )
+
+
+def train_config_from_options(
+    options: dict[str, Any], base: RunConfig | None = None, *, conditional: bool = False
+) -> RunConfig:
+    """``base`` (default: the mnist preset) with ``options`` set, each named by its dotted field
+    (``{"train.epochs": 5, "optim.lr": 0.01, "data.source": "embedded-digits"}``; a None value keeps
+    the base's): what the flags of ``advnets train`` do, with the two settings they imply. ``k`` > 1
+    without ``train.update`` selects the alternating update (the only one with k D steps), and the
+    adam optimizer without ``optim.lr`` takes lr 2e-4 without decay (Radford et al., 2016).
+    ``conditional``: a one-hot label of :data:`CONDITIONAL_CLASSES` classes into G and D (§7.1).
+
+    Raises:
+        ConfigError: an unknown option name, or a value :func:`validate` refuses.
+    """
+    cfg = base if base is not None else PRESETS["mnist"]
+    chosen = {name: value for name, value in options.items() if value is not None}
+    if chosen.get("train.k", 1) > 1 and "train.update" not in chosen:
+        chosen["train.update"] = "alternating"  # k > 1 only exists in Algorithm 1's alternating form
+    if chosen.get("optim.optimizer") == "adam" and "optim.lr" not in chosen:
+        chosen = {"optim.lr": 2e-4, "optim.lr_decay": 1.0, **chosen}  # the usual Adam setting for GANs
+    sections: dict[str, dict[str, Any]] = {}
+    for name, value in chosen.items():
+        section, _, key = name.partition(".")
+        if not key or section not in _SECTIONS:
+            raise ConfigError(f"unknown option {name!r}: expected SECTION.FIELD with a section in {_SECTIONS}")
+        sections.setdefault(section, {})[key] = value
+    cfg = override(cfg, **{s: override(getattr(cfg, s), **values) for s, values in sections.items()})
+    return with_condition(cfg, "class", CONDITIONAL_CLASSES) if conditional else cfg
+
+
+_SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name != "preset")  # data, generator, ...
 
 
 def get_preset(name: str) -> RunConfig:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from advnets.checkpoint import atomic_write_bytes
+from advnets.io import atomic_write_bytes
 
 
 def image_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:

@@ -359,7 +359,7 @@ def save_encoder(run_dir: Path, enc: Encoder, meta: dict[str, Any]) -> tuple[Pat
     """Write RUN/encoder.safetensors, then RUN/encoder.json (which commits it), atomically."""
     from safetensors.torch import save as save_safetensors
 
-    from advnets.checkpoint import atomic_write_bytes
+    from advnets.io import atomic_write_bytes
 
     run_dir = Path(run_dir)
     weights, meta_path = run_dir / ENCODER_WEIGHTS, run_dir / ENCODER_META
@@ -414,12 +414,13 @@ def run_inference(
     from advnets.checkpoint import load_models, resolve_checkpoint
     from advnets.data import load_dataset, to_display
     from advnets.figures import save_grid
-    from advnets.rundir import atomic_write_json
+    from advnets.io import atomic_write_json
+    from advnets.runs import run_dir_of
     from advnets.train import resolve_device
 
     run = Path(run)
     ckpt = resolve_checkpoint(run)
-    run_dir = run if run.is_dir() else ckpt.parent.parent
+    run_dir = run_dir_of(run)
     dev = resolve_device(device)
     g, _, run_cfg, state = load_models(ckpt, map_location=dev)
     data = load_dataset(run_cfg.data, data_dir=data_dir)

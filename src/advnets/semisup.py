@@ -255,12 +255,13 @@ def run_semisup(
     (or ``out``) and the figure beside it (the same name, .png), and returns the result."""
     from advnets.checkpoint import load_models, resolve_checkpoint
     from advnets.data import load_dataset
+    from advnets.io import atomic_write_json
     from advnets.nets import build_nets
-    from advnets.rundir import atomic_write_json
+    from advnets.runs import run_dir_of
 
     run = Path(run)
     ckpt = resolve_checkpoint(run)
-    run_dir = run if run.is_dir() else ckpt.parent.parent
+    run_dir = run_dir_of(run)
     _, d, run_cfg, state = load_models(ckpt)
     encoder = None
     if with_encoder:

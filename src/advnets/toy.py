@@ -63,12 +63,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from advnets.checkpoint import atomic_write_bytes
 from advnets.config import DiscriminatorConfig, GeneratorConfig
 from advnets.data.toy import TOY_1D, TOY_2D, GaussianMixture2D, Mixture1D, make_toy
 from advnets.errors import AdvnetsError, ConfigError, DataError
 from advnets.evaluate.modes import mode_coverage
 from advnets.figures import new_figure, save_figure
+from advnets.io import atomic_write_bytes
 from advnets.losses import GENERATOR_LOSSES, discriminator_loss
 from advnets.nets import Discriminator, Generator, sample_noise
 from advnets.theory import histogram_density, jsd_from_samples

@@ -624,7 +624,7 @@ class Trainer:
     # What fit() asks for its log, its running means and its stop flag; advnets.distributed
     # replaces them (rank 0 writes, means over all ranks, a stop agreed by all ranks).
     def _open_log(self, run_dir: Path | None, tensorboard: bool):
-        from advnets.rundir import MetricsLog
+        from advnets.runs import MetricsLog
 
         return MetricsLog(run_dir, tensorboard=tensorboard) if run_dir is not None else None
 

@@ -50,8 +50,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from advnets.checkpoint import fsync_dir
 from advnets.errors import DataError
+from advnets.io import fsync_dir, sha256_file
 
 __all__ = [
     "ENV_VAR",
@@ -231,17 +231,9 @@ def _url(mirror: str, name: str) -> str:
     return mirror.rstrip("/") + "/" + name
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _is_valid(path: Path, rf: RemoteFile) -> bool:
     try:
-        return path.is_file() and path.stat().st_size == rf.size and _sha256_file(path) == rf.sha256
+        return path.is_file() and path.stat().st_size == rf.size and sha256_file(path) == rf.sha256
     except OSError:
         return False
 

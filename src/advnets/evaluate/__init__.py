@@ -1,0 +1,50 @@
+"""Evaluation: every metric takes arrays (or a generator) and returns plain numbers or dicts.
+
+``from advnets.evaluate import parzen_log_likelihood``: each name is imported from its
+module on first use (PEP 562), so importing one metric does not load the others.
+
+- parzen: the Parzen-window log-likelihood of Table 1 (exact, float64, chunked) and σ selection
+- protocol: the paper's protocol around it (10,000 samples, σ on validation, TFD folds, baselines)
+- nearest: exact nearest training examples (Figure 2) and the memorisation check
+- classifier: a small digit classifier for class coverage and the MNIST score
+- diversity, modes: mode-collapse measures (sample diversity, modes covered on the 2-D toys)
+- distances: the chunked squared-distance engine the others share
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOME = {
+    "parzen_log_likelihood": "advnets.evaluate.parzen",
+    "parzen_evaluate": "advnets.evaluate.parzen",
+    "select_sigma": "advnets.evaluate.parzen",
+    "evaluate_run": "advnets.evaluate.protocol",
+    "evaluate_folds": "advnets.evaluate.protocol",
+    "baseline_samples": "advnets.evaluate.protocol",
+    "paper_row_for": "advnets.evaluate.protocol",
+    "nearest_neighbors": "advnets.evaluate.nearest",
+    "memorization_stats": "advnets.evaluate.nearest",
+    "memorization_check": "advnets.evaluate.protocol",
+    "memorization_verdict": "advnets.evaluate.nearest",
+    "load_or_train_classifier": "advnets.evaluate.classifier",
+    "class_coverage": "advnets.evaluate.classifier",
+    "diversity_ratio": "advnets.evaluate.diversity",
+    "near_duplicate_fraction": "advnets.evaluate.diversity",
+    "CollapseDetector": "advnets.evaluate.diversity",
+    "mode_coverage": "advnets.evaluate.modes",
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'advnets.evaluate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOME[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

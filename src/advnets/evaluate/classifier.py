@@ -68,8 +68,8 @@ import torch
 from torch import nn
 
 from advnets import __version__
-from advnets.checkpoint import atomic_write_bytes
 from advnets.errors import DataError
+from advnets.io import atomic_write_bytes
 
 __all__ = [
     "CACHE_FORMAT",

@@ -49,7 +49,17 @@ from advnets.evaluate.distances import (
     sq_norms,
 )
 
-__all__ = ["distance_summary", "memorization_stats", "nearest_neighbors"]
+__all__ = [
+    "MEMORIZATION_RATIO",
+    "distance_summary",
+    "memorization_stats",
+    "memorization_verdict",
+    "nearest_neighbors",
+]
+
+# A ratio of medians (samples / held-out) below this reads as possible memorisation: samples
+# twice as close to the training set as unseen real images are.
+MEMORIZATION_RATIO = 0.5
 
 
 def nearest_neighbors(
@@ -242,3 +252,11 @@ def memorization_stats(
         "ratio": float(ratio),
         "frac_below_heldout_p5": float((ds.numpy() < hs["p5"]).mean()),
     }
+
+
+def memorization_verdict(ratio: float) -> str:
+    """The one-line reading of :func:`memorization_stats`' ``ratio`` (Figure 2's check), as
+    ``advnets sample --nearest`` prints it and ``advnets report`` writes it."""
+    if ratio < MEMORIZATION_RATIO:
+        return "samples sit much closer to training images than unseen data do: possible memorisation"
+    return "no sign of memorisation"

@@ -14,12 +14,13 @@ Gaussian) to be scored by the same code beside the model.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from advnets.errors import DataError
+from advnets.errors import AdvnetsError, DataError
 from advnets.evaluate.parzen import DEFAULT_SIGMAS, parzen_evaluate
 
 # Table 1 of the paper: Parzen-window log-likelihood of the adversarial nets.
@@ -184,3 +185,109 @@ def baseline_samples(train: torch.Tensor, m: int, seed: int) -> dict[str, torch.
     chol = torch.linalg.cholesky(cov)
     gauss = mean + torch.randn(m, x.shape[1], generator=gen, dtype=x.dtype) @ chol.T
     return {"real training images": real, "k-means centroids": centroids, "Gaussian fit": gauss}
+
+
+def tfd_fold_sets(
+    data_cfg: Any, folds: int, samples: torch.Tensor, split: str, valid_size: int, data_dir: Any = None
+) -> list[dict[str, Any]]:
+    """The inputs of :func:`evaluate_folds` for TFD folds 0..``folds``-1: the same ``samples`` of G,
+    each fold's first ``valid_size`` validation images (to choose σ) and its ``split`` to score.
+
+    Raises:
+        AdvnetsError: ``data_cfg`` is not a TFD source (only TFD has folds).
+    """
+    from advnets.config import override
+    from advnets.data import load_dataset
+
+    if not data_cfg.source.startswith("tfd"):
+        raise AdvnetsError(f"--folds: only TFD has folds; this run was trained on {data_cfg.source!r}")
+    sets = []
+    for k in range(folds):
+        fold_data = load_dataset(override(data_cfg, fold=k), data_dir=data_dir)
+        sets.append({"samples": samples, "valid": fold_data.valid[:valid_size], "test": fold_data.split(split)})
+    return sets
+
+
+def evaluate_run(
+    run: Any,
+    *,
+    num_samples: int = 10000,
+    valid_size: int = 1000,
+    split: str = "test",
+    seed: int = 0,
+    sigmas: Any = DEFAULT_SIGMAS,
+    folds: int | None = None,
+    baselines: bool = False,
+    data_dir: Any = None,
+    note: Callable[[str], None] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """The paper's Table 1 protocol for the generator of a run (its latest checkpoint) or a checkpoint
+    file: ``num_samples`` samples of G (noise seed ``seed``) in a Parzen window, σ chosen on the first
+    ``valid_size`` validation images, the ``split`` images scored; with ``folds``, TFD's protocol
+    over folds 0..folds-1 (σ per fold, SE across folds); with ``baselines``, rows for the
+    :func:`baseline_samples` scored the same way. Keyword arguments go to ``parzen_evaluate``.
+
+    Returns ``{"rows": {label: parzen result}, "label": the model's row, "dataset", "step",
+    "valid_size": the validation images used}``; ``note`` is called
+    with a message when the dataset has fewer than ``valid_size`` validation images.
+    """
+    from advnets.checkpoint import load_models
+    from advnets.data import load_dataset
+    from advnets.sampling import generate
+
+    g, _, cfg, state = load_models(run)
+    data = load_dataset(cfg.data, data_dir=data_dir)
+    valid = data.valid[:valid_size]
+    if len(valid) < valid_size and note is not None:
+        note(f"{data.name} has {len(valid)} validation images; sigma is chosen on all of them")
+    step, dataset_name = state["step"], data.name
+    samples = generate(g, num_samples, seed, tuple(state["image_shape"]))
+    rows: dict[str, dict[str, Any]] = {}
+    if folds is not None:
+        # The paper's TFD protocol: sigma chosen on each fold's validation
+        # set, that fold's test set scored, the SE taken across folds.
+        sets = tfd_fold_sets(cfg.data, folds, samples, split, valid_size, data_dir)
+        label, dataset_name = f"adversarial nets (step {step}, {folds} folds)", "tfd"
+        rows[label] = evaluate_folds(sets, sigmas=sigmas, **kwargs)
+    else:
+        label = f"adversarial nets (step {step})"
+        rows[label] = parzen_evaluate(data.split(split), samples, valid=valid, sigmas=sigmas, **kwargs)
+    if baselines:
+        for name, fake in baseline_samples(data.train, num_samples, seed).items():
+            rows[name] = parzen_evaluate(
+                data.split(split), fake, valid=valid, sigmas=sigmas, check_range=False, **kwargs
+            )
+    return {"rows": rows, "label": label, "dataset": dataset_name, "step": step, "valid_size": len(valid)}
+
+
+def parzen_record(
+    result: dict[str, Any], *, num_samples: int, split: str, seed: int, sigmas: Any, dtype: torch.dtype
+) -> dict[str, Any]:
+    """The JSON document of an evaluation (``RUN/parzen.json``): the protocol's settings, the
+    dataset, the step and every row of ``result`` (from :func:`evaluate_run`, or built alike)."""
+    return {
+        "protocol": {
+            "num_samples": num_samples,
+            "valid_size": result["valid_size"],
+            "split": split,
+            "seed": seed,
+            "sigmas": [float(x) for x in sigmas],
+            "dtype": "float32" if dtype == torch.float32 else "float64",
+            "se": "std/sqrt(N), population std (ddof=0) as numpy.std in the reference code",
+        },
+        "dataset": result["dataset"],
+        "step": result["step"],
+        "rows": result["rows"],
+    }
+
+
+def memorization_check(g: Any, train: Any, test: Any, seed: int, image_shape: tuple[int, ...], size: int) -> dict:
+    """Figure 2's memorisation check of a generator: ``memorization_stats`` of ``min(size, len(test))``
+    samples of ``g`` (noise seed ``seed + 1``, so that they are not the figure's own samples) and as many
+    held-out ``test`` images, against the ``train`` images (advnets.evaluate.nearest)."""
+    from advnets.evaluate.nearest import memorization_stats
+    from advnets.sampling import generate
+
+    heldout = test[:size]
+    return memorization_stats(generate(g, len(heldout), seed + 1, image_shape), train, heldout)

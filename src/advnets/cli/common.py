@@ -1,0 +1,112 @@
+"""What the command modules share: the parser class, argument types, common options, .npy input."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from advnets.errors import AdvnetsError, DataError
+
+FORMATTER = argparse.RawDescriptionHelpFormatter  # keeps the examples in the epilogs as written
+DATA_DIR_HELP = "where named datasets (mnist, cifar10, tfd) live (default: $ADVNETS_DATA or ~/.cache/advnets)"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that prints one line (not the whole usage) before exiting 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand's parser, its help formatted as written (examples keep their lines)."""
+    return sub.add_parser(name, formatter_class=FORMATTER, **kwargs)
+
+
+def add_run(p: argparse.ArgumentParser, help: str = "run directory or checkpoint file") -> None:
+    p.add_argument("--run", type=Path, required=True, metavar="DIR", help=help)
+
+
+def add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help=DATA_DIR_HELP)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def positive_int_list(text: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def check_png(out: Path) -> Path:
+    """``--out`` of a command that writes a PNG image."""
+    if out.suffix.lower() != ".png":
+        raise AdvnetsError(f"--out {out}: expected a .png file name")
+    return out
+
+
+def load_array(path: Path | None, option: str):
+    """An N x d float64 array from the .npy file given to ``option`` (images flattened).
+
+    Raises:
+        AdvnetsError: no file given (``option`` is required with --samples).
+        DataError: the file is missing, not a .npy array, or holds no images.
+    """
+    import numpy as np
+
+    if path is None:
+        raise AdvnetsError(f"{option} is required with --samples")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{option} {path}: no such file") from None
+    except (ValueError, OSError) as e:
+        raise DataError(f"{option} {path}: not a readable .npy array ({e})") from None
+    if array.ndim < 2 or array.shape[0] == 0:
+        raise DataError(f"{option} {path}: expected N x d or N x H x W[x C] with N >= 1, got shape {array.shape}")
+    return array.reshape(len(array), -1).astype(np.float64)

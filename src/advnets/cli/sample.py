@@ -1,0 +1,144 @@
+"""``advnets sample``: sample grids, Figure 2 (nearest training example) and Figure 3 (paths in z)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from advnets.cli.common import add_command, add_data_dir, add_run, check_png, nonneg_int, positive_int
+
+EXAMPLES = """\
+examples:
+  advnets sample --run runs/00001-mnist-embedded
+  advnets sample --run runs/00001-mnist-embedded -n 64 --seed 3 --out grid.png
+  advnets sample --run runs/00001-mnist-embedded --nearest           # Figure 2 + memorisation check
+  advnets sample --run runs/00001-mnist-embedded --interpolate --rows 10 --steps 12   # Figure 3
+  advnets sample --run runs/cond --class 3 -n 25                     # a conditional model's 3s
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    s = add_command(
+        sub,
+        "sample",
+        help="write a grid of samples from a trained G",
+        description="Draw fair random samples from a run's generator and write them as a PNG grid.",
+        epilog=EXAMPLES,
+    )
+    add_run(s)
+    add_data_dir(s)
+    s.add_argument("-n", type=positive_int, default=100, help="number of samples (default 100)")
+    s.add_argument(
+        "--class",
+        dest="label",
+        type=nonneg_int,
+        default=None,
+        metavar="K",
+        help="conditional models: samples of class K only (default: one class per grid row)",
+    )
+    s.add_argument("--seed", type=int, default=0, help="noise seed (default 0); the same seed gives the same grid")
+    s.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE.png",
+        help="output PNG (default: RUN/samples/{sample,nearest,interpolation}-seedS.png)",
+    )
+    mode = s.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--nearest",
+        action="store_true",
+        help="Figure 2: the rightmost column shows the training example nearest to the sample beside "
+        "it; also prints and writes (next to the PNG, as .json) a memorisation check",
+    )
+    mode.add_argument(
+        "--interpolate",
+        action="store_true",
+        help="Figure 3: each row a linear path in z space between two random noise vectors",
+    )
+    s.add_argument("--rows", type=positive_int, default=10, help="--interpolate: number of paths (default 10)")
+    s.add_argument("--steps", type=positive_int, default=10, help="--interpolate: images per path (default 10)")
+    s.add_argument(
+        "--spherical",
+        action="store_true",
+        help="--interpolate along great circles (slerp) instead of straight lines (not the paper's)",
+    )
+    s.add_argument(
+        "--check-size",
+        type=positive_int,
+        default=1000,
+        metavar="N",
+        help="--nearest: generated and held-out images compared in the memorisation check (default 1000)",
+    )
+    s.set_defaults(func=cmd_sample)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from advnets.checkpoint import load_models
+    from advnets.data import to_display
+    from advnets.errors import AdvnetsError
+    from advnets.figures import save_grid
+    from advnets.runs import run_dir_of
+    from advnets.sampling import generate, grid_columns, interpolate
+
+    if args.steps < 2 and args.interpolate:
+        raise AdvnetsError("--steps must be at least 2 (the two endpoints of each path)")
+    g, _, cfg, state = load_models(args.run)
+    shape = tuple(state["image_shape"])
+    kind = "nearest" if args.nearest else "interpolation" if args.interpolate else "sample"
+    out = check_png(args.out or run_dir_of(args.run) / "samples" / f"{kind}-seed{args.seed}.png")
+    step = state["step"]
+    if args.interpolate:
+        images = interpolate(g, args.rows, args.steps, args.seed, shape, spherical=args.spherical)
+        save_grid(to_display(images, cfg.data.preprocess), out, nrow=args.steps, scale=2)
+        how = "spherical" if args.spherical else "linear"
+        print(f"{args.rows} {how} paths x {args.steps} steps in z (seed {args.seed}) from step {step} -> {out}")
+        return 0
+    if args.label is not None and args.nearest:
+        raise AdvnetsError("--class works with plain sample grids, not with --nearest or --interpolate")
+    if not args.nearest:
+        import torch
+
+        labels = None if args.label is None else torch.full((args.n,), args.label)
+        images = generate(g, args.n, args.seed, shape, labels=labels)
+        save_grid(to_display(images, cfg.data.preprocess), out, nrow=grid_columns(args.n), scale=2)
+        print(f"{args.n} samples (seed {args.seed}) from step {step} -> {out}")
+        return 0
+    return _nearest(args, g, cfg, shape, step, out)
+
+
+def _nearest(args: argparse.Namespace, g, cfg, shape: tuple[int, ...], step: int, out: Path) -> int:
+    """Figure 2 and the memorisation check beside it (as RUN/samples/nearest-seedS.json)."""
+    from advnets.data import load_dataset, to_display
+    from advnets.evaluate.nearest import memorization_verdict
+    from advnets.evaluate.protocol import memorization_check
+    from advnets.figures import save_grid
+    from advnets.io import atomic_write_json
+    from advnets.sampling import generate, grid_columns, nearest_figure
+
+    data = load_dataset(cfg.data, data_dir=args.data_dir)
+    columns = grid_columns(args.n) + 1
+    rows = -(-args.n // (columns - 1))
+    images, neighbours = nearest_figure(generate(g, rows * (columns - 1), args.seed, shape), data.train, columns)
+    save_grid(to_display(images, cfg.data.preprocess), out, nrow=columns, scale=2)
+    check = memorization_check(g, data.train, data.test, args.seed, shape, args.check_size)
+    json_path = out.with_suffix(".json")
+    atomic_write_json(
+        json_path,
+        {
+            "seed": args.seed,
+            "step": step,
+            "dataset": data.name,
+            "figure": str(out),
+            "rightmost_column": neighbours,
+            "memorization": check,
+        },
+    )
+    s, h = check["samples"], check["heldout"]
+    n = h["n"]
+    print(f"{rows} rows of samples, nearest training example on the right (seed {args.seed}) -> {out}")
+    print(f"distance to the nearest of {len(data.train)} training images (Euclidean, pixel space):")
+    print(f"  {n:5d} samples of G:     median {s['median']:.3f}  p5 {s['p5']:.3f}  min {s['min']:.3f}")
+    print(f"  {n:5d} held-out images:  median {h['median']:.3f}  p5 {h['p5']:.3f}  min {h['min']:.3f}")
+    print(f"  ratio of medians {check['ratio']:.3f}: {memorization_verdict(check['ratio'])} -> {json_path}")
+    return 0

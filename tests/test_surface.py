@@ -1,0 +1,226 @@
+"""The package's surface: the command line's options (unchanged by the split into cli/), the
+train options table and its mapping to the config, the public names, and run directories
+made through the Python API."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import advnets
+import advnets.evaluate
+from advnets.cli.common import nonneg_float, nonneg_int, positive_float, positive_int
+from advnets.cli.train import OPTIONS, config_from_argv
+from advnets.config import PRESETS, RunConfig, override, train_config_from_options
+from advnets.errors import AdvnetsError, ConfigError
+from conftest import cli_in_process, tiny_config
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+# The options of every command, captured from the single-file cli.py before it became the
+# cli/ package (issue 16): the split must not add, drop or rename any.
+ORIGINAL_OPTIONS = {
+    "": ["--debug", "--version"],
+    "train": [
+        "--batch-size", "--channels", "--checkpoint-every", "--conditional", "--d-lr-scale", "--data", "--data-dir",
+        "--device", "--dry-run", "--epochs", "--g-loss", "--image-size", "--inpaint", "--instance-noise", "--k",
+        "--log-every", "--lr", "--max-restarts", "--monitor-classes", "--monitor-every", "--no-progress", "--nproc",
+        "--on-collapse", "--optimizer", "--out", "--precision", "--preset", "--real-label", "--resume",
+        "--sample-every", "--seed", "--skip-nonfinite", "--update", "--valid-size",
+    ],
+    "sample": [
+        "--check-size", "--class", "--data-dir", "--interpolate", "--nearest", "--out", "--rows", "--run", "--seed",
+        "--spherical", "--steps", "-n",
+    ],
+    "evaluate": [
+        "--baselines", "--data-dir", "--device", "--float32", "--folds", "--json", "--no-progress", "--num-samples",
+        "--run", "--samples", "--seed", "--sigmas", "--split", "--test", "--valid", "--valid-size",
+    ],
+    "inpaint": ["--completions", "--data-dir", "--eval-size", "--input", "--mask", "--out", "--run", "--seed", "-n"],
+    "classes": ["--data-dir", "--out", "--run", "--seed", "-n"],
+    "toy": ["--dataset", "--g-steps-per-d", "--gif", "--out", "--seed", "--steps"],
+    "report": ["--check-size", "--out", "--run", "--seed", "-n"],
+    "data": [],
+    "data list": ["--data-dir"],
+    "data fetch": ["--data-dir", "--mirror", "--quiet", "--timeout"],
+    "infer": [
+        "--batch-size", "--data-dir", "--device", "--eval-samples", "--finetune-lr", "--finetune-steps", "--hidden",
+        "--lr", "--no-progress", "--run", "--seed", "--show", "--steps",
+    ],
+    "semisup": ["--data-dir", "--draws", "--json", "--labels", "--run", "--seed", "--with-encoder"],
+}  # fmt: skip
+
+
+def options_in_help(text: str) -> set[str]:
+    """The option strings of a --help page: the lines that start an option's entry."""
+    found = set()
+    for line in text.splitlines():
+        if re.match(r"^  -", line):
+            invocation = re.split(r"\s{2,}", line.strip())[0]
+            found |= {part.split()[0] for part in invocation.split(", ")}
+    return found - {"-h", "--help"}
+
+
+@pytest.mark.parametrize("command", list(ORIGINAL_OPTIONS))
+def test_every_command_lists_the_same_options_as_before_the_split(command):
+    code, out, err = cli_in_process(*command.split(), "--help")
+    assert code == 0, err
+    assert options_in_help(out) == set(ORIGINAL_OPTIONS[command])
+
+
+# ---------------------------------------------------------------------------- the train options table
+
+
+def field_of(cfg: RunConfig, dotted: str):
+    section, name = dotted.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def test_every_train_option_row_names_a_real_config_field_once():
+    fields = [field for _, field, _ in OPTIONS if field is not None]
+    assert len(fields) == len(set(fields))
+    flags = [flag for flag, _, _ in OPTIONS]
+    assert len(flags) == len(set(flags))
+    for dotted in fields:
+        section, name = dotted.split(".")
+        assert name in {f.name for f in dataclasses.fields(getattr(PRESETS["mnist"], section))}, dotted
+
+
+SAMPLE_TEXT = {positive_int: "3", nonneg_int: "2", nonneg_float: "0.25", positive_float: "0.5", float: "0.75", int: "5"}
+
+
+@pytest.mark.parametrize("row", [r for r in OPTIONS if r[1] is not None], ids=lambda r: r[0])
+def test_each_train_flag_sets_its_config_field(row):
+    """The one row of a flag is all it takes: the parsed value lands in the field it names."""
+    flag, dotted, kwargs = row
+    if kwargs.get("action") == "store_true":
+        argv, expected = [flag], True
+    elif "choices" in kwargs:
+        choice = [c for c in kwargs["choices"] if c != field_of(PRESETS["mnist"], dotted)][-1]
+        argv, expected = [flag, str(choice)], choice
+    elif "type" in kwargs:
+        text = SAMPLE_TEXT[kwargs["type"]]
+        argv, expected = [flag, text], kwargs["type"](text)
+    else:
+        argv, expected = [flag, "embedded-digits"], "embedded-digits"
+    cfg = config_from_argv(argv)
+    assert field_of(cfg, dotted) == expected
+    assert cfg == train_config_from_options({dotted: expected})
+
+
+def test_options_imply_what_the_cli_always_implied():
+    """k > 1 selects the alternating update; adam without --lr takes 2e-4 without decay; an
+    explicit --lr wins; --conditional feeds a one-hot label of 10 classes to G and D."""
+    base = PRESETS["mnist"]
+    cfg = train_config_from_options({"train.k": 3})
+    assert cfg.train.k == 3 and cfg.train.update == "alternating"
+    with pytest.raises(ConfigError, match="train.k"):
+        train_config_from_options({"train.k": 3, "train.update": "simultaneous"})
+    cfg = train_config_from_options({"optim.optimizer": "adam"})
+    assert (cfg.optim.lr, cfg.optim.lr_decay) == (2e-4, 1.0)
+    cfg = train_config_from_options({"optim.optimizer": "adam", "optim.lr": 0.01})
+    assert (cfg.optim.lr, cfg.optim.lr_decay) == (0.01, base.optim.lr_decay)
+    cfg = train_config_from_options({}, conditional=True)
+    assert (cfg.generator.condition, cfg.generator.cond_dim, cfg.discriminator.cond_dim) == ("class", 10, 10)
+    assert train_config_from_options({"train.epochs": None}) == base  # None keeps the base's value
+    assert config_from_argv(["--k", "2", "--optimizer", "adam", "--conditional"]) == train_config_from_options(
+        {"train.k": 2, "optim.optimizer": "adam"}, conditional=True
+    )
+
+
+def test_unknown_or_impossible_options_name_the_field():
+    with pytest.raises(ConfigError, match="train.nope|nope"):
+        train_config_from_options({"train.nope": 1})
+    with pytest.raises(ConfigError, match="'epochs'"):
+        train_config_from_options({"epochs": 1})
+    with pytest.raises(ConfigError, match=r"train.real_label must be in \(0.5, 1\]"):
+        train_config_from_options({"train.real_label": 0.2})
+
+
+# ---------------------------------------------------------------------------- the public face
+
+
+def readme_api_imports() -> dict[str, set[str]]:
+    """Names the README's "Python API" section imports, by module (from its python code blocks)."""
+    text = README.read_text(encoding="utf-8")
+    section = re.search(r"^### Python API\n(.*?)(?=^#{1,3} )", text, re.S | re.M)
+    assert section, "README.md has no '### Python API' section"
+    names: dict[str, set[str]] = {}
+    for block in re.findall(r"```python\n(.*?)```", section.group(1), re.S):
+        for node in ast.walk(ast.parse(block)):
+            if isinstance(node, ast.ImportFrom):
+                names.setdefault(node.module, set()).update(a.name for a in node.names)
+    return names
+
+
+def test_every_public_name_imports():
+    for module in (advnets, advnets.evaluate):
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{module.__name__}.{name}"
+    from advnets.evaluate import parzen_log_likelihood  # the issue's example
+
+    assert callable(parzen_log_likelihood)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = advnets.nope
+
+
+def test_all_is_what_the_readme_api_section_imports():
+    names = readme_api_imports()
+    assert names.get("advnets") == set(advnets.__all__)
+    assert names.get("advnets.evaluate", set()) <= set(advnets.evaluate.__all__)
+    assert set(names) <= {"advnets", "advnets.evaluate"}, "the README imports from module paths"
+
+
+def test_import_advnets_loads_no_torch():
+    """The public names are resolved on first use, so `import advnets` stays instant."""
+    code = "import sys, advnets; print('torch' in sys.modules, 'advnets.train' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+# ---------------------------------------------------------------------------- run directories
+
+
+def test_run_dir_of_a_run_or_a_checkpoint_file(tmp_path):
+    from advnets.runs import run_dir_of
+
+    ckpt = tmp_path / "run" / "checkpoints" / "step-00000010.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x")
+    assert run_dir_of(tmp_path / "run") == tmp_path / "run"
+    assert run_dir_of(ckpt) == tmp_path / "run"
+
+
+def test_a_run_made_with_the_python_api_works_with_every_command(tmp_path, digits):
+    """create_run + Trainer.fit: the run directory `advnets train` would make, so sample,
+    evaluate, report and train --resume take it (and resume on the run's own dataset)."""
+    from advnets import Trainer, create_run
+
+    cfg = tiny_config(epochs=1, sample_every=1000)
+    cfg = override(cfg, data=override(cfg.data, source="embedded-digits"))
+    run_dir = create_run(cfg, digits, tmp_path / "api-run")
+    doc = json.loads((run_dir / "config.json").read_text())
+    assert doc["dataset"] == digits.name and doc["image_shape"] == [1, 8, 8] and doc["splits"]["train"] == 1439
+    Trainer(cfg, digits).fit(run_dir=run_dir, progress=False, tensorboard=False)
+    with pytest.raises(AdvnetsError, match="already holds a run"):
+        create_run(cfg, digits, run_dir)
+
+    code, out, err = cli_in_process("sample", "--run", run_dir, "-n", "4")
+    assert code == 0, err
+    assert (run_dir / "samples" / "sample-seed0.png").is_file()
+    code, out, err = cli_in_process("evaluate", "--run", run_dir, "--num-samples", "50", "--no-progress")
+    assert code == 0, err
+    assert json.loads((run_dir / "parzen.json").read_text())["dataset"] == digits.name
+    code, out, err = cli_in_process("train", "--out", run_dir, "--resume", "--epochs", "2", "--no-progress")
+    assert code == 0, err
+    assert "with changes: train.epochs 1 -> 2" in err
+    resumed = json.loads((run_dir / "config.json").read_text())
+    assert resumed["data"]["source"] == "embedded-digits"
+    assert resumed["resumes"][-1]["changes"] == {"train.epochs": [1, 2]}
