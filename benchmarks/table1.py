@@ -54,7 +54,7 @@ from advnets.evaluate.table1 import (  # noqa: E402
     table1_markdown,
     validation_curve,
 )
-from advnets.rundir import read_config_json  # noqa: E402
+from advnets.runs import read_config_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = {

@@ -50,6 +50,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "advnets.inpaint",
             "advnets.toy",
             "advnets.theory",
+            "advnets.pretrained",  # shipped weights: loads through checkpoint/nets, scores through evaluate.protocol
         ),
     ),
     ("report", ("advnets.report",)),

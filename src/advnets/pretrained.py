@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from advnets.checkpoint import atomic_write_bytes, load_checkpoint
+from advnets.checkpoint import load_checkpoint
 from advnets.config import RunConfig, from_dict
 from advnets.errors import AdvnetsError, CheckpointError, ConfigError, DataError
 from advnets.evaluate.parzen import DEFAULT_SIGMAS
+from advnets.io import atomic_write_bytes
 from advnets.nets import Discriminator, Generator, build_nets
 
 __all__ = [

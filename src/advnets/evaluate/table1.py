@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advnets.checkpoint import CHECKPOINT_DIR, atomic_write_bytes, load_models
+from advnets.checkpoint import CHECKPOINT_DIR, load_models
 from advnets.errors import CheckpointError
 from advnets.evaluate.parzen import DEFAULT_SIGMAS, select_sigma
 from advnets.evaluate.protocol import (
@@ -47,6 +47,7 @@ from advnets.evaluate.protocol import (
     REFERENCE_VALID_SIZE,
     reference_protocol,
 )
+from advnets.io import atomic_write_bytes
 
 __all__ = [
     "CACHE_FILE",
