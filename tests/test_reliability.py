@@ -135,7 +135,7 @@ def test_resume_refuses_a_different_architecture(tmp_path, digits):
 def test_a_failed_save_keeps_the_previous_checkpoint_and_leaves_no_temporary_files(
     tmp_path, digits, monkeypatch, err, text
 ):
-    import advnets.checkpoint as ckpt
+    import advnets.io
 
     tr = Trainer(tiny_config(), digits)
     good = tr.save(tmp_path)
@@ -149,7 +149,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_leaves_no_temporary_fil
             raise OSError(err, os.strerror(err))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(ckpt.os, "replace", failing_replace)
+    monkeypatch.setattr(advnets.io.os, "replace", failing_replace)  # the atomic writes' rename
     with pytest.raises(CheckpointError, match=text) as info:
         tr.save(tmp_path)
     assert "previous checkpoint is intact" in str(info.value)
