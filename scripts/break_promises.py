@@ -122,11 +122,25 @@ MUTATIONS = [
         "tests/test_data_idx.py::test_mutated_files_give_array_or_data_error",
     ),
     (
+        "8 fuzzing: an IDX header with a zero dimension read as an empty array",
+        "src/advnets/data/shapes.py",
+        """    zeros = [i + 1 for i, d in enumerate(shape) if d == 0]""",
+        """    zeros = []""",
+        "tests/test_data_idx.py::test_dataset_with_zero_width_training_images_names_that_file",
+    ),
+    (
         "9 paths: AdvnetsError not turned into exit 2",
         "src/advnets/cli/__init__.py",
         """    except AdvnetsError as e:""",
         """    except ZeroDivisionError as e:""",
         "tests/test_cli.py::test_bad_input_exits_2_with_one_clear_line",
+    ),
+    (
+        "collapse warning: the advice repeats remedies the run already uses",
+        "src/advnets/evaluate/diversity.py",
+        """    used = [opt for opt, (measured, run, _) in remedy.items() if math.isclose(run, measured)]""",
+        """    used = []""",
+        "tests/test_diversity.py::test_the_detector_ends_its_warning_with_the_runs_advice",
     ),
 ]
 results = []
