@@ -84,7 +84,6 @@ def test_train_sample_resume_end_to_end(tmp_path):
         (["train", "--preset", "nope"], "--preset"),
         (["train", "--data", "/no/such/dir"], "/no/such/dir"),
         (["train", "--resume"], "--resume"),
-        (["train", "--resume", "--out", "/no/such/run"], "/no/such/run"),
         (["train", "--k", "3", "--update", "simultaneous", "--dry-run"], "train.k"),
         (["train", "--real-label", "1.5", "--dry-run"], "train.real_label"),
         (["train", "--instance-noise", "-1"], "--instance-noise"),
@@ -101,10 +100,17 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path, args, expected):
     assert len(lines) == 1 and expected in lines[0], out.stderr
 
 
-def test_existing_run_is_not_overwritten_without_resume(tmp_path):
+@pytest.mark.parametrize("holds", ["a checkpoint", "only config.json"])
+def test_existing_run_is_not_overwritten_without_resume(tmp_path, holds):
+    """Also a run killed before its first checkpoint (config.json, no checkpoint): a second run there
+    would append to its log."""
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    if holds == "a checkpoint":
+        (tmp_path / "run" / "checkpoints" / "latest").write_text("step-00000010.pt\n")
+    else:
+        (tmp_path / "run" / "config.json").write_text("{}\n")
     out = run("train", "--data", "embedded-digits", "--out", tmp_path / "run")
-    assert out.returncode == 2 and "--resume" in out.stderr
+    assert out.returncode == 2 and "already holds a run; add --resume" in out.stderr
 
 
 @pytest.fixture(scope="module")

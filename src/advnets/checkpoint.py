@@ -107,16 +107,20 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return state
 
 
-def resolve_checkpoint(run: Path) -> Path:
-    """A run directory (its latest checkpoint) or a checkpoint file."""
+def resolve_checkpoint(run: Path, option: str = "--run") -> Path:
+    """A run directory (its latest checkpoint) or a checkpoint file; ``option`` is the flag that
+    named ``run``, for the messages (``--run`` for sample, evaluate, ...; ``--out`` for train).
+
+    Raises:
+        CheckpointError: ``run`` is neither, or a run without a checkpoint yet."""
     run = Path(run)
     if run.is_file():
         return run
     if not run.is_dir():
-        raise CheckpointError(f"--run {run}: no such run directory or checkpoint file")
+        raise CheckpointError(f"{option} {run}: no such run directory or checkpoint file")
     path = latest_checkpoint(run)
     if path is None:
-        raise CheckpointError(f"--run {run}: no checkpoint yet (expected {run / CHECKPOINT_DIR / LATEST})")
+        raise CheckpointError(f"{option} {run}: no checkpoint yet (expected {run / CHECKPOINT_DIR / LATEST})")
     return path
 
 

@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from advnets.checkpoint import CHECKPOINT_DIR, LATEST, latest_checkpoint, load_checkpoint, resolve_checkpoint
 from advnets.config import RunConfig, config_changes, from_dict, get_preset, to_dict
 from advnets.errors import AdvnetsError, CheckpointError
-from advnets.io import atomic_write_json
+from advnets.io import atomic_write_bytes, atomic_write_json
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+_RUN_KEYS = ("dataset", "image_shape", "splits", "resumes")  # what config.json holds beside the RunConfig
 RUNS_ROOT = Path("runs")  # where `advnets train` without --out numbers its runs
 _NUMBERED = re.compile(r"^(\d{5})-")
 
@@ -56,16 +58,24 @@ def new_run_dir(root: Path, name: str) -> Path:
             nxt += 1
 
 
+def holds_run(out: Path) -> bool:
+    """Whether ``out`` holds a run: a config.json (written before the first step) or a checkpoint.
+    A run killed before its first checkpoint holds one too, so that the same command with
+    ``--resume`` continues it rather than a second run appending to its log."""
+    out = Path(out)
+    return (out / CONFIG_FILE).is_file() or (out / CHECKPOINT_DIR / LATEST).is_file()
+
+
 def prepare_run_dir(out: Path | None, cfg: RunConfig, root: Path = RUNS_ROOT) -> Path:
     """The directory of a new run: ``out`` (created; refused when it already holds a run), or
     ``root/NNNNN-PRESET-DATA`` with the next free number when ``out`` is None.
 
     Raises:
-        AdvnetsError: ``out`` already holds a run (it has checkpoints; resume it instead).
+        AdvnetsError: ``out`` already holds a run (:func:`holds_run`; resume it instead).
     """
     if out is not None:
         out = Path(out)
-        if (out / CHECKPOINT_DIR).exists():
+        if holds_run(out):
             raise AdvnetsError(f"--out {out} already holds a run; add --resume to continue it")
         out.mkdir(parents=True, exist_ok=True)
         return out
@@ -148,17 +158,17 @@ def open_run(run_dir: Path, purpose: str = "this") -> dict[str, Any]:
 # ---------------------------------------------------------------------------- resume
 
 
-def resume_state(run_dir: Path, preset: str | None = None) -> tuple[RunConfig, dict[str, Any]]:
-    """The stored config and the state of a run's latest checkpoint (or of a checkpoint file).
+def resume_state(run_dir: Path, preset: str | None = None, option: str = "--run") -> tuple[RunConfig, dict[str, Any]]:
+    """The stored config and the state of a run's latest checkpoint (or of a checkpoint file);
+    ``option`` is the flag that named ``run_dir``, for messages.
 
     Raises:
         CheckpointError: no checkpoint, or one that cannot be loaded.
         AdvnetsError: ``preset`` is given and is not the one the run was trained with.
     """
-    state = load_checkpoint(resolve_checkpoint(run_dir))
+    state = load_checkpoint(resolve_checkpoint(run_dir, option))
     cfg = from_dict(RunConfig, state["config"])
-    if preset is not None and preset != cfg.preset:
-        raise AdvnetsError(f"--preset {preset}: the run in {run_dir} was trained with {cfg.preset!r}")
+    _check_preset(cfg, preset, run_dir)
     return cfg, state
 
 
@@ -173,12 +183,82 @@ def record_resume(
     return changes, [*previous, {"step": step, "changes": changes}]
 
 
-def base_config(preset: str | None = None, resume: Path | None = None) -> tuple[RunConfig, dict[str, Any] | None]:
-    """The config that options are applied to: a resumed run's own (with its checkpoint's state),
-    else the preset's (default mnist)."""
-    if resume is not None:
-        return resume_state(resume, preset)
-    return get_preset(preset or "mnist"), None
+@dataclass(frozen=True)
+class StartPoint:
+    """Where ``advnets train`` (or the API) begins: the config that options are applied to and what
+    the run directory already holds.
+
+    ``state``: the latest checkpoint's state (resume from its step), or None. ``stored``: the config of
+    a run that has a config.json but no checkpoint yet (it restarts from step 0 with it), or None.
+    ``note``: one line to print about the choice, or ""."""
+
+    base: RunConfig
+    state: dict[str, Any] | None = None
+    stored: RunConfig | None = None
+    note: str = ""
+
+
+def stored_config(run_dir: Path) -> RunConfig:
+    """The RunConfig in ``run_dir``/config.json (without the keys the run directory adds to it).
+
+    Raises:
+        AdvnetsError: config.json cannot be read or is not a run config (names the file).
+    """
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return from_dict(RunConfig, {k: v for k, v in doc.items() if k not in _RUN_KEYS})
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, AdvnetsError) as e:
+        raise AdvnetsError(f"{path}: not a readable run configuration ({e})") from None
+
+
+def start_point(preset: str | None = None, resume: Path | None = None, option: str = "--out") -> StartPoint:
+    """The config that options are applied to, by the resume rules (issue 18): the same command line
+    with ``--resume``, run again after any kill, continues the run.
+
+    - ``resume`` None: the preset's config (default mnist), a new run.
+    - ``resume`` holds a checkpoint: its config and state (resume at its step).
+    - ``resume`` holds a config.json but no checkpoint (killed before the first): that config, from step 0.
+    - ``resume`` is missing or holds neither: the preset's config, a new run (said in ``note``).
+
+    ``option`` is the flag that named ``resume``, for messages.
+
+    Raises:
+        CheckpointError: the latest checkpoint cannot be loaded (names the file).
+        AdvnetsError: ``preset`` is not the run's, or config.json is unreadable.
+    """
+    if resume is None:
+        return StartPoint(get_preset(preset or "mnist"))
+    resume = Path(resume)
+    if resume.is_file() or latest_checkpoint(resume) is not None:
+        cfg, state = resume_state(resume, preset, option)
+        return StartPoint(cfg, state=state)
+    if (resume / CONFIG_FILE).is_file():
+        stored = stored_config(resume)
+        _check_preset(stored, preset, resume)
+        return StartPoint(
+            stored,
+            stored=stored,
+            note=f"{option} {resume} has no checkpoint yet (stopped before the first): "
+            "starting its run again from step 0 with its stored configuration",
+        )
+    what = "does not exist" if not resume.exists() else "holds no run"
+    return StartPoint(get_preset(preset or "mnist"), note=f"{option} {resume} {what} yet: starting a new run there")
+
+
+def architecture_changes(stored: RunConfig, new: RunConfig) -> list[str]:
+    """What ``new`` changes in G's or D's architecture (``"generator.hidden: [1200, 1200] stored, [800]
+    now"``); a resumed run must change none (its weights have the stored shapes)."""
+    changes = []
+    for part in ("generator", "discriminator"):
+        old, now = to_dict(getattr(stored, part)), to_dict(getattr(new, part))
+        changes += [f"{part}.{k}: {old[k]!r} stored, {now[k]!r} now" for k in old if old[k] != now.get(k)]
+    return changes
+
+
+def _check_preset(stored: RunConfig, preset: str | None, run_dir: Path) -> None:
+    if preset is not None and preset != stored.preset:
+        raise AdvnetsError(f"--preset {preset}: the run in {run_dir} was trained with {stored.preset!r}")
 
 
 # ---------------------------------------------------------------------------- metrics.jsonl
@@ -203,17 +283,71 @@ def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-class MetricsLog:
-    """Append-only metrics.jsonl plus the same scalars in TensorBoard."""
+def rewind_metrics(run_dir: Path, step: int) -> list[int]:
+    """Keep one row per step when a run continues from ``step``: drop the rows of metrics.jsonl
+    logged after it (by the attempt that was killed; training repeats those steps and logs them
+    again) and a torn last line. The file is rewritten to a temporary and renamed, so a kill
+    during the rewind leaves the old file or the new one. Returns the steps of the dropped rows
+    (a torn line counts as step -1), in file order; an untouched file returns [].
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+    Raises:
+        OSError: metrics.jsonl exists but cannot be read or rewritten.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    kept, dropped = [], []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = {"step": -1}  # torn by a kill in the middle of a write
+            line = ""
+        if not line.endswith("\n") or (isinstance(row.get("step"), int) and not 0 <= row["step"] <= step):
+            dropped.append(row.get("step", -1))
+        else:
+            kept.append(line)
+    if dropped:
+        atomic_write_bytes(path, "".join(kept).encode())
+    return dropped
+
+
+def describe_rewind(dropped: list[int], step: int) -> str:
+    """One line about what :func:`rewind_metrics` dropped ("" when nothing was)."""
+    if not dropped:
+        return ""
+    steps = sorted({s for s in dropped if s >= 0})
+    shown = ", ".join(map(str, steps)) if len(steps) <= 6 else f"{steps[0]} to {steps[-1]}"
+    torn = dropped.count(-1)
+    what = f"{len(dropped) - torn} row(s) of steps {shown}" if steps else ""
+    what += (" and " if what else "") + (f"{torn} torn line" if torn else "")
+    return (
+        f"metrics.jsonl: dropped {what} logged after step {step}, where this run continues "
+        "(the steps are trained and logged again)"
+    )
+
+
+class MetricsLog:
+    """metrics.jsonl plus the same scalars in TensorBoard, one row per step.
+
+    ``start_step``: the step training continues from. Rows logged after it by an earlier, killed
+    attempt are dropped first (:func:`rewind_metrics`; :attr:`dropped` lists their steps) and
+    TensorBoard discards its events after it (``purge_step``), so the log equals an uninterrupted
+    run's. None: a new log, nothing dropped.
+    """
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True, start_step: int | None = None) -> None:
         self.run_dir = Path(run_dir)
+        self.dropped = rewind_metrics(self.run_dir, start_step) if start_step is not None else []
         self._file = open(self.run_dir / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(self.run_dir))
+            # TensorBoard drops the earlier events whose step is >= purge_step; the row of
+            # start_step itself was logged before its checkpoint and stays, hence + 1.
+            purge = start_step + 1 if start_step is not None else None
+            self._tb = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge)
 
     def log(self, row: dict[str, Any]) -> None:
         self._file.write(json.dumps(row) + "\n")

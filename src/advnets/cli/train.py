@@ -118,7 +118,11 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
     ("--sample-every", "train.sample_every", dict(type=positive_int, metavar="STEPS")),
     ("--checkpoint-every", "train.checkpoint_every", dict(type=positive_int, metavar="STEPS")),
     ("--out", None, dict(type=Path, metavar="DIR", help="run directory (default: runs/NNNNN-PRESET-DATA)")),
-    ("--resume", None, dict(action="store_true", help="continue the run in --out from its latest checkpoint")),
+    ("--resume", None, dict(
+        action="store_true",
+        help="continue the run in --out from its latest checkpoint; before the first checkpoint, from step 0 with "
+        "its stored config; on an empty or missing --out, start it. So the same command, rerun after any kill "
+        "(a cluster's requeue), finishes the run")),
     ("--dry-run", None, dict(action="store_true", help="print the resolved config as JSON and exit")),
     ("--no-progress", None, dict(action="store_true", help="no progress bar")),
     ("--nproc", None, dict(
@@ -161,17 +165,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def train_config(args: argparse.Namespace):
-    """The RunConfig of ``advnets train ARGS`` (before --inpaint, which needs the data) and, with
-    --resume, the state of the run's latest checkpoint."""
+    """The RunConfig of ``advnets train ARGS`` (before --inpaint, which needs the data) and where
+    it starts (advnets.runs.StartPoint: with --resume, what --out holds)."""
     from advnets.config import train_config_from_options
     from advnets.errors import AdvnetsError
-    from advnets.runs import base_config
+    from advnets.runs import start_point
 
     if args.resume and args.out is None:
         raise AdvnetsError("--resume needs --out DIR, the run to continue")
-    base, state = base_config(args.preset, args.out if args.resume else None)
+    start = start_point(args.preset, args.out if args.resume else None, option="--out")
     options = {field: getattr(args, _dest(flag)) for flag, field, _ in OPTIONS if field is not None}
-    return train_config_from_options(options, base, conditional=args.conditional), state
+    return train_config_from_options(options, start.base, conditional=args.conditional), start
 
 
 def config_from_argv(argv: list[str]):
@@ -188,9 +192,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     torchrun = distributed.torchrun_env()  # None unless torchrun started this process
     if torchrun is not None:
         distributed.check_train_args(args, torchrun)  # needs --out; resumes after one of torchrun's restarts
-    cfg, state = train_config(args)
+    cfg, start = train_config(args)
+    state = start.state
     dataset = None
-    if args.inpaint and state is None:  # G's and D's inputs grow by the image size: load the data first
+    # --inpaint on a new run: G's and D's inputs grow by the image size, so load the data first
+    # (a resumed run's stored config is sized already).
+    if args.inpaint and state is None and start.stored is None:
         from advnets.data import load_dataset
 
         dataset = load_dataset(cfg.data, data_dir=args.data_dir)
@@ -202,7 +209,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return distributed.launch(args)
 
     from advnets.data import load_dataset
-    from advnets.runs import create_run, record_resume, write_run_config
+    from advnets.errors import AdvnetsError
+    from advnets.runs import architecture_changes, create_run, record_resume, write_run_config
     from advnets.train import Trainer
 
     if dataset is None:
@@ -213,19 +221,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer = distributed.DistributedTrainer(cfg, dataset, distributed.join(torchrun, cfg.train.device))
         if trainer.rank != 0:  # rank 0 checks and writes the run directory and reports; the others train
             return distributed.follow(trainer, state, args.out)
-    if state is not None:
-        trainer.load_state_dict(state)  # refuses another architecture or image shape
+    if state is not None or start.stored is not None:
+        if state is not None:
+            trainer.load_state_dict(state)  # refuses another architecture or image shape
+            said = f"resuming {args.out} at step {trainer.step} of {trainer.total_steps}"
+        elif diff := architecture_changes(start.stored, cfg):  # the same refusal before the first checkpoint
+            raise AdvnetsError(f"--out {args.out}: cannot resume with a different architecture: " + "; ".join(diff))
+        else:
+            said = start.note
         run_dir = args.out
         # config.json keeps a record of every resume and what it changed.
-        changes, resumes = record_resume(run_dir, from_dict(RunConfig, state["config"]), cfg, trainer.step)
+        stored = from_dict(RunConfig, state["config"]) if state is not None else start.stored
+        changes, resumes = record_resume(run_dir, stored, cfg, trainer.step)
         shown = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
-        print(
-            f"resuming {run_dir} at step {trainer.step} of {trainer.total_steps}"
-            + (f" with changes: {shown}" if shown else ""),
-            file=sys.stderr,
-        )
+        print(said + (f" with changes: {shown}" if shown else ""), file=sys.stderr)
         write_run_config(run_dir, cfg, dataset, resumes)
     else:
+        if start.note:  # --resume on an empty or missing --out
+            print(start.note, file=sys.stderr)
         run_dir = create_run(cfg, dataset, args.out)
     print(
         f"training {cfg.preset} on {dataset.name} ({len(dataset.train)} train images, "
