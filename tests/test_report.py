@@ -101,7 +101,6 @@ def no_temp_files(directory: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, digits) -> Path:
     """A real (tiny) run on the 8x8 digits, laid out as `advnets train` lays it out."""
-    from advnets.rundir import write_config
     from advnets.train import Trainer
 
     run_dir = tmp_path_factory.mktemp("report") / "run"
@@ -110,16 +109,7 @@ def run(tmp_path_factory, digits) -> Path:
     cfg = override(cfg, data=override(cfg.data, source="embedded-digits"))
     torch.manual_seed(0)
     trainer = Trainer(cfg, digits)
-    write_config(
-        run_dir,
-        cfg,
-        {
-            "dataset": digits.name,
-            "image_shape": list(digits.image_shape),
-            "splits": {k: len(digits.split(k)) for k in ("train", "valid", "test")},
-        },
-    )
-    trainer.fit(run_dir=run_dir, progress=False, tensorboard=False)
+    trainer.fit(run_dir=run_dir, progress=False, tensorboard=False)  # config.json too
     return run_dir
 
 

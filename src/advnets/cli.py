@@ -776,18 +776,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         return distributed.launch(args)
 
     from advnets.data import load_dataset
-    from advnets.rundir import new_run_dir, read_config_json, write_config
-    from advnets.train import Trainer
+    from advnets.rundir import new_run_dir
+    from advnets.train import Trainer, resolve_device
 
     if dataset is None:
         dataset = load_dataset(cfg.data, data_dir=args.data_dir)
+    classifier = None  # the collapse monitor's, on the rank that runs it
     if torchrun is None:
-        trainer = Trainer(cfg, dataset)
+        if cfg.train.monitor_classes and cfg.train.monitor_every:
+            from advnets.monitor import digit_classifier
+
+            classifier = digit_classifier(dataset, resolve_device(cfg.train.device))
+        trainer = Trainer(cfg, dataset, classifier=classifier)
     else:
-        trainer = distributed.DistributedTrainer(cfg, dataset, distributed.join(torchrun, cfg.train.device))
+        group = distributed.join(torchrun, cfg.train.device)
+        if group.rank == 0 and cfg.train.monitor_classes and cfg.train.monitor_every:
+            from advnets.monitor import digit_classifier
+
+            classifier = digit_classifier(dataset, group.device)
+        trainer = distributed.DistributedTrainer(cfg, dataset, group, classifier=classifier)
         if trainer.rank != 0:  # rank 0 checks and writes the run directory and reports; the others train
             return distributed.follow(trainer, state, args.out)
-    resumes = []
     if state is not None:
         trainer.load_state_dict(state)  # refuses another architecture or image shape
         run_dir = args.out
@@ -798,9 +807,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             + (f" with changes: {shown}" if shown else ""),
             file=sys.stderr,
         )
-        # config.json keeps a record of every resume and what it changed.
-        previous = read_config_json(run_dir).get("resumes", [])
-        resumes = [*previous, {"step": trainer.step, "changes": changes}]
+        # (fit() records the resume and what it changed in config.json.)
     else:
         if args.out is not None:
             run_dir = args.out
@@ -810,16 +817,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             data_name = Path(cfg.data.source).name if cfg.data.source not in ("embedded",) else "embedded"
             run_dir = new_run_dir(Path("runs"), f"{cfg.preset}-{data_name}")
-    write_config(
-        run_dir,
-        cfg,
-        {
-            "dataset": dataset.name,
-            "image_shape": list(dataset.image_shape),
-            "splits": {k: len(dataset.split(k)) for k in ("train", "valid", "test")},
-            **({"resumes": resumes} if resumes else {}),
-        },
-    )
     print(
         f"training {cfg.preset} on {dataset.name} ({len(dataset.train)} train images, "
         f"{trainer.total_steps} steps, {cfg.train.update} update, device {trainer.device}) -> {run_dir}",
