@@ -23,8 +23,14 @@ if TYPE_CHECKING:
 _PANEL_COLORS = {"data": "black", "g": "green", "d": "blue"}
 
 
+def _is_toy_result(result: Any) -> bool:
+    from advnets.toy import ToyResult  # (advnets.toy imports this module at its end)
+
+    return isinstance(result, ToyResult)
+
+
 def _need_1d(result: ToyResult, what: str) -> None:
-    if not isinstance(result, ToyResult):
+    if not _is_toy_result(result):
         raise AdvnetsError(f"{what} needs a ToyResult from train_toy, got {type(result).__name__}")
     if result.dim != 1:
         raise AdvnetsError(f"{what} is for the 1-D toys (gaussian, mixture), not {result.config.dataset!r}")
@@ -117,7 +123,7 @@ def animate(result: ToyResult, path: Path | str, *, fps: float = 8.0) -> Path:
     """An animated GIF of training from ``result.frames`` (record them with
     ``train_toy(..., frames=N)``): p_data, p_g and D for a 1-D toy, generated points
     over the mode centres for a 2-D one. Written atomically; returns the path."""
-    if not isinstance(result, ToyResult):
+    if not _is_toy_result(result):
         raise AdvnetsError(f"animate needs a ToyResult from train_toy, got {type(result).__name__}")
     if len(result.frames) < 2:
         raise AdvnetsError("animate needs at least 2 recorded frames: train with train_toy(..., frames=N), N >= 1")
@@ -186,7 +192,7 @@ def _draw_points(
 def plot_points(result: ToyResult, path: Path | str) -> Path:
     """A 2-D run's final samples (green) against real samples (grey) and the mode
     centres (red crosses), titled with the mode coverage. Written atomically as PNG."""
-    if not isinstance(result, ToyResult):
+    if not _is_toy_result(result):
         raise AdvnetsError(f"plot_points needs a ToyResult from train_toy, got {type(result).__name__}")
     if result.dim != 2 or result.samples is None or result.coverage is None:
         raise AdvnetsError(f"plot_points is for the 2-D toys (ring8, grid25), not {result.config.dataset!r}")
