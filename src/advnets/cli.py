@@ -269,6 +269,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 0, the paper)",
     )
     p.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        metavar="EPOCHS",
+        help="every EPOCHS epochs (and at the end) log the Parzen log-likelihood of 1,000 samples on the "
+        "validation images and keep the best checkpoint as checkpoints/best (default 0: off)",
+    )
+    p.add_argument(
+        "--eval-sigma",
+        type=float,
+        default=None,
+        metavar="SIGMA",
+        help="the Parzen window width of --eval-every (default: chosen on the validation images from "
+        "logspace(-1, 0, 10), as `advnets evaluate` does)",
+    )
+    p.add_argument(
         "--monitor-every",
         type=_nonneg_int,
         default=None,
@@ -710,6 +726,8 @@ def _train_config(args: argparse.Namespace):
             "on_collapse": args.on_collapse,
             "real_label": args.real_label,
             "instance_noise": args.instance_noise,
+            "eval_every": args.eval_every,
+            "eval_sigma": args.eval_sigma,
         }.items()
         if v is not None
     }

@@ -157,6 +157,7 @@ def fit(trainer: Any, run_dir: Path | None, progress: bool, log) -> dict[str, fl
     try:
         with parallel.stop_on_signal() as stop:
             while tr.step < tr.total_steps:
+                epoch_before = tr.epoch
                 out = tr.train_step(stop=stop.poll)
                 stop.poll()  # a stop asked for during the step counts from here (on every rank)
                 if out is not None:
@@ -174,6 +175,9 @@ def fit(trainer: Any, run_dir: Path | None, progress: bool, log) -> dict[str, fl
                 if out is not None and tr.monitor is not None and (tr.step % t.monitor_every == 0 or done):
                     check_finite(tr, first_bad)
                     parallel.collapse_verdict(lambda out=out: monitor_check(tr, out, run_dir, log))
+                if out is not None and tr.validation is not None and tr.validation.due(epoch_before, tr.epoch, done):
+                    check_finite(tr, first_bad)
+                    tr.validation.check(tr, run_dir, log)
                 if run_dir is not None:
                     if out is not None and parallel.writes_files and (tr.step % t.sample_every == 0 or done):
                         write_grid(tr, run_dir, log)

@@ -13,6 +13,7 @@ checkpoints and published numbers stay reproducible) and where each draws:
 * ``labels`` (+6, training device): class labels of generated rows (conditional nets, §7.1);
 * ``masks`` (+7, CPU): inpainting masks of real rows (§7.3);
 * ``instance_noise`` (+8, training device): Gaussian noise added to D's input (train.instance_noise).
+* ``validation`` (+9, CPU): the noise of the validation checks (train.eval_every; drawn afresh, alike, each time).
 
 In a data-parallel run every rank draws the same data order; the others are drawn per rank (rank 0 keeps the
 seeds above, see :func:`stream_seed`).
@@ -35,6 +36,7 @@ STREAMS: dict[str, tuple[int, bool]] = {
     "labels": (6, True),
     "masks": (7, False),
     "instance_noise": (8, True),
+    "validation": (9, False),
 }
 #: The streams a checkpoint carries (the others are drawn from once, at the start).
 CHECKPOINTED = ("data", "noise", "dropout", "labels", "masks", "instance_noise")

@@ -23,6 +23,7 @@ from advnets.nets import build_nets, sample_noise
 from advnets.train import algorithm, loop
 from advnets.train.parallel import SingleProcess
 from advnets.train.streams import DataOrder, Streams, one_off
+from advnets.train.validation import ValidationMonitor
 
 GRID_SIZE = 100  # fixed-noise samples drawn into every progress grid (10 x 10)
 
@@ -119,6 +120,9 @@ class Trainer:
         self._continues_run = False  # whether config.json's earlier resumes belong to this trainer's run
         self.parallel.prepare(self)
         self.monitor = self.parallel.make_monitor(self, lambda: self._build_monitor(classifier))
+        self.validation = None
+        if t.eval_every:
+            self.validation = ValidationMonitor(dataset.valid, t.eval_every, t.eval_sigma, t.seed)
 
     # ----- where the run stands -------------------------------------------------------------
     @property
@@ -305,6 +309,7 @@ class Trainer:
             "inpaint_context": self.conditioning.state_dict(),
             "rng": self.streams.state_dict(),
             "monitor": self.monitor.state_dict() if self.monitor is not None else None,
+            "validation": self.validation.state_dict() if self.validation is not None else None,
         }
         self.parallel.annotate_state(self, state)
         return state
@@ -332,6 +337,8 @@ class Trainer:
         self.d_steps_done = int(state.get("d_steps_done", 0))
         if self.monitor is not None and state.get("monitor") is not None:
             self.monitor.load_state_dict(state["monitor"])
+        if self.validation is not None:
+            self.validation.load_state_dict(state.get("validation"))
         self.order.load_state_dict(state)
         self.streams.load_state_dict(state["rng"])
         self.conditioning.load_state_dict(state.get("inpaint_context"))
