@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from advnets.checkpoint import CHECKPOINT_DIR, LATEST, latest_checkpoint, load_checkpoint, resolve_checkpoint
-from advnets.config import RunConfig, config_changes, from_dict, get_preset, to_dict
+from advnets.config import RunConfig, from_dict, get_preset, to_dict
 from advnets.errors import AdvnetsError, CheckpointError
 from advnets.io import atomic_write_json
 
@@ -91,7 +91,8 @@ def dataset_record(dataset: Any) -> dict[str, Any]:
 
 
 def write_run_config(run_dir: Path, cfg: RunConfig, dataset: Any, resumes: list[dict[str, Any]] | None = None) -> None:
-    """config.json of a run trained on ``dataset``; ``resumes`` is the record from :func:`record_resume`."""
+    """config.json of a run trained on ``dataset``; ``resumes`` lists every resume as
+    ``{"step": S, "changes": {"train.epochs": [100, 200]}}`` (Trainer.fit keeps it)."""
     write_config(run_dir, cfg, {**dataset_record(dataset), **({"resumes": resumes} if resumes else {})})
 
 
@@ -160,17 +161,6 @@ def resume_state(run_dir: Path, preset: str | None = None) -> tuple[RunConfig, d
     if preset is not None and preset != cfg.preset:
         raise AdvnetsError(f"--preset {preset}: the run in {run_dir} was trained with {cfg.preset!r}")
     return cfg, state
-
-
-def record_resume(
-    run_dir: Path, old: RunConfig, new: RunConfig, step: int
-) -> tuple[dict[str, list[Any]], list[dict[str, Any]]]:
-    """``(changes, resumes)``: what ``new`` changes in the run's config ``old`` (by dotted name,
-    ``{"train.epochs": [100, 200]}``) and config.json's record of every resume with this one
-    (at ``step``) appended, for :func:`write_run_config`."""
-    changes = config_changes(old, new)
-    previous = read_config_json(run_dir).get("resumes", [])
-    return changes, [*previous, {"step": step, "changes": changes}]
 
 
 def base_config(preset: str | None = None, resume: Path | None = None) -> tuple[RunConfig, dict[str, Any] | None]:

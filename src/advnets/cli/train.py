@@ -103,6 +103,14 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         type=nonneg_float, metavar="SIGMA",
         help="add Gaussian noise of std SIGMA to every image D sees, decaying linearly to 0 over the run "
         "(default 0, the paper)")),
+    ("--eval-every", "train.eval_every", dict(
+        type=nonneg_int, metavar="EPOCHS",
+        help="every EPOCHS epochs (and at the end) log the Parzen log-likelihood of the validation images "
+        "under 1,000 samples of G, and keep the best checkpoint as checkpoints/best (default 0: off)")),
+    ("--eval-sigma", "train.eval_sigma", dict(
+        type=positive_float, metavar="SIGMA",
+        help="the Parzen window width of --eval-every (default: chosen on the validation images from "
+        "logspace(-1, 0, 10), as `advnets evaluate` does)")),
     ("--monitor-every", "train.monitor_every", dict(
         type=nonneg_int, metavar="STEPS",
         help="check G's samples for mode collapse every STEPS steps and log it (default 500; 0 = off)")),
@@ -183,7 +191,7 @@ def config_from_argv(argv: list[str]):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from advnets import distributed
-    from advnets.config import RunConfig, from_dict, to_dict, with_condition
+    from advnets.config import RunConfig, config_changes, from_dict, to_dict, with_condition
 
     torchrun = distributed.torchrun_env()  # None unless torchrun started this process
     if torchrun is not None:
@@ -202,29 +210,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         return distributed.launch(args)
 
     from advnets.data import load_dataset
-    from advnets.runs import create_run, record_resume, write_run_config
-    from advnets.train import Trainer
+    from advnets.runs import create_run
+    from advnets.train import Trainer, resolve_device
 
     if dataset is None:
         dataset = load_dataset(cfg.data, data_dir=args.data_dir)
     if torchrun is None:
-        trainer = Trainer(cfg, dataset)
+        trainer = Trainer(cfg, dataset, classifier=_collapse_classifier(cfg, dataset, resolve_device(cfg.train.device)))
     else:
-        trainer = distributed.DistributedTrainer(cfg, dataset, distributed.join(torchrun, cfg.train.device))
+        group = distributed.join(torchrun, cfg.train.device)
+        classifier = _collapse_classifier(cfg, dataset, group.device) if group.rank == 0 else None
+        trainer = distributed.DistributedTrainer(cfg, dataset, group, classifier=classifier)
         if trainer.rank != 0:  # rank 0 checks and writes the run directory and reports; the others train
             return distributed.follow(trainer, state, args.out)
     if state is not None:
         trainer.load_state_dict(state)  # refuses another architecture or image shape
         run_dir = args.out
-        # config.json keeps a record of every resume and what it changed.
-        changes, resumes = record_resume(run_dir, from_dict(RunConfig, state["config"]), cfg, trainer.step)
+        # fit() records this resume and what it changed in config.json.
+        changes = config_changes(from_dict(RunConfig, state["config"]), cfg)
         shown = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
         print(
             f"resuming {run_dir} at step {trainer.step} of {trainer.total_steps}"
             + (f" with changes: {shown}" if shown else ""),
             file=sys.stderr,
         )
-        write_run_config(run_dir, cfg, dataset, resumes)
     else:
         run_dir = create_run(cfg, dataset, args.out)
     print(
@@ -242,3 +251,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     final = run_dir / "samples" / f"step-{trainer.step:08d}.png"
     print(f"run directory: {run_dir}\nsamples: {final}\ncheckpoint: {run_dir / 'checkpoints'}")
     return 0
+
+
+def _collapse_classifier(cfg, dataset, device):
+    """The digit classifier the collapse monitor counts classes with (--monitor-classes), or None."""
+    if not (cfg.train.monitor_classes and cfg.train.monitor_every):
+        return None
+    from advnets.monitor import digit_classifier
+
+    return digit_classifier(dataset, device)
