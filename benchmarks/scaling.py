@@ -83,7 +83,7 @@ def worker(args) -> None:
         if env is not None:
             dist.barrier()
 
-    poll = trainer._stop_on_signal().poll  # fit()'s check for a stop after each step (an all-reduce under DDP)
+    poll = trainer.parallel.stop_on_signal().poll  # fit()'s check for a stop after each step (an all-reduce under DDP)
     for _ in range(args.warmup):
         trainer.train_step()
         poll()

@@ -298,16 +298,16 @@ def tweak_pair_forward_fused_sgd(trainer):
 
 def tweak_no_grad_norm(trainer):
     """The per-step gradient-norm monitor of train.py switched off (to show its cost)."""
-    import advnets.train as train_module
+    import advnets.train.algorithm as train_module
 
     @contextlib.contextmanager
     def context() -> Iterator[None]:
-        original = train_module._grad_norm
-        train_module._grad_norm = lambda params: torch.zeros((), device=params[0].device)
+        original = train_module.grad_norm
+        train_module.grad_norm = lambda params: torch.zeros((), device=params[0].device)
         try:
             yield
         finally:
-            train_module._grad_norm = original
+            train_module.grad_norm = original
 
     return context
 

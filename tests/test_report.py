@@ -102,15 +102,15 @@ def no_temp_files(directory: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, digits) -> Path:
     """A real (tiny) run on the 8x8 digits, laid out as `advnets train` lays it out."""
-    from advnets.runs import create_run
     from advnets.train import Trainer
 
+    run_dir = tmp_path_factory.mktemp("report") / "run"
+    run_dir.mkdir()
     cfg = tiny_config(epochs=2, log_every=10, sample_every=50)
     cfg = override(cfg, data=override(cfg.data, source="embedded-digits"))
     torch.manual_seed(0)
     trainer = Trainer(cfg, digits)
-    run_dir = create_run(cfg, digits, tmp_path_factory.mktemp("report") / "run")
-    trainer.fit(run_dir=run_dir, progress=False, tensorboard=False)
+    trainer.fit(run_dir=run_dir, progress=False, tensorboard=False)  # config.json too
     return run_dir
 
 

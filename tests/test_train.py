@@ -166,17 +166,18 @@ def test_resume_continues_bit_identically(tmp_path, digits):
 
 
 def test_run_directory_holds_config_metrics_samples_checkpoint_and_events(tmp_path, digits):
-    from advnets.runs import read_metrics, write_config
+    from advnets.runs import read_config_json, read_metrics
 
     cfg = tiny_config(epochs=2, log_every=7, sample_every=10)
     tr = Trainer(cfg, digits)
-    write_config(tmp_path, cfg)
-    tr.fit(run_dir=tmp_path, progress=False)
+    tr.fit(run_dir=tmp_path, progress=False)  # fit writes config.json, as `advnets train` does
     rows = [r for r in read_metrics(tmp_path) if "d_loss" in r]  # training rows, not collapse checks
     assert [r["step"] for r in rows] == [*range(7, tr.total_steps, 7), tr.total_steps]
     for key in ("epoch", "d_loss", "g_loss", "d_real", "d_fake", "lr", "momentum", "samples_per_s"):
         assert all(math.isfinite(r[key]) for r in rows), key
-    assert (tmp_path / "config.json").is_file()
+    doc = read_config_json(tmp_path)
+    assert doc["dataset"] == "embedded-digits" and doc["data"]["source"] == "embedded-digits"
+    assert doc["train"]["log_every"] == 7 and doc["image_shape"] == [1, 8, 8]
     pngs = sorted(p.name for p in (tmp_path / "samples").glob("*.png"))
     assert pngs == [f"step-{s:08d}.png" for s in [*range(10, tr.total_steps, 10), tr.total_steps]]
     assert list(tmp_path.glob("events.out.tfevents.*"))

@@ -23,60 +23,25 @@ from typing import Any
 
 import torch
 
-from advnets.errors import AdvnetsError
+from advnets.conditioning import check_labels, grid_labels, one_hot, with_condition
+from advnets.sampling import generate
 
-
-def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.nn.functional.one_hot(labels.long(), num_classes).to(dtype)
-
-
-def with_condition(rows: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``[rows, one_hot(labels)]``: G's input from noise, or D's input from flat images."""
-    return torch.cat([rows.reshape(len(rows), -1), one_hot(labels, num_classes, rows.dtype)], dim=1)
-
-
-def check_labels(labels: torch.Tensor | None, num_classes: int, dataset_name: str) -> torch.Tensor:
-    """The dataset's training labels, checked to fit a ``num_classes`` one-hot code."""
-    if labels is None or (len(labels) and int(labels.min()) < 0):  # -1 marks an unlabelled image
-        raise AdvnetsError(f"--conditional needs class labels, and {dataset_name} has none (or not for every image)")
-    if len(labels) and int(labels.max()) >= num_classes:
-        raise AdvnetsError(
-            f"--conditional: {dataset_name} has labels {int(labels.min())}..{int(labels.max())}, "
-            f"but the nets are built for {num_classes} classes (0..{num_classes - 1})"
-        )
-    return labels
-
-
-def grid_labels(n: int, num_classes: int, columns: int) -> torch.Tensor:
-    """Labels for an ``n``-image grid of ``columns`` images per row: row r shows class r mod K."""
-    return (torch.arange(n) // columns) % num_classes
-
-
-@torch.no_grad()
-def generate_for_labels(g: torch.nn.Module, labels: torch.Tensor, seed: int = 0, batch: int = 1000) -> torch.Tensor:
-    """G's samples (flat rows) for the given labels, from seeded noise; G in eval mode."""
-    from advnets.nets import sample_noise
-
-    device = next(g.parameters()).device
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    was_training = g.training
-    g.eval()
-    try:
-        out = []
-        for start in range(0, len(labels), batch):
-            part = labels[start : start + batch]
-            z = sample_noise(g.cfg, len(part), generator=gen).to(device)
-            out.append(g(with_condition(z, part.to(device), g.cfg.cond_dim)).cpu())
-    finally:
-        g.train(was_training)
-    return torch.cat(out)
+__all__ = [
+    "check_labels",
+    "class_evaluation",
+    "classification_accuracy_score",
+    "conditional_accuracy",
+    "grid_labels",
+    "one_hot",
+    "with_condition",
+]
 
 
 def conditional_accuracy(g: torch.nn.Module, classifier: Any, per_class: int = 100, seed: int = 0) -> dict[str, Any]:
     """How often the classifier labels a sample generated for class y as y."""
     k = g.cfg.cond_dim
     labels = torch.arange(k).repeat_interleave(per_class)
-    samples = generate_for_labels(g, labels, seed)
+    samples = generate(g, len(labels), seed, g.image_shape, labels=labels)
     predicted = classifier.predict(samples.reshape(len(samples), *g.image_shape)).cpu()
     hits = (predicted == labels).double()
     per = [float(hits[labels == y].mean()) for y in range(k)]
@@ -91,8 +56,7 @@ def classification_accuracy_score(g: torch.nn.Module, dataset: Any, per_class: i
 
     k = g.cfg.cond_dim
     labels = torch.arange(k).repeat_interleave(per_class)
-    samples = generate_for_labels(g, labels, seed).clamp(0, 1)
-    train = samples.reshape(len(samples), *g.image_shape)
+    train = generate(g, len(labels), seed, g.image_shape, labels=labels).clamp(0, 1)
     synthetic = replace(dataset, name=f"{dataset.name}-generated", train=train, train_labels=labels)
     model = train_digit_classifier(synthetic, seed=seed, device=next(g.parameters()).device)
     return float(model.test_accuracy)
@@ -103,7 +67,6 @@ def class_evaluation(g: torch.nn.Module, dataset: Any, classifier: Any, n: int =
     MNIST score of ``n`` samples (any G), and for a conditional G also
     :func:`conditional_accuracy` and :func:`classification_accuracy_score`."""
     from advnets.evaluate.classifier import class_coverage
-    from advnets.sampling import generate
 
     result: dict[str, Any] = {"dataset": dataset.name, "classifier_test_accuracy": classifier.test_accuracy}
     if g.cfg.condition == "class":

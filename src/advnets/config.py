@@ -162,6 +162,11 @@ class TrainConfig:
     # (Sønderby et al., 2016; Arjovsky & Bottou, 2017): the noise makes the two
     # distributions overlap, so D cannot separate them perfectly early on.
     instance_noise: float = 0.0
+    # Validation log-likelihood while training (advnets.train.validation): every eval_every epochs, a Parzen
+    # estimate of G's samples on the validation split, with σ chosen there from the protocol's grid or fixed at
+    # eval_sigma; the best check's checkpoint is kept as checkpoints/best. 0 = off.
+    eval_every: int = 0
+    eval_sigma: float | None = None
 
 
 @dataclass(frozen=True)
@@ -277,6 +282,8 @@ def _validate_train(t: TrainConfig) -> None:
     _need(0.5 < t.real_label <= 1, "train.real_label", "in (0.5, 1] (1 = the paper)", t.real_label)
     _need(t.instance_noise >= 0, "train.instance_noise", ">= 0 (0 = the paper)", t.instance_noise)
     _need(t.on_collapse in ON_COLLAPSE, "train.on_collapse", f"one of {ON_COLLAPSE}", t.on_collapse)
+    _need(t.eval_every >= 0, "train.eval_every", ">= 0 epochs (0 = no validation checks)", t.eval_every)
+    _need(t.eval_sigma is None or t.eval_sigma > 0, "train.eval_sigma", "> 0, or null to choose it", t.eval_sigma)
     for name in ("log_every", "sample_every", "checkpoint_every"):
         _need(getattr(t, name) >= 1, f"train.{name}", "a positive integer", getattr(t, name))
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import hashlib
 import os
 import signal
 import socket
@@ -63,22 +62,14 @@ from advnets.checkpoint import latest_checkpoint
 from advnets.config import RunConfig
 from advnets.data import Dataset
 from advnets.errors import AdvnetsError, CheckpointError
-from advnets.train import (
-    Trainer,
-    TrainingCollapsed,
-    TrainingDiverged,
-    TrainingInterrupted,
-    _StopOnSignal,
-    resolve_device,
-)
+from advnets.train import Trainer, TrainingCollapsed, TrainingDiverged, TrainingInterrupted, resolve_device
+from advnets.train.parallel import SingleProcess, StopOnSignal
+from advnets.train.streams import PER_RANK, stream_seed  # noqa: F401 (stream_seed: imported from here by tests)
 
 LOOPBACK = "127.0.0.1"
 # The scalars of Trainer.train_step's output, averaged over ranks for the log (a fixed
 # order: every rank must send the same vector, even one that has logged no step).
 LOGGED = ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm", "d_real", "d_fake", "value")
-# The single-process seeds of the streams each rank draws for itself (Trainer: seed + 2 noise,
-# + 4 dropout, + 6 labels of generated rows, + 7 inpainting masks).
-_STREAM_OFFSET = {"noise": 2, "dropout": 4, "labels": 6, "masks": 7}
 
 
 # ----- the process group ------------------------------------------------------------------------
@@ -181,18 +172,8 @@ def leave() -> None:
             dist.destroy_process_group()
 
 
-def stream_seed(seed: int, stream: str, rank: int, step: int = 0) -> int:
-    """The seed of a rank's noise or dropout stream. Rank 0 at the start keeps the single-process
-    seed (so a 1-process group trains exactly like a plain run); every other (rank, step) gets a
-    64-bit seed hashed from (seed, stream, rank, step), unrelated to any other run's seeds."""
-    if rank == 0 and step == 0:
-        return seed + _STREAM_OFFSET[stream]
-    digest = hashlib.sha256(f"advnets/{stream}/seed={seed}/rank={rank}/step={step}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1  # non-negative, below 2**63
-
-
-# ----- the trainer --------------------------------------------------------------------------------
-class _GroupStop(_StopOnSignal):
+# ----- the coordination of the ranks -----------------------------------------------------------------
+class _GroupStop(StopOnSignal):
     """SIGINT/SIGTERM as for one process, but the stop flag changes only in poll(), where
     the ranks agree on it (the highest signal number any rank received), so that every rank
     stops after the same step and none waits forever in a collective the others skipped."""
@@ -216,7 +197,7 @@ class _GroupStop(_StopOnSignal):
 
 
 class _GroupRunning:
-    """The on-device sums between two log rows (train._Running), averaged over all ranks
+    """The on-device sums between two log rows (advnets.train.parallel.Running), averaged over all ranks
     when read: one all-reduce per log row."""
 
     def __init__(self, device: torch.device) -> None:
@@ -242,7 +223,7 @@ class _GroupRunning:
 
 class _MonitorOnRank0:
     """Stands in for the collapse monitor on ranks other than 0: rank 0 checks G's samples
-    and tells the others its verdict (DistributedTrainer._monitor)."""
+    and tells the others its verdict (DataParallel.collapse_verdict)."""
 
     def state_dict(self) -> None:
         return None
@@ -251,186 +232,113 @@ class _MonitorOnRank0:
         pass
 
 
-class DistributedTrainer(Trainer):
-    """A Trainer for one rank of a data-parallel run; see the module docstring."""
+class DataParallel(SingleProcess):
+    """The coordination of one rank of a data-parallel run (see the module docstring), given to a Trainer as its
+    ``parallel``."""
 
-    def __init__(self, cfg: RunConfig, dataset: Dataset, group: Group) -> None:
-        # Set before Trainer.__init__, which draws the first permutation and builds the monitor.
+    def __init__(self, group: Group) -> None:
         self.group = group
         self.rank, self.world_size = group.rank, group.world_size
-        self.global_perm: torch.Tensor | None = None
-        self._rank_states: list[dict[str, Any]] | None = None  # gathered by save() for state_dict()
-        t = cfg.train
-        if len(dataset.train) < self.world_size * t.batch_size:
-            raise AdvnetsError(
-                f"{self.world_size} processes x --batch-size {t.batch_size} is more than the training split "
-                f"({len(dataset.train)} images)"
-            )
-        super().__init__(cfg, dataset, device=group.device)
-        self.batches_per_epoch = len(self.data) // (self.world_size * t.batch_size)  # global batches of N x m
-        self.total_steps = t.epochs * self.batches_per_epoch // (t.k if t.update == "alternating" else 1)
-        if self.rank == 0 and self.monitor is not None:
-            self.monitor.warmup_steps = self.total_steps // 4
+        self._rank_states: list[dict[str, Any]] | None = None  # gathered by save() for annotate_state()
+
+    def prepare(self, trainer: Trainer) -> None:
         if self.rank > 0:
-            self._seed_streams(step=0)
+            trainer.streams.reseed_for_rank(self.rank, step=0)
 
-    def _streams(self) -> dict[str, torch.Generator]:
-        """This rank's own random streams (the data order's is the same on every rank)."""
-        return {
-            "noise": self.noise_gen,
-            "dropout": self.d.dropout_generator,
-            "labels": self.label_gen,
-            "masks": self.mask_gen,
-            "instance_noise": self.instance_noise_gen,
-        }
+    def make_monitor(self, trainer: Trainer, build):
+        if self.rank == 0 or trainer.cfg.train.monitor_every == 0:
+            return build()
+        return _MonitorOnRank0()
 
-    def _seed_streams(self, step: int) -> None:
-        for name, gen in self._streams().items():
-            gen.manual_seed(stream_seed(self.cfg.train.seed, name, self.rank, step))
-
-    def _rank_state(self) -> dict[str, Any]:
-        """What only this rank has: its streams' states, and when inpainting the real batch (with
-        its masks) that its next G step completes."""
-        return {**{name: gen.get_state() for name, gen in self._streams().items()}, "inpaint_context": self.context}
-
-    # ----- data: this rank's rows of every global batch ------------------------------------------
-    def _shard(self, perm: torch.Tensor) -> torch.Tensor:
-        """This rank's rows of a permutation, in order: m of each global batch of N x m (the
-        rows after the last whole global batch are dropped, as the last partial batch is)."""
-        m, n = self.cfg.train.batch_size, self.world_size
-        batches = len(perm) // (n * m)
-        return perm[: batches * n * m].view(batches, n, m)[:, self.rank].reshape(-1)
-
-    def _new_perm(self) -> torch.Tensor:
-        # Every rank's data generator is seeded alike, so all draw the same permutation.
-        self.global_perm = super()._new_perm()
-        return self._shard(self.global_perm)
-
-    # ----- DDP ----------------------------------------------------------------------------------------
-    def wrap(self) -> None:
+    def wrap(self, trainer: Trainer) -> None:
         """Wrap G and D in DistributedDataParallel (once; the first step does it, so after any
         checkpoint was loaded). DDP starts by broadcasting rank 0's weights (neither net has
         buffers: no batch norm, nothing else to keep in sync)."""
-        if isinstance(self.g_train, DistributedDataParallel):
+        if isinstance(trainer.g_train, DistributedDataParallel):
             return
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        self.g_train = DistributedDataParallel(self.g, device_ids=ids, find_unused_parameters=False)
-        self.d_train = DistributedDataParallel(self.d, device_ids=ids, find_unused_parameters=False)
+        ids = [trainer.device.index] if trainer.device.type == "cuda" else None
+        trainer.g_train = DistributedDataParallel(trainer.g, device_ids=ids, find_unused_parameters=False)
+        trainer.d_train = DistributedDataParallel(trainer.d, device_ids=ids, find_unused_parameters=False)
 
-    def train_step(self, stop=None):
-        self.wrap()
-        return super().train_step(stop)
-
-    def _may_step(self, *values: torch.Tensor) -> bool:
+    def all_finite(self, values: tuple[torch.Tensor, ...]) -> bool:
         """--skip-nonfinite: the ranks skip an update together (the losses differ between
         ranks; the reduced gradients do not)."""
-        if self.cfg.train.skip_nonfinite == 0:
-            return super()._may_step(*values)  # never syncs
         finite = torch.stack([torch.isfinite(v).all() for v in values]).all().to(torch.int32).reshape(1)
         dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        return super()._may_step(torch.tensor(1.0 if int(finite) else float("nan")))
+        return bool(int(finite))
 
-    # ----- what fit() shares between ranks ----------------------------------------------------------
-    def _stop_on_signal(self) -> _StopOnSignal:
-        return _GroupStop(self.group.control)
-
-    def _new_running(self) -> _GroupRunning:
-        return _GroupRunning(self.device)
-
-    def _open_log(self, run_dir: Path | None, tensorboard: bool):
-        return super()._open_log(run_dir, tensorboard) if self.rank == 0 else None
-
-    def _check_finite(self, first_bad: torch.Tensor) -> None:
+    def earliest_bad_step(self, first_bad: torch.Tensor) -> torch.Tensor:
         # The earliest bad step of any rank, so that all ranks raise (or go on) together.
         none = torch.iinfo(torch.long).max
         earliest = torch.where(first_bad < 0, none, first_bad)
         dist.all_reduce(earliest, op=dist.ReduceOp.MIN)
-        super()._check_finite(torch.where(earliest == none, -1, earliest))
+        return torch.where(earliest == none, -1, earliest)
 
-    def _make_monitor(self):
-        if self.rank == 0 or self.cfg.train.monitor_every == 0:
-            return super()._make_monitor()
-        return _MonitorOnRank0()
+    def stop_on_signal(self) -> StopOnSignal:
+        return _GroupStop(self.group.control)
 
-    def _monitor(self, out: dict[str, torch.Tensor], run_dir: Path | None, log) -> None:
+    def running(self, device: torch.device) -> _GroupRunning:
+        return _GroupRunning(device)
+
+    def collapse_verdict(self, check) -> None:
         verdict: list[str | None] = [None]
         if self.rank == 0:
             try:
-                super()._monitor(out, run_dir, log)
+                check()
             except TrainingCollapsed as e:
                 verdict = [str(e)]
         dist.broadcast_object_list(verdict, src=0, group=self.group.control)
         if verdict[0] is not None:
             raise TrainingCollapsed(verdict[0])
 
-    def _write_grid(self, run_dir: Path, log) -> None:
+    def announce(self, cfg: RunConfig) -> None:
         if self.rank == 0:
-            super()._write_grid(run_dir, log)
-
-    def fit(self, run_dir: Path | None = None, progress: bool = True, tensorboard: bool = True) -> dict[str, float]:
-        if self.rank == 0:
-            m = self.cfg.train.batch_size
+            m = cfg.train.batch_size
             print(
                 f"data-parallel: {self.world_size} processes ({self.group.backend}), global batch "
                 f"{self.world_size} x {m} = {self.world_size * m}",
                 file=sys.stderr,
             )
-        try:
-            return super().fit(run_dir, progress=progress and self.rank == 0, tensorboard=tensorboard)
-        except TrainingInterrupted as e:
-            if run_dir is None:
-                raise
-            n = self.world_size
-            again = f"; on {n} processes as before: advnets train --nproc {n} --out {run_dir} --resume"
-            raise TrainingInterrupted(f"{e}{again}", e.exit_code) from None
+
+    def resume_hint(self, run_dir: Path) -> str:
+        n = self.world_size
+        return f"; on {n} processes as before: advnets train --nproc {n} --out {run_dir} --resume"
 
     # ----- checkpoints --------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Rank 0's state in the single-process format: the global permutation and the position
-        in it in m-row batches; plus the world size and, when save() gathered them, every rank's
-        own state (_rank_state)."""
-        state = super().state_dict()
-        state["perm"] = self.global_perm
-        state["batch_in_epoch"] = self.batch_in_epoch * self.world_size
+    def _rank_state(self, trainer: Trainer) -> dict[str, Any]:
+        """What only this rank has: its streams' states, and when inpainting the real batch (with
+        its masks) that its next G step completes."""
+        return {**trainer.streams.state_dict(PER_RANK), "inpaint_context": trainer.conditioning.state_dict()}
+
+    def annotate_state(self, trainer: Trainer, state: dict[str, Any]) -> None:
+        """Rank 0's state is in the single-process format (the global permutation and the position in it in m-row
+        batches); add the world size and, when save() gathered them, every rank's own state."""
         state["world_size"] = self.world_size
         if self._rank_states is not None:
             state["rng"]["ranks"] = self._rank_states
-        return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)  # the global permutation, the position in m-row batches, rank 0's streams
-        self.global_perm = self.perm
-        self.batch_in_epoch //= self.world_size  # rounded down to a whole global batch of N x m
-        self.perm = self._shard(self.global_perm)
-        if self.batch_in_epoch >= self.batches_per_epoch:  # past this world size's last whole batch
-            self.epoch += 1
-            self.batch_in_epoch = 0
-            self.perm = self._new_perm()
+    def load_rank_state(self, trainer: Trainer, state: dict[str, Any]) -> None:
         ranks = state["rng"].get("ranks")
         if ranks is not None and len(ranks) == self.world_size:  # saved by as many processes: exact
             mine = ranks[self.rank]
-            for name, gen in self._streams().items():
-                if name in mine:
-                    gen.set_state(mine[name])
-            if mine.get("inpaint_context") is not None:
-                self.context = tuple(t.to(self.device) for t in mine["inpaint_context"])
+            trainer.streams.load_state_dict({k: v for k, v in mine.items() if k in PER_RANK})
+            trainer.conditioning.load_state_dict(mine.get("inpaint_context"))
         elif self.rank > 0:  # saved by another number of processes: fresh streams from here on
-            self._seed_streams(step=self.step)
-        self.total_steps = self._total_steps_from_position()
+            trainer.streams.reseed_for_rank(self.rank, step=trainer.step)
 
-    def save(self, run_dir: Path) -> Path:
+    def save(self, trainer: Trainer, run_dir: Path) -> Path:
         """Rank 0 writes the checkpoint after a barrier; every rank returns once it is complete
         (or raises, if rank 0 could not write it)."""
         ctl = self.group.control
         dist.barrier(group=ctl)  # every rank has finished the step being saved
         ranks: list[Any] | None = [None] * self.world_size if self.rank == 0 else None
-        dist.gather_object(self._rank_state(), ranks, dst=0, group=ctl)
+        dist.gather_object(self._rank_state(trainer), ranks, dst=0, group=ctl)
         outcome: list[Any] = [None]
         error: CheckpointError | None = None
         if self.rank == 0:
             self._rank_states = ranks
             try:
-                outcome = [("saved", str(super().save(run_dir)))]
+                outcome = [("saved", str(super().save(trainer, run_dir)))]
             except CheckpointError as e:
                 error, outcome = e, [("failed", str(e))]
             finally:
@@ -440,6 +348,19 @@ class DistributedTrainer(Trainer):
         if what == "failed":
             raise error if error is not None else CheckpointError(f"rank 0 could not write a checkpoint: {text}")
         return Path(text)
+
+
+class DistributedTrainer(Trainer):
+    """A Trainer for one rank of a data-parallel run: ``Trainer(cfg, dataset, device=group.device,
+    parallel=DataParallel(group))``; see the module docstring."""
+
+    def __init__(self, cfg: RunConfig, dataset: Dataset, group: Group, classifier: Any = None) -> None:
+        self.group = group
+        super().__init__(cfg, dataset, device=group.device, parallel=DataParallel(group), classifier=classifier)
+
+    def wrap(self) -> None:
+        """Wrap G and D in DistributedDataParallel now rather than at the first step."""
+        self.parallel.wrap(self)
 
 
 def follow(trainer: DistributedTrainer, state: dict[str, Any] | None, run_dir: Path) -> int:

@@ -96,3 +96,16 @@ class CollapseMonitor:
         self.detector.load_state_dict(state["detector"])
         self.armed = bool(state["armed"])
         self.last_healthy_step = state["last_healthy_step"]
+
+
+def digit_classifier(dataset: Any, device: torch.device | str = "cpu") -> Any:
+    """The cached digit classifier for ``train.monitor_classes`` (advnets.evaluate.classifier; the first use
+    trains it, about a minute on a CPU), to give to ``Trainer(..., classifier=...)``. Raises AdvnetsError for
+    data without labels."""
+    from advnets.data.fetch import data_root
+    from advnets.errors import AdvnetsError
+    from advnets.evaluate.classifier import load_or_train_classifier
+
+    if dataset.train_labels is None:
+        raise AdvnetsError(f"--monitor-classes needs labelled digit data; {dataset.name} has no labels")
+    return load_or_train_classifier(dataset, data_root() / "classifiers", device=device)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from advnets.checkpoint import CHECKPOINT_DIR, LATEST, latest_checkpoint, load_checkpoint, resolve_checkpoint
-from advnets.config import RunConfig, config_changes, from_dict, get_preset, to_dict
+from advnets.config import RunConfig, from_dict, get_preset, to_dict
 from advnets.errors import AdvnetsError, CheckpointError
 from advnets.io import atomic_write_bytes, atomic_write_json
 
@@ -101,7 +101,8 @@ def dataset_record(dataset: Any) -> dict[str, Any]:
 
 
 def write_run_config(run_dir: Path, cfg: RunConfig, dataset: Any, resumes: list[dict[str, Any]] | None = None) -> None:
-    """config.json of a run trained on ``dataset``; ``resumes`` is the record from :func:`record_resume`."""
+    """config.json of a run trained on ``dataset``; ``resumes`` lists every resume as
+    ``{"step": S, "changes": {"train.epochs": [100, 200]}}`` (Trainer.fit keeps it)."""
     write_config(run_dir, cfg, {**dataset_record(dataset), **({"resumes": resumes} if resumes else {})})
 
 
@@ -172,17 +173,6 @@ def resume_state(run_dir: Path, preset: str | None = None, option: str = "--run"
     return cfg, state
 
 
-def record_resume(
-    run_dir: Path, old: RunConfig, new: RunConfig, step: int
-) -> tuple[dict[str, list[Any]], list[dict[str, Any]]]:
-    """``(changes, resumes)``: what ``new`` changes in the run's config ``old`` (by dotted name,
-    ``{"train.epochs": [100, 200]}``) and config.json's record of every resume with this one
-    (at ``step``) appended, for :func:`write_run_config`."""
-    changes = config_changes(old, new)
-    previous = read_config_json(run_dir).get("resumes", [])
-    return changes, [*previous, {"step": step, "changes": changes}]
-
-
 @dataclass(frozen=True)
 class StartPoint:
     """Where ``advnets train`` (or the API) begins: the config that options are applied to and what
@@ -244,16 +234,6 @@ def start_point(preset: str | None = None, resume: Path | None = None, option: s
         )
     what = "does not exist" if not resume.exists() else "holds no run"
     return StartPoint(get_preset(preset or "mnist"), note=f"{option} {resume} {what} yet: starting a new run there")
-
-
-def architecture_changes(stored: RunConfig, new: RunConfig) -> list[str]:
-    """What ``new`` changes in G's or D's architecture (``"generator.hidden: [1200, 1200] stored, [800]
-    now"``); a resumed run must change none (its weights have the stored shapes)."""
-    changes = []
-    for part in ("generator", "discriminator"):
-        old, now = to_dict(getattr(stored, part)), to_dict(getattr(new, part))
-        changes += [f"{part}.{k}: {old[k]!r} stored, {now[k]!r} now" for k in old if old[k] != now.get(k)]
-    return changes
 
 
 def _check_preset(stored: RunConfig, preset: str | None, run_dir: Path) -> None:

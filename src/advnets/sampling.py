@@ -12,13 +12,13 @@ from typing import Any
 
 import torch
 
-from advnets.conditional import grid_labels, with_condition
+from advnets.conditioning import grid_labels, with_condition
 from advnets.config import GeneratorConfig
 from advnets.errors import AdvnetsError
 from advnets.nets import Generator, sample_noise
 
 
-def _conditioned(g: Generator, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+def g_input(g: Generator, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
     """G's input: z, and for a conditional G (§7.1) the one-hot labels (default: one class per grid row)."""
     if g.cfg.condition == "inpaint":
         raise AdvnetsError("this model completes images rather than drawing them: use `advnets inpaint --run DIR`")
@@ -30,10 +30,28 @@ def _conditioned(g: Generator, z: torch.Tensor, labels: torch.Tensor | None) -> 
         labels = grid_labels(len(z), g.cfg.cond_dim, grid_columns(len(z)))
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= g.cfg.cond_dim):
         raise AdvnetsError(f"--class must lie in 0..{g.cfg.cond_dim - 1} for this model")
-    return with_condition(z, labels, g.cfg.cond_dim)
+    return with_condition(z, labels.to(z.device), g.cfg.cond_dim)
 
 
 @torch.no_grad()
+def draw(
+    g: Generator, z: torch.Tensor, image_shape: tuple[int, ...], labels: torch.Tensor | None = None, batch: int = 1000
+) -> torch.Tensor:
+    """G's images (N x C x H x W, on G's device) for the noise rows ``z``: the one way every part of advnets draws
+    from G. G runs in eval mode for the call and in batches of ``batch`` rows; a conditional G draws ``labels``
+    (default: one class per row of a square grid). Raises AdvnetsError for an inpainting G (use
+    advnets.inpaint.completions) and for labels that do not fit G."""
+    device = next(g.parameters()).device
+    z = g_input(g, z, labels)
+    was_training = g.training
+    g.eval()
+    try:
+        out = [g(z[i : i + batch].to(device)) for i in range(0, len(z), batch)]
+    finally:
+        g.train(was_training)
+    return torch.cat(out).reshape(len(z), *image_shape)
+
+
 def generate(
     g: Generator,
     n: int,
@@ -42,13 +60,9 @@ def generate(
     batch: int = 1000,
     labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """n samples of G as N x C x H x W, from noise drawn with ``seed``. A
-    conditional G draws ``labels`` (default: one class per row of a square grid)."""
-    gen = torch.Generator().manual_seed(seed)
-    device = next(g.parameters()).device
-    z = _conditioned(g, sample_noise(g.cfg, n, generator=gen), labels)
-    out = [g(z[i : i + batch].to(device)).cpu() for i in range(0, n, batch)]
-    return torch.cat(out).reshape(n, *image_shape)
+    """n samples of G as N x C x H x W on the CPU, from noise drawn with ``seed`` (see :func:`draw`)."""
+    z = sample_noise(g.cfg, n, generator=torch.Generator().manual_seed(seed))
+    return draw(g, z, image_shape, labels=labels, batch=batch).cpu()
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -90,11 +104,10 @@ def interpolate(
     g: Generator, rows: int, steps: int, seed: int, image_shape: tuple[int, ...], spherical: bool = False
 ) -> torch.Tensor:
     z = interpolation_noise(g.cfg, rows, steps, seed, spherical=spherical)
-    if g.cfg.condition == "inpaint":
-        _conditioned(g, z, None)  # refuses, with a hint
+    labels = None
     if g.cfg.condition == "class":  # each path keeps one class: row r shows class r mod K
-        z = _conditioned(g, z, (torch.arange(rows) % g.cfg.cond_dim).repeat_interleave(steps))
-    return g(z.to(next(g.parameters()).device)).cpu().reshape(rows * steps, *image_shape)
+        labels = (torch.arange(rows) % g.cfg.cond_dim).repeat_interleave(steps)
+    return draw(g, z, image_shape, labels=labels, batch=len(z)).cpu()
 
 
 def nearest_figure(samples: torch.Tensor, train: torch.Tensor, columns: int) -> tuple[torch.Tensor, dict[str, Any]]:

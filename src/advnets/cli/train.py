@@ -103,6 +103,14 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         type=nonneg_float, metavar="SIGMA",
         help="add Gaussian noise of std SIGMA to every image D sees, decaying linearly to 0 over the run "
         "(default 0, the paper)")),
+    ("--eval-every", "train.eval_every", dict(
+        type=nonneg_int, metavar="EPOCHS",
+        help="every EPOCHS epochs (and at the end) log the Parzen log-likelihood of the validation images "
+        "under 1,000 samples of G, and keep the best checkpoint as checkpoints/best (default 0: off)")),
+    ("--eval-sigma", "train.eval_sigma", dict(
+        type=positive_float, metavar="SIGMA",
+        help="the Parzen window width of --eval-every (default: chosen on the validation images from "
+        "logspace(-1, 0, 10), as `advnets evaluate` does)")),
     ("--monitor-every", "train.monitor_every", dict(
         type=nonneg_int, metavar="STEPS",
         help="check G's samples for mode collapse every STEPS steps and log it (default 500; 0 = off)")),
@@ -187,7 +195,7 @@ def config_from_argv(argv: list[str]):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from advnets import distributed
-    from advnets.config import RunConfig, from_dict, to_dict, with_condition
+    from advnets.config import RunConfig, config_changes, from_dict, to_dict, with_condition
 
     torchrun = distributed.torchrun_env()  # None unless torchrun started this process
     if torchrun is not None:
@@ -209,33 +217,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         return distributed.launch(args)
 
     from advnets.data import load_dataset
-    from advnets.errors import AdvnetsError
-    from advnets.runs import architecture_changes, create_run, record_resume, write_run_config
-    from advnets.train import Trainer
+    from advnets.runs import create_run
+    from advnets.train import Trainer, resolve_device
 
     if dataset is None:
         dataset = load_dataset(cfg.data, data_dir=args.data_dir)
     if torchrun is None:
-        trainer = Trainer(cfg, dataset)
+        trainer = Trainer(cfg, dataset, classifier=_collapse_classifier(cfg, dataset, resolve_device(cfg.train.device)))
     else:
-        trainer = distributed.DistributedTrainer(cfg, dataset, distributed.join(torchrun, cfg.train.device))
+        group = distributed.join(torchrun, cfg.train.device)
+        classifier = _collapse_classifier(cfg, dataset, group.device) if group.rank == 0 else None
+        trainer = distributed.DistributedTrainer(cfg, dataset, group, classifier=classifier)
         if trainer.rank != 0:  # rank 0 checks and writes the run directory and reports; the others train
             return distributed.follow(trainer, state, args.out)
     if state is not None or start.stored is not None:
+        # Both refuse another architecture (or image shape); fit() records the resume in config.json.
         if state is not None:
-            trainer.load_state_dict(state)  # refuses another architecture or image shape
+            trainer.load_state_dict(state)
             said = f"resuming {args.out} at step {trainer.step} of {trainer.total_steps}"
-        elif diff := architecture_changes(start.stored, cfg):  # the same refusal before the first checkpoint
-            raise AdvnetsError(f"--out {args.out}: cannot resume with a different architecture: " + "; ".join(diff))
-        else:
+        else:  # killed before its first checkpoint: from step 0 with the stored config
+            trainer.continue_run(start.stored)
             said = start.note
         run_dir = args.out
-        # config.json keeps a record of every resume and what it changed.
         stored = from_dict(RunConfig, state["config"]) if state is not None else start.stored
-        changes, resumes = record_resume(run_dir, stored, cfg, trainer.step)
+        changes = config_changes(stored, cfg)
         shown = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
         print(said + (f" with changes: {shown}" if shown else ""), file=sys.stderr)
-        write_run_config(run_dir, cfg, dataset, resumes)
     else:
         if start.note:  # --resume on an empty or missing --out
             print(start.note, file=sys.stderr)
@@ -255,3 +262,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     final = run_dir / "samples" / f"step-{trainer.step:08d}.png"
     print(f"run directory: {run_dir}\nsamples: {final}\ncheckpoint: {run_dir / 'checkpoints'}")
     return 0
+
+
+def _collapse_classifier(cfg, dataset, device):
+    """The digit classifier the collapse monitor counts classes with (--monitor-classes), or None."""
+    if not (cfg.train.monitor_classes and cfg.train.monitor_every):
+        return None
+    from advnets.monitor import digit_classifier
+
+    return digit_classifier(dataset, device)

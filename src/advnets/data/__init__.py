@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,9 @@ class Dataset:
     valid_labels: torch.Tensor
     test_labels: torch.Tensor  # -1 where a dataset has no labels
     preprocess: str = "none"
+    # What load_dataset() loaded it from (None for a Dataset built by hand): a Trainer records it as its run's
+    # data config, so that `advnets evaluate` and `train --resume` load the same data.
+    origin: DataConfig | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -102,6 +105,10 @@ def load_dataset(
     - a directory of IDX files or of CIFAR-10 batches, or a TFD ``.mat`` file.
     """
     cfg = source if isinstance(source, DataConfig) else DataConfig(source=source, valid_size=valid_size)
+    return replace(_load(cfg, data_dir), origin=cfg)
+
+
+def _load(cfg: DataConfig, data_dir: str | Path | None) -> Dataset:
     src, pre = cfg.source, cfg.preprocess
     kwargs = {} if cfg.valid_size is None else {"valid_size": cfg.valid_size}
     if src == "embedded":

@@ -1,0 +1,36 @@
+"""Training adversarial nets: Algorithm 1 of Goodfellow et al. 2014 (PAPER.md §1) and its bookkeeping.
+
+One *step* is one iteration of Algorithm 1's outer loop: k discriminator updates, each on a fresh minibatch of m
+examples and m noise vectors, then one generator update on m fresh noise vectors ("alternating"). The reference
+code instead updates D and G in one step from the same batch of G samples ("simultaneous", k = 1); both are
+available by name.
+
+Data live on the device as one tensor and minibatches are index slices of a per-epoch permutation (no
+DataLoader). All randomness flows from the run's seed through named generators whose states are checkpointed, so
+a resumed run continues the same streams.
+
+The rooms:
+
+* :mod:`advnets.train.algorithm`: the D step, the G step and the reference code's simultaneous step, line by line
+  beside Algorithm 1; the lr and momentum schedules (PAPER.md §4).
+* :mod:`advnets.train.streams`: the named, seeded random streams (one list) and the position in the data.
+* :mod:`advnets.train.loop`: fit(): when to log, sample, check for collapse and checkpoint; signals; the
+  divergence guard.
+* :mod:`advnets.train.parallel`: how processes coordinate (one process here; advnets.distributed for N).
+* :mod:`advnets.train.trainer`: :class:`Trainer`, which composes them with the nets and advnets.conditioning.
+"""
+
+from advnets.train.algorithm import TrainingDiverged, lr_at, momentum_at
+from advnets.train.loop import TrainingCollapsed, TrainingInterrupted
+from advnets.train.trainer import GRID_SIZE, Trainer, resolve_device
+
+__all__ = [
+    "GRID_SIZE",
+    "Trainer",
+    "TrainingCollapsed",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "lr_at",
+    "momentum_at",
+    "resolve_device",
+]

@@ -1,0 +1,130 @@
+"""How the processes of a run coordinate: here, the single process; advnets.distributed.DataParallel for N.
+
+A Trainer is given one of these and asks it, rather than deciding itself, every question whose answer depends
+on there being other processes: which modules a backward pass reduces, whether every rank saw finite values,
+the logged means, whether a stop was asked for, who writes files, what a checkpoint holds of each rank. In one
+process every answer is the plain one below; nothing here talks to another process.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class StopOnSignal:
+    """While active, SIGINT/SIGTERM only ask the loop to stop after the current
+    step (it then checkpoints and exits); a second SIGINT aborts at once. Only
+    the main thread can own signal handlers, elsewhere this does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: abort now; checkpoints on disk stay whole
+        self.signum = signum
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def poll(self) -> bool:
+        """Whether a stop was asked for. The loop asks once per step (and after
+        each of the k D updates); advnets.distributed makes every rank agree here."""
+        return self.signum is not None
+
+
+@dataclass
+class Running:
+    """On-device sums between two log rows (no host sync per step)."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    steps: int = 0
+
+    def add(self, **values: torch.Tensor) -> None:
+        for k, v in values.items():
+            v = v.detach()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.steps += 1
+
+    def means(self) -> dict[str, float]:
+        if not self.sums:
+            return {}
+        keys = list(self.sums)
+        vals = torch.stack([self.sums[k].float() for k in keys]).cpu().tolist()
+        return {k: v / self.steps for k, v in zip(keys, vals, strict=True)}
+
+
+class SingleProcess:
+    """One process: it is rank 0 of 1, writes every file, and decides alone."""
+
+    rank = 0
+    world_size = 1
+
+    @property
+    def writes_files(self) -> bool:
+        """Whether this process writes the run directory (metrics, grids, checkpoints, config.json)."""
+        return self.rank == 0
+
+    def prepare(self, trainer: Any) -> None:
+        """Called once the trainer is built, before any checkpoint is loaded (per-rank streams)."""
+
+    def make_monitor(self, trainer: Any, build: Callable[[], Any]) -> Any:
+        """The collapse monitor of this process: ``build()`` (None when the run has none)."""
+        return build()
+
+    def wrap(self, trainer: Any) -> None:
+        """Set ``trainer.g_train`` / ``d_train``, the modules whose backward pass is reduced: here G and D."""
+        trainer.g_train, trainer.d_train = trainer.g, trainer.d
+
+    def all_finite(self, values: tuple[torch.Tensor, ...]) -> bool:
+        """Whether every value is finite (on every rank): one host sync per value."""
+        return all(bool(torch.isfinite(v).all()) for v in values)
+
+    def earliest_bad_step(self, first_bad: torch.Tensor) -> torch.Tensor:
+        """The divergence guard's first non-finite steps (-1: none), the earliest of every rank."""
+        return first_bad
+
+    def stop_on_signal(self) -> StopOnSignal:
+        return StopOnSignal()
+
+    def running(self, device: torch.device) -> Running:
+        return Running()
+
+    def collapse_verdict(self, check: Callable[[], None]) -> None:
+        """Run the collapse monitor's ``check`` (which raises TrainingCollapsed to stop) where it runs."""
+        check()
+
+    def announce(self, cfg: Any) -> None:
+        """A line for the user at the start of fit(), if this coordination has something to say."""
+
+    def resume_hint(self, run_dir: Path) -> str:
+        return ""
+
+    def save(self, trainer: Any, run_dir: Path) -> Path:
+        """Write the trainer's checkpoint into ``run_dir``; returns its path."""
+        from advnets.checkpoint import save_checkpoint
+
+        return save_checkpoint(run_dir, trainer.state_dict())
+
+    def annotate_state(self, trainer: Any, state: dict[str, Any]) -> None:
+        """Add what a checkpoint holds of the other ranks (nothing here)."""
+
+    def load_rank_state(self, trainer: Any, state: dict[str, Any]) -> None:
+        """Restore this rank's own part of a checkpoint (here all of it came with the common part)."""

@@ -1,0 +1,421 @@
+"""The Trainer: one run's G and D, their optimisers, random streams and conditioning, stepped by Algorithm 1.
+
+It composes the parts and holds none of their logic: the updates are advnets.train.algorithm's, the streams and
+the data order advnets.train.streams', what G is given and D sees advnets.conditioning's, the bookkeeping of
+fit() advnets.train.loop's, and how processes coordinate the ``parallel`` object's (advnets.train.parallel for
+one process, advnets.distributed.DataParallel for N).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advnets.conditioning import conditioning_for
+from advnets.config import RunConfig, config_changes, from_dict, override, to_dict
+from advnets.data import Dataset
+from advnets.errors import AdvnetsError, CheckpointError
+from advnets.losses import GENERATOR_LOSSES
+from advnets.monitor import MONITOR_BATCH, CollapseMonitor
+from advnets.nets import build_nets, sample_noise
+from advnets.train import algorithm, loop
+from advnets.train.parallel import SingleProcess
+from advnets.train.streams import DataOrder, Streams, one_off
+from advnets.train.validation import ValidationMonitor
+
+GRID_SIZE = 100  # fixed-noise samples drawn into every progress grid (10 x 10)
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for ``train.device`` ("auto": CUDA, then MPS, then the CPU); AdvnetsError if absent."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise AdvnetsError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise AdvnetsError("--device mps: MPS is not available here; use --device cpu or auto")
+    if name not in ("cpu", "cuda", "mps"):
+        raise AdvnetsError(f"--device {name}: expected auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+class Trainer:
+    """Holds G, D, their optimisers and the data/noise streams of one run.
+
+    ``Trainer(cfg, dataset).fit(run_dir)`` trains by Algorithm 1 with ``cfg``'s hyperparameters and writes a run
+    directory that every ``advnets`` command reads (config.json, metrics.jsonl, sample grids, checkpoints).
+    ``device`` overrides ``cfg.train.device``; ``parallel`` is the coordination with other processes (default:
+    none, advnets.train.parallel.SingleProcess); ``classifier`` is the digit classifier the collapse monitor
+    counts classes with when ``train.monitor_classes`` is on (advnets.monitor.digit_classifier). A dataset from
+    advnets.data.load_dataset replaces ``cfg.data`` with what it was loaded from, so that the run records the
+    data it was trained on. Raises AdvnetsError when the data do not fit the config (too few images, missing
+    labels, a wrong cond_dim)."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        dataset: Dataset,
+        device: str | torch.device | None = None,
+        *,
+        parallel: Any = None,
+        classifier: Any = None,
+    ) -> None:
+        if dataset.origin is not None and dataset.origin != cfg.data:
+            cfg = override(cfg, data=dataset.origin)  # the run records the data it was given
+        self.cfg, self.dataset = cfg, dataset
+        self.parallel = parallel if parallel is not None else SingleProcess()
+        self.device = torch.device(device) if device is not None else resolve_device(cfg.train.device)
+        t, world = cfg.train, self.parallel.world_size
+        if len(dataset.train) < world * t.batch_size:
+            what = (
+                f"--batch-size {t.batch_size} is larger than"
+                if world == 1
+                else (f"{world} processes x --batch-size {t.batch_size} is more than")
+            )
+            raise AdvnetsError(f"{what} the training split ({len(dataset.train)} images)")
+        # Initial weights come from the seed without disturbing the caller's
+        # global RNG; after that every random draw has its own generator.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(t.seed)
+            self.g, self.d = build_nets(cfg.generator, cfg.discriminator, dataset.image_shape)
+        self.data = dataset.train.reshape(len(dataset.train), -1).to(self.device)
+        if cfg.generator.output_bias_from_data and cfg.generator.output_activation == "sigmoid":
+            self.g.init_output_bias_from_data(dataset.train)
+        self.g.to(self.device).train()
+        self.d.to(self.device).train()
+        self.opt_g = algorithm.make_optimizer(cfg.optim, self.g.parameters(), self.device)
+        self.opt_d = algorithm.make_optimizer(cfg.optim, self.d.parameters(), self.device)
+        self.g_loss_fn = GENERATOR_LOSSES[t.g_loss]
+        self.d_params = list(self.d.parameters())
+        self.g_params = list(self.g.parameters())
+        # The modules whose backward pass is reduced across processes (the nets themselves in one process).
+        self.g_train: torch.nn.Module = self.g
+        self.d_train: torch.nn.Module = self.d
+
+        self.streams = Streams(t.seed, self.device)
+        self.d.dropout_generator = self.streams.dropout
+        self.order = DataOrder(len(self.data), t.batch_size, self.streams.data, self.parallel.rank, world)
+        self.conditioning = conditioning_for(cfg, dataset, self.data, self.streams)
+        self.conditioning.refill = self.next_real_batch  # (inpainting: G's batch after a resume)
+        fixed = one_off(t.seed, "fixed")
+        z = sample_noise(cfg.generator, GRID_SIZE, generator=fixed).to(self.device)
+        self.fixed_noise = self.conditioning.grid_input(z, self.data, dataset.image_shape, fixed)
+
+        self.k = t.k if t.update == "alternating" else 1  # D updates per iteration
+        self.total_steps = t.epochs * self.order.batches_per_epoch // self.k
+        self.step = 0  # completed Algorithm-1 iterations
+        self.d_updates = 0  # counters that tests of Algorithm 1 read
+        self.g_updates = 0
+        self.skip = algorithm.SkipNonfinite(t.skip_nonfinite)
+        # D updates already done in the current iteration: a stop can fall
+        # inside Algorithm 1's k-step inner loop and resume exactly there.
+        self.d_steps_done = 0
+        self._resumed: dict[str, Any] | None = None  # a resume that fit() is yet to record in config.json
+        self._continues_run = False  # whether config.json's earlier resumes belong to this trainer's run
+        self.parallel.prepare(self)
+        self.monitor = self.parallel.make_monitor(self, lambda: self._build_monitor(classifier))
+        self.validation = None
+        if t.eval_every:
+            self.validation = ValidationMonitor(dataset.valid, t.eval_every, t.eval_sigma, t.seed)
+
+    # ----- where the run stands -------------------------------------------------------------
+    @property
+    def rank(self) -> int:
+        """This process's place in a data-parallel run (0 alone): a step takes world_size * m examples, and only
+        rank 0 writes files."""
+        return self.parallel.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.parallel.world_size
+
+    @property
+    def epoch(self) -> int:
+        """Completed passes over the training split."""
+        return self.order.epoch
+
+    @property
+    def batch_in_epoch(self) -> int:
+        return self.order.batch_in_epoch
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.order.batches_per_epoch
+
+    @property
+    def perm(self) -> torch.Tensor:
+        """This process's rows of the current epoch's permutation."""
+        return self.order.perm
+
+    @property
+    def context(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Inpainting: the last real batch and its masks, which G's next rows complete (None otherwise)."""
+        return getattr(self.conditioning, "context", None)
+
+    @property
+    def skipped_updates(self) -> int:
+        return self.skip.skipped
+
+    # ----- what Algorithm 1 uses (advnets.train.algorithm calls these) -----------------------
+    @property
+    def m(self) -> int:
+        """The minibatch size m (per process)."""
+        return self.cfg.train.batch_size
+
+    @property
+    def real_label(self) -> float:
+        return self.cfg.train.real_label
+
+    @property
+    def g_max_col_norm(self) -> float | None:
+        return self.cfg.generator.max_col_norm
+
+    @property
+    def d_max_col_norm(self) -> float | None:
+        return self.cfg.discriminator.max_col_norm
+
+    def next_real_batch(self) -> torch.Tensor:
+        """D's rows for the next minibatch of m examples; a new epoch starts a new permutation."""
+        idx = self.order.next_indices().to(self.device)
+        return self.conditioning.real_rows(self.data.index_select(0, idx), idx)
+
+    def noise(self, n: int) -> torch.Tensor:
+        """G's input: n noise vectors, with what a conditional G is given appended (advnets.conditioning)."""
+        return self.conditioning.g_input(sample_noise(self.cfg.generator, n, generator=self.streams.noise))
+
+    def d_rows(self, fake: torch.Tensor, g_input: torch.Tensor) -> torch.Tensor:
+        """D's rows for G's output ``fake`` from ``g_input``."""
+        return self.conditioning.d_rows(fake, g_input)
+
+    def seen_by_d(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows as D sees them: with train.instance_noise = s > 0, Gaussian noise of
+        standard deviation s * (1 - step / total_steps) is added to the image columns
+        (not to a label or mask appended after them); unchanged otherwise."""
+        sigma = self.cfg.train.instance_noise * max(0.0, 1.0 - self.step / self.total_steps)
+        if sigma == 0.0:
+            return rows
+        n = self.data.shape[1]
+        gen = self.streams.instance_noise
+        noise = torch.randn(len(rows), n, generator=gen, device=rows.device, dtype=rows.dtype)
+        return torch.cat([rows[:, :n] + sigma * noise, rows[:, n:]], dim=1)
+
+    _d_rows = d_rows
+    _seen_by_d = seen_by_d
+
+    def autocast(self):
+        """Forward passes in bfloat16 with train.precision = "bf16" (weights,
+        gradients, losses and optimiser state stay float32); a no-op otherwise."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.precision == "bf16")
+
+    def may_step(self, *values: torch.Tensor) -> bool:
+        """Whether to apply an update (train.skip_nonfinite; always with the default 0, without a host sync)."""
+        if self.cfg.train.skip_nonfinite == 0:
+            return True
+        return self.skip(self.parallel.all_finite(values), self.step + 1)
+
+    # ----- Algorithm 1 -----------------------------------------------------------------------
+    def _d_step(self) -> dict[str, torch.Tensor]:
+        return algorithm.d_step(self)
+
+    def _g_step(self) -> dict[str, torch.Tensor]:
+        return algorithm.g_step(self)
+
+    def _simultaneous_step(self) -> dict[str, torch.Tensor]:
+        return algorithm.simultaneous_step(self)
+
+    def train_step(self, stop=None) -> dict[str, torch.Tensor] | None:
+        """One Algorithm-1 iteration; returns on-device scalars for logging.
+
+        With ``stop``, asked after each of the k D updates: when it turns true
+        inside the inner loop the iteration is left half done (None is
+        returned, ``d_steps_done`` says how far it got) and the next call,
+        also after a checkpoint and resume, continues it where it stopped."""
+        self.parallel.wrap(self)
+        if self.d_steps_done == 0:  # a resumed half iteration keeps the schedules it started with
+            algorithm.set_schedules(self)
+        if self.cfg.train.update == "simultaneous":
+            out = self._simultaneous_step()
+        else:
+            while self.d_steps_done < self.k:
+                out = self._d_step()
+                self.d_steps_done += 1
+                if self.d_steps_done < self.k and stop is not None and stop():
+                    return None
+            out.update(self._g_step())
+        self.d_steps_done = 0
+        self.step += 1
+        return algorithm.logged(out)
+
+    # ----- drawing from G --------------------------------------------------------------------
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """n samples of G as N x C x H x W images on the training device (advnets.sampling.draw); a conditional G
+        takes ``labels`` (default: drawn uniformly from ``generator`` after the noise)."""
+        from advnets.sampling import draw
+
+        z = sample_noise(self.cfg.generator, n, generator=generator, device=self.device)
+        if labels is None and self.conditioning.kind == "class":
+            labels = torch.randint(self.cfg.generator.cond_dim, (n,), generator=generator, device=z.device)
+        return draw(self.g, z, self.dataset.image_shape, labels=labels, batch=max(n, 1))
+
+    @torch.no_grad()
+    def fixed_samples(self) -> torch.Tensor:
+        """The progress grid: G's images for the run's fixed noise (G in its current mode)."""
+        out = self.conditioning.grid_images(self.g(self.fixed_noise), self.fixed_noise)
+        return out.reshape(GRID_SIZE, *self.dataset.image_shape)
+
+    # ----- the collapse monitor --------------------------------------------------------------
+    def _build_monitor(self, classifier: Any) -> CollapseMonitor | None:
+        t = self.cfg.train
+        if t.monitor_every == 0:
+            return None
+        if t.monitor_classes and classifier is None:
+            raise AdvnetsError(
+                "train.monitor_classes: pass the digit classifier to Trainer(..., classifier=...) "
+                "(advnets.monitor.digit_classifier; `advnets train --monitor-classes` does)"
+            )
+        # Its own generator: the checks never disturb the training streams.
+        gen = one_off(t.seed, "monitor")
+        noise = self.conditioning.monitor_input(sample_noise(self.cfg.generator, MONITOR_BATCH, generator=gen), gen)
+        if noise is None:
+            return None
+        real = self.data[torch.randperm(len(self.data), generator=gen)[:MONITOR_BATCH].to(self.device)]
+        return CollapseMonitor(real, noise.to(self.device), classifier, warmup_steps=self.total_steps // 4)
+
+    # ----- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs, in plain containers (advnets.checkpoint loads it with weights_only=True)."""
+        state = {
+            "generator": self.g.state_dict(),
+            "discriminator": self.d.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "config": to_dict(self.cfg),
+            "image_shape": list(self.dataset.image_shape),
+            "dataset": self.dataset.name,
+            "step": self.step,
+            **self.order.state_dict(),  # epoch, batch_in_epoch, perm
+            "d_updates": self.d_updates,
+            "g_updates": self.g_updates,
+            "skipped_updates": self.skipped_updates,
+            "d_steps_done": self.d_steps_done,
+            "inpaint_context": self.conditioning.state_dict(),
+            "rng": self.streams.state_dict(),
+            "monitor": self.monitor.state_dict() if self.monitor is not None else None,
+            "validation": self.validation.state_dict() if self.validation is not None else None,
+        }
+        self.parallel.annotate_state(self, state)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (a checkpoint's); CheckpointError for another architecture or image shape."""
+        stored = from_dict(RunConfig, state["config"])
+        self._check_architecture(stored, "in the checkpoint")
+        stored_shape = tuple(int(n) for n in state["image_shape"])
+        if stored_shape != self.dataset.image_shape:
+            raise CheckpointError(
+                f"cannot resume: the checkpoint was trained on {stored_shape} images, this dataset has "
+                f"{self.dataset.image_shape}"
+            )
+        self.g.load_state_dict(state["generator"])
+        self.d.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step, self.d_updates, self.g_updates = (int(state[k]) for k in ("step", "d_updates", "g_updates"))
+        self.skip.skipped = int(state.get("skipped_updates", 0))
+        self.d_steps_done = int(state.get("d_steps_done", 0))
+        if self.monitor is not None and state.get("monitor") is not None:
+            self.monitor.load_state_dict(state["monitor"])
+        if self.validation is not None:
+            self.validation.load_state_dict(state.get("validation"))
+        self.order.load_state_dict(state)
+        self.streams.load_state_dict(state["rng"])
+        self.conditioning.load_state_dict(state.get("inpaint_context"))
+        self.parallel.load_rank_state(self, state)
+        self.total_steps = self._total_steps_from_position()
+        self._resumed = {"step": self.step, "changes": config_changes(stored, self.cfg)}
+        self._continues_run = True
+
+    def continue_run(self, stored: RunConfig) -> None:
+        """Continue, from step 0, a run that stopped before its first checkpoint (its config.json holds
+        ``stored``): fit() records the resume and what ``self.cfg`` changes; CheckpointError for another
+        architecture, as load_state_dict."""
+        self._check_architecture(stored, "stored")
+        self._resumed = {"step": self.step, "changes": config_changes(stored, self.cfg)}
+        self._continues_run = True
+
+    def _check_architecture(self, stored: RunConfig, where: str) -> None:
+        for part in ("generator", "discriminator"):
+            old, new = to_dict(getattr(stored, part)), to_dict(getattr(self.cfg, part))
+            diff = [f"{part}.{k}: {old[k]!r} {where}, {new[k]!r} now" for k in old if old[k] != new[k]]
+            if diff:
+                raise CheckpointError("cannot resume with a different architecture: " + "; ".join(diff))
+
+    def _total_steps_from_position(self) -> int:
+        """The step at which train.epochs epochs are done, counted from where the run stands: for
+        a run resumed as it was saved this equals epochs * batches_per_epoch // k (each step takes
+        k batches); after a resume with another number of processes (advnets.distributed), whose
+        steps take another number of examples, the run still ends after train.epochs epochs."""
+        t = self.cfg.train
+        batches_left = (t.epochs - self.epoch) * self.batches_per_epoch - self.batch_in_epoch + self.d_steps_done
+        return self.step + max(batches_left, 0) // self.k
+
+    def save(self, run_dir: Path) -> Path:
+        """Write a checkpoint into ``run_dir``/checkpoints and point ``latest`` at it; returns its path."""
+        return self.parallel.save(self, Path(run_dir))
+
+    # ----- a run ---------------------------------------------------------------------------
+    def write_run_config(self, run_dir: Path) -> None:
+        """``run_dir``/config.json: the resolved config, the data's name, image shape and split sizes, and every
+        resume with what it changed (what `advnets train` writes; report, evaluate, sample and resume read it)."""
+        from advnets.runs import read_config_json, write_run_config
+
+        resumes = read_config_json(run_dir).get("resumes", []) if self._continues_run else []
+        if self._resumed is not None:
+            resumes = [*resumes, self._resumed]
+        write_run_config(run_dir, self.cfg, self.dataset, resumes)
+        self._resumed, self._continues_run = None, True
+
+    def fit(self, run_dir: Path | None = None, progress: bool = True, tensorboard: bool = True) -> dict[str, float]:
+        """Train until ``total_steps``, writing a run directory ``run_dir`` (if given): config.json, the log
+        (metrics.jsonl and, with ``tensorboard``, TensorBoard events), sample grids and checkpoints. Returns the
+        last logged row.
+
+        SIGINT/SIGTERM finish the current D or G update, write a checkpoint and
+        raise TrainingInterrupted; a non-finite loss or gradient raises
+        TrainingDiverged naming the first bad step and network, before any bad
+        weights are saved; a sustained collapse warns or, with on_collapse =
+        "stop", raises TrainingCollapsed."""
+        from advnets.runs import MetricsLog, describe_rewind
+
+        self.parallel.announce(self.cfg)
+        log = None
+        if run_dir is not None:
+            run_dir = Path(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if self.parallel.writes_files:
+                self.write_run_config(run_dir)
+                # One row per step: the log continues at this step, without the rows a killed attempt
+                # logged after it (they are trained and logged again).
+                log = MetricsLog(run_dir, tensorboard=tensorboard, start_step=self.step)
+                if log.dropped:
+                    print(describe_rewind(log.dropped, self.step), file=sys.stderr)
+        try:
+            return loop.fit(self, run_dir, progress and self.parallel.writes_files, log)
+        finally:
+            if log is not None:
+                log.close()
+
+
+# The loop's outcomes, importable from here as before.
+TrainingCollapsed = loop.TrainingCollapsed
+TrainingInterrupted = loop.TrainingInterrupted
+TrainingDiverged = algorithm.TrainingDiverged

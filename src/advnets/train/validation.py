@@ -1,0 +1,82 @@
+"""Validation log-likelihood while training, as the reference code watched it (issue 15).
+
+The reference's MNIST model logged a Parzen-window estimate on validation images every epoch (``monitor_ll``:
+100 samples, σ = 0.2; PAPER.md §4). With ``train.eval_every`` = E > 0 a run does the same every E epochs and at
+its end: :data:`EVAL_SAMPLES` samples of G from one fixed noise batch (the ``validation`` stream of
+advnets.train.streams, the same z at every check, so that checks differ only by G), scored on the whole validation
+split by advnets.evaluate.parzen, with σ chosen on that split from the protocol's grid (``logspace(-1, 0, 10)``)
+or fixed by ``train.eval_sigma``. The result is logged (``valid_parzen_ll``, ``valid_parzen_sigma``), and when it
+is the best so far the step's checkpoint is written and ``checkpoints/best`` names it (swapped atomically after the
+checkpoint is complete, as ``latest``). The choice uses validation images only, never test ones; the best so far
+is part of every checkpoint, so a resumed run keeps it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advnets.checkpoint import CHECKPOINT_DIR
+from advnets.evaluate.parzen import DEFAULT_SIGMAS, parzen_log_likelihood, select_sigma
+from advnets.io import atomic_write_bytes
+from advnets.train.streams import one_off
+
+EVAL_SAMPLES = 1000  # samples of G per check: ten times the reference's 100, a few seconds on full MNIST
+BEST = "best"  # checkpoints/best: the name of the checkpoint with the highest validation log-likelihood
+
+
+class ValidationMonitor:
+    """The validation checks of one run: when they are due, what they measure, and the best one so far."""
+
+    def __init__(self, valid: torch.Tensor, every: int, sigma: float | None, seed: int) -> None:
+        if len(valid) == 0:
+            from advnets.errors import AdvnetsError
+
+            raise AdvnetsError("--eval-every needs validation images, and this dataset's validation split is empty")
+        self.valid = valid.reshape(len(valid), -1).double().cpu()
+        self.every, self.sigma, self.seed = every, sigma, seed
+        self.best: dict[str, Any] | None = None  # {"step", "epoch", "ll", "sigma"} of the best check so far
+
+    def due(self, epoch_before: int, epoch_after: int, done: bool) -> bool:
+        """Whether a check falls after a step that went from ``epoch_before`` to ``epoch_after`` completed
+        epochs (every ``every`` epochs, and at the end of the run)."""
+        return done or epoch_after // self.every > epoch_before // self.every
+
+    def measure(self, trainer: Any) -> dict[str, float]:
+        """The validation log-likelihood (nats, mean over the split) of G's samples now, and its σ."""
+        gen = one_off(self.seed, "validation")
+        samples = trainer.sample(EVAL_SAMPLES, generator=gen).reshape(EVAL_SAMPLES, -1).double().cpu()
+        if self.sigma is None:
+            chosen = select_sigma(self.valid, samples, DEFAULT_SIGMAS, device="cpu")
+            return {"valid_parzen_ll": chosen["valid_means"][chosen["index"]], "valid_parzen_sigma": chosen["sigma"]}
+        ll = parzen_log_likelihood(self.valid, samples, self.sigma, device="cpu")
+        return {"valid_parzen_ll": float(ll.mean()), "valid_parzen_sigma": self.sigma}
+
+    def check(self, trainer: Any, run_dir: Path | None, log) -> dict[str, float]:
+        """Measure, log, and keep the checkpoint of a new best (written by every rank's ``trainer.save``, which
+        coordinates them: the check is deterministic, so every rank decides alike). Returns the logged row."""
+        row = {"step": trainer.step, "epoch": trainer.epoch, **self.measure(trainer)}
+        improved = self.best is None or row["valid_parzen_ll"] > self.best["ll"]
+        if improved:
+            self.best = {
+                "step": trainer.step,
+                "epoch": trainer.epoch,
+                "ll": row["valid_parzen_ll"],
+                "sigma": row["valid_parzen_sigma"],
+            }
+        row["valid_parzen_best"] = self.best["ll"]
+        if log is not None:
+            log.log(row)
+        if improved and run_dir is not None:
+            path = trainer.save(run_dir)
+            if trainer.parallel.writes_files:
+                atomic_write_bytes(Path(run_dir) / CHECKPOINT_DIR / BEST, (path.name + "\n").encode())
+        return row
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return None if self.best is None else dict(self.best)
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        self.best = None if state is None else dict(state)
