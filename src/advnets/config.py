@@ -137,6 +137,9 @@ class TrainConfig:
     log_every: int = 50  # steps between metrics.jsonl rows
     sample_every: int = 1000  # steps between sample grids (fixed noise)
     checkpoint_every: int = 2000  # steps between checkpoints (one is always written at the end)
+    # Also a checkpoint once this many minutes of wall clock have passed since the last one (0 = off),
+    # so that a slow run loses at most this much to a SIGKILL (SIGTERM always checkpoints at once).
+    checkpoint_minutes: float = 10.0
     device: str = "auto"
     # "fp32", or "bf16": forward passes under bfloat16 autocast (meant for
     # CUDA; evaluation stays float64).
@@ -284,6 +287,7 @@ def _validate_train(t: TrainConfig) -> None:
     _need(t.on_collapse in ON_COLLAPSE, "train.on_collapse", f"one of {ON_COLLAPSE}", t.on_collapse)
     _need(t.eval_every >= 0, "train.eval_every", ">= 0 epochs (0 = no validation checks)", t.eval_every)
     _need(t.eval_sigma is None or t.eval_sigma > 0, "train.eval_sigma", "> 0, or null to choose it", t.eval_sigma)
+    _need(t.checkpoint_minutes >= 0, "train.checkpoint_minutes", ">= 0 (0 = by steps only)", t.checkpoint_minutes)
     for name in ("log_every", "sample_every", "checkpoint_every"):
         _need(getattr(t, name) >= 1, f"train.{name}", "a positive integer", getattr(t, name))
 

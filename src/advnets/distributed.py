@@ -58,12 +58,12 @@ import torch.distributed as dist
 from torch.distributed.constants import default_pg_timeout
 from torch.nn.parallel import DistributedDataParallel
 
-from advnets.checkpoint import latest_checkpoint
 from advnets.config import RunConfig
 from advnets.data import Dataset
 from advnets.errors import AdvnetsError, CheckpointError
+from advnets.runs import holds_run
 from advnets.train import Trainer, TrainingCollapsed, TrainingDiverged, TrainingInterrupted, resolve_device
-from advnets.train.parallel import SingleProcess, StopOnSignal
+from advnets.train.parallel import Running, SingleProcess, StopOnSignal
 from advnets.train.streams import PER_RANK, stream_seed  # noqa: F401 (stream_seed: imported from here by tests)
 
 LOOPBACK = "127.0.0.1"
@@ -105,7 +105,7 @@ def check_train_args(args: argparse.Namespace, env: TorchrunEnv) -> None:
         raise AdvnetsError(
             "a data-parallel run needs --out DIR: every process, and torchrun's restarts, must find the same run"
         )
-    if env.restart_count > 0 and latest_checkpoint(args.out) is not None:
+    if env.restart_count > 0:  # from its last checkpoint or, killed before the first, from step 0 (runs.start_point)
         args.resume = True
 
 
@@ -196,14 +196,13 @@ class _GroupStop(StopOnSignal):
         return self.signum is not None
 
 
-class _GroupRunning:
+class _GroupRunning(Running):
     """The on-device sums between two log rows (advnets.train.parallel.Running), averaged over all ranks
-    when read: one all-reduce per log row."""
+    when read: one all-reduce per log row. Each rank checkpoints its own sums (DataParallel._rank_state)."""
 
     def __init__(self, device: torch.device) -> None:
+        super().__init__()
         self.device = device
-        self.sums: dict[str, torch.Tensor] = {}
-        self.steps = 0
 
     def add(self, **values: torch.Tensor) -> None:
         for k, v in values.items():
@@ -267,6 +266,12 @@ class DataParallel(SingleProcess):
         dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         return bool(int(finite))
 
+    def any_rank(self, flag: bool) -> bool:
+        # Each rank's own clock says when --checkpoint-minutes is up; they save together.
+        flags = torch.tensor([int(flag)], dtype=torch.int32)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=self.group.control)
+        return bool(int(flags))
+
     def earliest_bad_step(self, first_bad: torch.Tensor) -> torch.Tensor:
         # The earliest bad step of any rank, so that all ranks raise (or go on) together.
         none = torch.iinfo(torch.long).max
@@ -306,9 +311,13 @@ class DataParallel(SingleProcess):
 
     # ----- checkpoints --------------------------------------------------------------------------------
     def _rank_state(self, trainer: Trainer) -> dict[str, Any]:
-        """What only this rank has: its streams' states, and when inpainting the real batch (with
-        its masks) that its next G step completes."""
-        return {**trainer.streams.state_dict(PER_RANK), "inpaint_context": trainer.conditioning.state_dict()}
+        """What only this rank has: its streams' states, its sums of the logged values since the last row,
+        and when inpainting the real batch (with its masks) that its next G step completes."""
+        return {
+            **trainer.streams.state_dict(PER_RANK),
+            "inpaint_context": trainer.conditioning.state_dict(),
+            "running": trainer.running.state_dict(),
+        }
 
     def annotate_state(self, trainer: Trainer, state: dict[str, Any]) -> None:
         """Rank 0's state is in the single-process format (the global permutation and the position in it in m-row
@@ -323,8 +332,10 @@ class DataParallel(SingleProcess):
             mine = ranks[self.rank]
             trainer.streams.load_state_dict({k: v for k, v in mine.items() if k in PER_RANK})
             trainer.conditioning.load_state_dict(mine.get("inpaint_context"))
+            trainer.running.load_state_dict(mine.get("running"), trainer.device)
         elif self.rank > 0:  # saved by another number of processes: fresh streams from here on
             trainer.streams.reseed_for_rank(self.rank, step=trainer.step)
+            trainer.running.load_state_dict(None, trainer.device)  # rank 0's sums stand for the rows so far
 
     def save(self, trainer: Trainer, run_dir: Path) -> Path:
         """Rank 0 writes the checkpoint after a barrier; every rank returns once it is complete
@@ -450,7 +461,7 @@ def launch(args: argparse.Namespace) -> int:
         raise AdvnetsError("--nproc starts torchrun itself; leave it out when you run torchrun")
     if args.out is None:
         raise AdvnetsError("--nproc needs --out DIR: every process, and torchrun's restarts, must find the same run")
-    if not args.resume and (Path(args.out) / "checkpoints").exists():
+    if not args.resume and holds_run(args.out):
         raise AdvnetsError(f"--out {args.out} already holds a run; add --resume to continue it")
     argv = _without_launcher_options(list(getattr(args, "argv", sys.argv[1:])))
     return run_torchrun(args.nproc, args.max_restarts, ["-m", "advnets", *argv])

@@ -124,7 +124,13 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         "healthy checkpoint (exit code 3)")),
     ("--log-every", "train.log_every", dict(type=positive_int, metavar="STEPS")),
     ("--sample-every", "train.sample_every", dict(type=positive_int, metavar="STEPS")),
-    ("--checkpoint-every", "train.checkpoint_every", dict(type=positive_int, metavar="STEPS")),
+    ("--checkpoint-every", "train.checkpoint_every", dict(
+        type=positive_int, metavar="STEPS", help="steps between checkpoints (default 2000; one is always written at "
+        "the end and on SIGINT/SIGTERM)")),
+    ("--checkpoint-minutes", "train.checkpoint_minutes", dict(
+        type=nonneg_float, metavar="M",
+        help="also checkpoint once M minutes have passed since the last checkpoint, so a SIGKILL loses at most M "
+        "minutes (default 10; 0 = by --checkpoint-every only)")),
     ("--out", None, dict(type=Path, metavar="DIR", help="run directory (default: runs/NNNNN-PRESET-DATA)")),
     ("--resume", None, dict(
         action="store_true",

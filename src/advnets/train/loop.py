@@ -99,19 +99,19 @@ def write_grid(trainer: Any, run_dir: Path, log) -> None:
 
 
 class _Rows:
-    """The running means between two log rows and the throughput since the last one."""
+    """The means of the trainer's running sums (``trainer.running``, checkpointed) at each log row, and the
+    throughput since the last row of this process (a timing field: it differs after a resume)."""
 
     def __init__(self, trainer: Any) -> None:
         self.trainer = trainer
-        self.running = trainer.parallel.running(trainer.device)
         self.tick, self.tick_step = time.perf_counter(), trainer.step
 
     def row(self) -> tuple[dict[str, float], dict[str, float]]:
         """(the log row, the means in it) since the last call."""
         tr, t = self.trainer, self.trainer.cfg.train
         now = time.perf_counter()
-        means = self.running.means()
-        self.running = tr.parallel.running(tr.device)
+        means = tr.running.means()
+        tr.running = tr.parallel.running(tr.device)
         seen = (tr.step - self.tick_step) * t.batch_size * tr.parallel.world_size
         seen *= t.k if t.update == "alternating" else 1
         row = {
@@ -154,6 +154,7 @@ def fit(trainer: Any, run_dir: Path | None, progress: bool, log) -> dict[str, fl
     last: dict[str, float] = {}
     bar = tqdm(total=tr.total_steps, initial=tr.step, disable=not progress, unit="step", dynamic_ncols=True)
     path = None
+    every_s, saved_at = t.checkpoint_minutes * 60, time.monotonic()
     try:
         with parallel.stop_on_signal() as stop:
             while tr.step < tr.total_steps:
@@ -161,11 +162,13 @@ def fit(trainer: Any, run_dir: Path | None, progress: bool, log) -> dict[str, fl
                 out = tr.train_step(stop=stop.poll)
                 stop.poll()  # a stop asked for during the step counts from here (on every rank)
                 if out is not None:
-                    first_bad = _account(tr, out, rows.running, first_bad)
+                    first_bad = _account(tr, out, tr.running, first_bad)
                     bar.update(1)
                 done = tr.step >= tr.total_steps
                 stopping = stop.signum is not None
-                if out is not None and (tr.step % t.log_every == 0 or done or stopping):
+                # No extra row at a stop: the row at the next log step, after a resume, holds the sums
+                # since the last row (checkpointed), so the log is an uninterrupted run's (issue 18).
+                if out is not None and (tr.step % t.log_every == 0 or done):
                     check_finite(tr, first_bad)
                     last, means = rows.row()
                     if means:  # empty only when every step since the last row was skipped
@@ -181,9 +184,13 @@ def fit(trainer: Any, run_dir: Path | None, progress: bool, log) -> dict[str, fl
                 if run_dir is not None:
                     if out is not None and parallel.writes_files and (tr.step % t.sample_every == 0 or done):
                         write_grid(tr, run_dir, log)
-                    if (out is not None and (tr.step % t.checkpoint_every == 0 or done)) or stopping:
+                    due = out is not None and (tr.step % t.checkpoint_every == 0 or done)
+                    if out is not None and every_s and not due:  # --checkpoint-minutes
+                        due = parallel.any_rank(time.monotonic() - saved_at >= every_s)
+                    if due or stopping:
                         check_finite(tr, first_bad)
                         path = tr.save(run_dir)
+                        saved_at = time.monotonic()
                 if stopping:
                     raise _interrupted(tr, stop.signum, run_dir, path)
     finally:

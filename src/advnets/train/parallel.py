@@ -70,6 +70,17 @@ class Running:
         vals = torch.stack([self.sums[k].float() for k in keys]).cpu().tolist()
         return {k: v / self.steps for k, v in zip(keys, vals, strict=True)}
 
+    def state_dict(self) -> dict[str, Any]:
+        """The sums so far, for a checkpoint between two log rows: resumed, the next row is the one an
+        uninterrupted run logs (issue 18)."""
+        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any] | None, device: torch.device) -> None:
+        """Continue the sums of :meth:`state_dict` (None: from nothing, as after an older checkpoint)."""
+        state = state or {"sums": {}, "steps": 0}
+        self.sums = {k: v.to(device) for k, v in state["sums"].items()}
+        self.steps = int(state["steps"])
+
 
 class SingleProcess:
     """One process: it is rank 0 of 1, writes every file, and decides alone."""
@@ -96,6 +107,10 @@ class SingleProcess:
     def all_finite(self, values: tuple[torch.Tensor, ...]) -> bool:
         """Whether every value is finite (on every rank): one host sync per value."""
         return all(bool(torch.isfinite(v).all()) for v in values)
+
+    def any_rank(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on any rank (a decision every rank must take together)."""
+        return flag
 
     def earliest_bad_step(self, first_bad: torch.Tensor) -> torch.Tensor:
         """The divergence guard's first non-finite steps (-1: none), the earliest of every rank."""

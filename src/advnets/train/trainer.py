@@ -121,6 +121,9 @@ class Trainer:
         self._continues_run = False  # whether config.json's earlier resumes belong to this trainer's run
         self.parallel.prepare(self)
         self.monitor = self.parallel.make_monitor(self, lambda: self._build_monitor(classifier))
+        # The sums of the logged values since the last log row (advnets.train.loop): checkpointed, so
+        # that a run stopped between two rows logs, once resumed, the row an uninterrupted run logs.
+        self.running = self.parallel.running(self.device)
         self.validation = None
         if t.eval_every:
             self.validation = ValidationMonitor(dataset.valid, t.eval_every, t.eval_sigma, t.seed)
@@ -311,6 +314,7 @@ class Trainer:
             "rng": self.streams.state_dict(),
             "monitor": self.monitor.state_dict() if self.monitor is not None else None,
             "validation": self.validation.state_dict() if self.validation is not None else None,
+            "running": self.running.state_dict(),
         }
         self.parallel.annotate_state(self, state)
         return state
@@ -339,6 +343,7 @@ class Trainer:
         self.order.load_state_dict(state)
         self.streams.load_state_dict(state["rng"])
         self.conditioning.load_state_dict(state.get("inpaint_context"))
+        self.running.load_state_dict(state.get("running"), self.device)
         self.parallel.load_rank_state(self, state)
         self.total_steps = self._total_steps_from_position()
         self._resumed = {"step": self.step, "changes": config_changes(stored, self.cfg)}
