@@ -196,7 +196,7 @@ MUTATIONS = [
         "src/advnets/train/trainer.py",
         """start_step=self.step)""",
         """start_step=None)""",
-        "tests/test_resume.py::test_killed_before_the_first_checkpoint_and_inside_the_k_loop_the_same_command_finishes_the_same_run",
+        "tests/test_resume.py::test_resume_before_the_first_checkpoint_starts_from_step_0_with_the_stored_config",
     ),
     (
         "13 same run after kills: the sums since the last row not restored",

@@ -310,6 +310,7 @@ def _assert_same_run(a, b):
     assert log(a) == log(b)
 
 
+@pytest.mark.slow  # three or more processes (each ~10 s of CPU to start); the deterministic twins above run by default
 def test_killed_before_the_first_checkpoint_and_inside_the_k_loop_the_same_command_finishes_the_same_run(tmp_path):
     """SIGKILL before the first checkpoint, then SIGTERM until a stop falls inside the k-step loop, then the same
     command finishes: the run is the one an uninterrupted run would have been."""
