@@ -21,6 +21,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported: the m
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
+import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -43,6 +44,15 @@ def full_mnist(directory: Path) -> Dataset:
     t = {k: (torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)) for k, (x, y) in splits.items()}
     (xtr, ytr), (xva, yva), (xte, yte) = t["train"], t["valid"], t["test"]
     return Dataset("mnist-full", xtr, xva, xte, ytr, yva, yte)
+
+
+def serialize(state: dict[str, torch.Tensor], meta: dict) -> bytes:
+    """safetensors bytes that depend only on the tensors and ``meta``: the metadata is one JSON string with
+    sorted keys, because safetensors writes a metadata dict of several keys in hash order (differing runs)."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    return save(tensors, metadata={"advnets": json.dumps(meta, sort_keys=True)})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,16 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         # embedded-mnist holds MNIST *training* digits (seen in training here); the 8x8 digits are another dataset.
         print(f"accuracy on the {emb.name} test split ({len(x)} images): {acc_emb:.4f}")
 
-    from safetensors.torch import save
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {
-        "epochs": str(args.epochs),
-        "seed": str(args.seed),
-        "test_accuracy": f"{acc:.4f}",
-        "data": "MNIST train 60k",
-    }
-    blob = save(state, metadata=meta)
+    blob = serialize(
+        model.state_dict(),
+        {"data": "MNIST train 60k", "epochs": args.epochs, "seed": args.seed, "test_accuracy": round(acc, 4)},
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(args.out, blob)
     print(f"wrote {args.out}: {len(blob)} bytes, sha256 {hashlib.sha256(blob).hexdigest()}")

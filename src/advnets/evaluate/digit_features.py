@@ -54,7 +54,7 @@ __all__ = [
 #: The shipped weights (inside the package: hatchling packs every file under src/advnets).
 WEIGHTS_FILE = Path(__file__).resolve().parents[1] / "assets" / "digit_features.safetensors"
 #: SHA-256 of :data:`WEIGHTS_FILE`, printed by scripts/train_digit_features.py.
-SHA256 = "1c76bb5232670ca3919aa510de194bca86e322847f3192972fdc442b0ee661f3"
+SHA256 = "484457d7c60244475296ea37d72a850e5549852e114ed2c751cedc28c4a3f968"
 #: Accuracy on the 10,000 MNIST test images (t10k), printed by the training script.
 TEST_ACCURACY = 0.9929
 #: Passes over the 60,000 training images.

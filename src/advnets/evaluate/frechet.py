@@ -27,6 +27,11 @@ without a guard. The formula is a few lines; it is tested against the closed
 form, against torchmetrics' formula on identical arrays (1e-6 relative) and for
 speed in benchmarks/metrics.py.
 
+Accuracy: on full-rank covariances the result agrees with an independent
+symmetric-eigendecomposition formula to ~1e-10 relative; with singular ones
+(the shipped digit network has ReLU units that never fire on MNIST, 33 of 128
+on the embedded test split) to ~4e-7 relative, as pytorch-fid's.
+
 Covariances are formed from centred float64 features (``Xcᵀ Xc / (N − 1)``),
 so N must exceed the feature dimension d for a non-singular estimate: N ≤ d is
 refused with a clear error.
@@ -35,6 +40,7 @@ refused with a clear error.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -102,12 +108,16 @@ def frechet_distance_from_moments(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) 
             "must be d and d x d for one d"
         )
     offset = 0.0
-    covmean = scipy.linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():
-        # pytorch-fid: "fid calculation produces singular product; adding eps to diagonal of cov estimates"
-        offset = SQRTM_EPS
-        eye = offset * np.eye(d)
-        covmean = scipy.linalg.sqrtm((s1 + eye) @ (s2 + eye))
+    with warnings.catch_warnings():
+        # SciPy warns "Matrix is singular" for features that are constant in a set (a ReLU unit that never
+        # fires); pytorch-fid silences it (disp=False) and checks the result instead, as done below.
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(s1 @ s2)
+        if not np.isfinite(covmean).all():
+            # pytorch-fid: "fid calculation produces singular product; adding eps to diagonal of cov estimates"
+            offset = SQRTM_EPS
+            eye = offset * np.eye(d)
+            covmean = scipy.linalg.sqrtm((s1 + eye) @ (s2 + eye))
     max_imag = 0.0
     if np.iscomplexobj(covmean):
         max_imag = float(np.max(np.abs(np.diagonal(covmean).imag)))
