@@ -40,6 +40,7 @@ def test_kid_with_one_full_subset_is_the_mmd2_of_the_sets():
     assert (got["subsets"], got["subset_size"], got["n_real"], got["dim"]) == (3, 15, 15, 4)
 
 
+@pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save all extracted features")
 def test_kid_matches_torchmetrics_on_identical_features():
     from torchmetrics.image.kid import KernelInceptionDistance
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -61,6 +63,7 @@ def test_image_metrics_are_the_existing_parzen_and_classifier_code(digits):
     cc = class_coverage(load_digit_network(), preprocess_digits(gen))
     assert got["mnist_score"] == cc["mnist_score"] and got["classes_covered"] == cc["classes_covered"] == 10
     assert got["features"] is None  # no feature network was needed
+    json.loads(json.dumps(got))  # plain numbers, lists and dicts: what the CLI writes as JSON
 
 
 def test_parzen_without_validation_images_or_sigma_is_a_clear_error(digits):
