@@ -27,10 +27,13 @@ without a guard. The formula is a few lines; it is tested against the closed
 form, against torchmetrics' formula on identical arrays (1e-6 relative) and for
 speed in benchmarks/metrics.py.
 
-Accuracy: on full-rank covariances the result agrees with an independent
-symmetric-eigendecomposition formula to ~1e-10 relative; with singular ones
-(the shipped digit network has ReLU units that never fire on MNIST, 33 of 128
-on the embedded test split) to ~4e-7 relative, as pytorch-fid's.
+Accuracy: on full-rank covariances the result agrees with the closed form
+computed by symmetric eigendecompositions to better than 1e-8 relative
+(tested), and with torchmetrics' formula to 4e-11 (benchmarks/metrics.py);
+with singular ones (the shipped digit network has ReLU units that never fire
+on MNIST: 33 of 128 on the embedded test split) to about 4e-7 relative, as
+pytorch-fid's. Cost: 25 ms at d = 128; at d = 2048 (Inception) scipy's sqrtm
+took 66 s on one loaded CPU thread against 15 s for a symmetric eigh form.
 
 Covariances are formed from centred float64 features (``Xcᵀ Xc / (N − 1)``),
 so N must exceed the feature dimension d for a non-singular estimate: N ≤ d is
