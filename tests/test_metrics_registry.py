@@ -90,6 +90,13 @@ def test_the_context_rows_and_the_table(digits, tmp_path):
     assert len(list(tmp_path.iterdir())) == 1  # the real features, cached once for the three rows
 
 
+def test_options_of_metrics_that_share_a_computation_all_reach_it(digits):
+    got = evaluate_metrics(digits.test, digits.valid, "precision,coverage", options={"coverage": {"k_dc": 2}})
+    direct = manifold_metrics(digit_features(digits.test), digit_features(digits.valid), k_dc=2)
+    assert (got["precision"], got["coverage"]) == (direct["precision"], direct["coverage"])
+    assert got["details"]["coverage"]["k_dc"] == 2
+
+
 def test_num_samples_takes_a_seeded_subset_of_each_set(digits):
     a = evaluate_metrics(digits.test, digits.valid, "fd", num_samples=150, seed=3)
     b = evaluate_metrics(digits.test, digits.valid, "fd", num_samples=150, seed=3)

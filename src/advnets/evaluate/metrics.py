@@ -257,9 +257,10 @@ def evaluate_table(
         row: dict[str, Any] = {"details": {}}
         for name in names:
             m = REGISTRY[name]
-            if m.fn not in done:
+            if m.fn not in done:  # once for metrics sharing a function, with all their options
+                opts = {k: v for n in names if REGISTRY[n].fn is m.fn for k, v in options.get(n, {}).items()}
                 a, b = (real_feats, gen_feats) if m.inputs == "features" else (real, gen)
-                done[m.fn] = m.fn(a, b, **options.get(name, {}))
+                done[m.fn] = m.fn(a, b, **opts)
             out = done[m.fn]
             row.update({k: out[k] for k in m.keys})
             row["details"][name] = out
