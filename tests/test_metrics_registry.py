@@ -9,13 +9,13 @@ import torch
 
 from advnets.errors import ConfigError, DataError
 from advnets.evaluate.classifier import class_coverage
+from advnets.evaluate.context import context_samples
 from advnets.evaluate.digit_features import digit_features, load_digit_network, preprocess_digits
 from advnets.evaluate.frechet import frechet_distance
 from advnets.evaluate.kid import kernel_distance
 from advnets.evaluate.manifold import manifold_metrics
 from advnets.evaluate.metrics import (
     REGISTRY,
-    context_samples,
     evaluate_metrics,
     evaluate_table,
     format_table,

@@ -22,11 +22,11 @@ class_coverage  images    classes that get at least 1/5 of an even share (:mod:`
 extracts features once per set (the real ones through a :class:`FeatureCache`)
 and calls each metric function once (precision, recall, density and coverage
 share one computation). :func:`evaluate_table` does the same for several rows
-against one real set, and :func:`context_samples` builds the honest context
-rows the Parzen table already shows (real training images: the floor a perfect
-G would reach at this N; k-means centroids; a Gaussian fit), from
-:func:`advnets.evaluate.protocol.baseline_samples`. :func:`format_table`
-prints the result.
+against one real set (the honest context rows come from
+:func:`advnets.evaluate.context.context_samples`), and :func:`format_table`
+prints the result. This module imports nothing above the metric functions
+(features, the distances engine, Parzen, the classifier), so a training loop
+may call it.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ __all__ = [
     "DEFAULT_METRICS",
     "REGISTRY",
     "Metric",
-    "context_samples",
     "evaluate_metrics",
     "evaluate_table",
     "format_table",
@@ -274,17 +273,6 @@ def evaluate_metrics(
 ) -> dict[str, Any]:
     """Score one set of generated images against real images: :func:`evaluate_table` with one row."""
     return evaluate_table(real_images, {"generated": generated_images}, metrics, **kwargs)["generated"]
-
-
-def context_samples(train_images: Any, num_samples: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """The honest context rows as images shaped like ``train_images``, from the training split only:
-    ``real training images`` (the floor: what a perfect G scores at this N), ``k-means centroids`` and
-    ``Gaussian fit`` (:func:`advnets.evaluate.protocol.baseline_samples`; the fit is not clipped to [0, 1])."""
-    from advnets.evaluate.protocol import baseline_samples
-
-    train = _images(train_images, "training images")
-    rows = baseline_samples(train, int(num_samples), int(seed))
-    return {k: v.float().reshape(len(v), *train.shape[1:]) for k, v in rows.items()}
 
 
 def _cell(row: dict[str, Any], name: str) -> str:
