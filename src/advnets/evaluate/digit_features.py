@@ -16,8 +16,11 @@ weights: every installation scores the same image with the same features.
   (ReLU) layer, in float32.
 * Input: :func:`preprocess_digits` turns 1×28×28 images, 8×8 digits (e.g.
   scikit-learn's) or flat rows of either into N×1×28×28 float32 in [0, 1].
-* Accuracy and size: see :data:`TEST_ACCURACY` and the asset file (numbers from
-  the training script's output, recorded in benchmarks/RESULTS.md).
+* Accuracy: 99.29 % on the 10,000 MNIST test images; 82.7 % on the 179 test
+  images of scikit-learn's 8×8 digits (another dataset, resized); 100 % on the
+  embedded MNIST test split, which holds MNIST *training* digits. The weights
+  file has 828,400 bytes; the script reproduces it byte for byte (measured: two
+  runs, same SHA-256) in 5-8 minutes on one CPU thread.
 
 Determinism: the network runs in eval mode in float32. On the CPU the same
 image gives the same features to float round-off (the convolution kernels that
