@@ -28,12 +28,12 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from advnets.checkpoint import atomic_write_bytes  # noqa: E402
 from advnets.data import Dataset, load_dataset  # noqa: E402
 from advnets.data.idx import load_idx_dataset  # noqa: E402
 from advnets.errors import AdvnetsError  # noqa: E402
 from advnets.evaluate import digit_features as df  # noqa: E402
 from advnets.evaluate.classifier import train_digit_classifier  # noqa: E402
+from advnets.io import atomic_write_bytes  # noqa: E402
 
 MIN_ACCURACY = 0.99
 

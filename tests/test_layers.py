@@ -34,6 +34,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "advnets.evaluate.diversity",
             "advnets.evaluate.modes",
             "advnets.evaluate.classifier",
+            # Issue 17's metrics on features and the shipped feature network: functions of arrays too,
+            # so the validation monitor (train.validation) may log them during training.
+            "advnets.evaluate.frechet",
+            "advnets.evaluate.kid",
+            "advnets.evaluate.manifold",
+            "advnets.evaluate.digit_features",
+            "advnets.evaluate.features",
+            "advnets.evaluate.metrics",
         ),
     ),
     # sampling is "the one way to draw from G" (nets + conditioning), so training's progress
