@@ -346,7 +346,9 @@ def test_hostile_pickles_fail_cleanly(tmp_path, payload, match):
     start = time.perf_counter()
     with pytest.raises(DataError, match=rf"data_batch_9.*{match}"):
         read_cifar_pickle_batch(p)
-    assert time.perf_counter() - start < 5.0
+    # Not a speed test: a reader that is quadratic in the 1,000,000 opcodes above would take hours,
+    # so a loose bound catches it without failing on a loaded machine (it took 6 s under load 5).
+    assert time.perf_counter() - start < 60.0
 
 
 def test_restricted_unpickler_loads_file_plain_values(tmp_path):

@@ -15,15 +15,8 @@ from PIL import Image
 
 from advnets.errors import AdvnetsError, ConfigError, DataError
 from advnets.theory import optimal_discriminator
-from advnets.toy import (
-    TOY_DATASETS,
-    ToyConfig,
-    animate,
-    plot_figure1,
-    plot_points,
-    toy_config,
-    train_toy,
-)
+from advnets.toy import TOY_DATASETS, ToyConfig, toy_config, train_toy
+from advnets.toy_figures import animate, plot_figure1, plot_points
 
 LOG_2 = math.log(2.0)
 

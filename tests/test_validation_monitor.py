@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from advnets.runs import read_metrics
 from scipy.special import logsumexp
 
 from advnets.checkpoint import load_checkpoint, load_models
 from advnets.config import override
 from advnets.errors import ConfigError
 from advnets.nets import sample_noise
+from advnets.runs import read_metrics
 from advnets.train import Trainer
 from advnets.train.streams import one_off
 from advnets.train.validation import EVAL_SAMPLES

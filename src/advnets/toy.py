@@ -79,9 +79,6 @@ __all__ = [
     "Frame",
     "ToyResult",
     "train_toy",
-    "plot_figure1",
-    "animate",
-    "plot_points",
 ]
 
 #: Every toy :func:`train_toy` accepts, 1-D first.
@@ -101,7 +98,7 @@ SUPPORT_FRACTION = 0.01
 CORE_FRACTION = 0.5
 
 # Seeds of the independent streams, offsets from ToyConfig.seed (as train.Trainer does).
-_DATA, _NOISE, _EVAL, _FIGURE = 1, 2, 3, 1_000_000
+_DATA, _NOISE, EVAL_SEED_OFFSET, _FIGURE = 1, 2, 3, 1_000_000
 
 
 # ------------------------------------------------------------------------------ config
@@ -454,7 +451,7 @@ def train_toy(
     g.train()
     d.train()
     game = _Game(cfg, data, g, d, cfg.seed)
-    eval_gen = torch.Generator().manual_seed(cfg.seed + _EVAL)
+    eval_gen = torch.Generator().manual_seed(cfg.seed + EVAL_SEED_OFFSET)
     eval_z = sample_noise(g.cfg, N_DENSITY if one_d else N_COVERAGE, generator=eval_gen)
 
     result = ToyResult(config=cfg, data=data, generator=g, discriminator=d)
@@ -586,7 +583,3 @@ def _frame(step: int, data: Any, g: Generator, d: Discriminator, eval_z: torch.T
     if data.dim == 1:
         return Frame(step=step, snapshot=_snapshot("", step, data, g, d, eval_z))
     return Frame(step=step, points=_samples(g, eval_z[:1000]))
-
-
-# The figures live in advnets.toy_figures; imported here, where the public API has always named them.
-from advnets.toy_figures import animate, plot_figure1, plot_points  # noqa: E402

@@ -14,18 +14,17 @@ import torch
 from advnets.errors import AdvnetsError
 from advnets.figures import new_figure, save_figure
 from advnets.io import atomic_write_bytes
+from advnets.toy import EVAL_SEED_OFFSET, ToyResult
 
 if TYPE_CHECKING:
     from advnets.data.toy import GaussianMixture2D
-    from advnets.toy import Snapshot, ToyResult
+    from advnets.toy import Snapshot
 
 
 _PANEL_COLORS = {"data": "black", "g": "green", "d": "blue"}
 
 
 def _is_toy_result(result: Any) -> bool:
-    from advnets.toy import ToyResult  # (advnets.toy imports this module at its end)
-
     return isinstance(result, ToyResult)
 
 
@@ -196,10 +195,11 @@ def plot_points(result: ToyResult, path: Path | str) -> Path:
         raise AdvnetsError(f"plot_points needs a ToyResult from train_toy, got {type(result).__name__}")
     if result.dim != 2 or result.samples is None or result.coverage is None:
         raise AdvnetsError(f"plot_points is for the 2-D toys (ring8, grid25), not {result.config.dataset!r}")
-    from advnets.toy import _EVAL  # the seed offset of the evaluation noise: the data drawn beside G's samples
 
     data = result.data
-    real = data.sample(len(result.samples), generator=torch.Generator().manual_seed(result.config.seed + _EVAL))
+    real = data.sample(
+        len(result.samples), generator=torch.Generator().manual_seed(result.config.seed + EVAL_SEED_OFFSET)
+    )  # the data drawn beside G's samples
     (x0, x1), (y0, y1) = data.bounds(40.0 if data.std < 0.1 else 5.0)
     fig = new_figure(5.6, 5.6)
     ax = fig.add_subplot(1, 1, 1)

@@ -43,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_toy(args: argparse.Namespace) -> int:
     from advnets.io import atomic_write_json
-    from advnets.toy import animate, plot_figure1, plot_points, toy_config, train_toy
+    from advnets.toy import toy_config, train_toy
+    from advnets.toy_figures import animate, plot_figure1, plot_points
 
     steps = {} if args.steps is None else {"steps": args.steps}
     cfg = toy_config(args.dataset, seed=args.seed, g_steps_per_d_step=args.g_steps_per_d, **steps)

@@ -9,6 +9,11 @@ module on first use (PEP 562), so importing one metric does not load the others.
 - classifier: a small digit classifier for class coverage and the MNIST score
 - diversity, modes: mode-collapse measures (sample diversity, modes covered on the 2-D toys)
 - distances: the chunked squared-distance engine the others share
+- metrics: the registry of sample-quality metrics (fd, kid, precision, recall, density, coverage, parzen,
+  mnist_score, class_coverage), one signature, and evaluate_metrics / evaluate_table over them
+- frechet, kid, manifold: Fréchet distance, KID, precision/recall/density/coverage on feature arrays
+- features, digit_features: feature extractors (the shipped digit network, Inception-v3, a file) and their cache
+- table1: Table 1 from a run's kept checkpoints (validation curve, best by validation, test score)
 """
 
 from __future__ import annotations
@@ -34,6 +39,14 @@ _HOME = {
     "near_duplicate_fraction": "advnets.evaluate.diversity",
     "CollapseDetector": "advnets.evaluate.diversity",
     "mode_coverage": "advnets.evaluate.modes",
+    "evaluate_metrics": "advnets.evaluate.metrics",
+    "evaluate_table": "advnets.evaluate.metrics",
+    "format_table": "advnets.evaluate.metrics",
+    "frechet_distance": "advnets.evaluate.frechet",
+    "kernel_distance": "advnets.evaluate.kid",
+    "manifold_metrics": "advnets.evaluate.manifold",
+    "get_extractor": "advnets.evaluate.features",
+    "reference_protocol": "advnets.evaluate.protocol",
 }
 __all__ = sorted(_HOME)
 
