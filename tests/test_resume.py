@@ -346,9 +346,12 @@ def _kill_at_random(run_dir, proc, rnd, workers=None):
     import signal
     import time
 
-    rows = _rows_logged(run_dir)
-    _wait_for(lambda: _rows_logged(run_dir) > rows or not rnd.getrandbits(3), proc)
-    time.sleep(rnd.uniform(0.0, 1.0))
+    if rnd.random() < 0.25:  # anywhere from the start: loading, before the first checkpoint
+        time.sleep(rnd.uniform(0.0, 4.0))
+    else:  # once this attempt trains (a new row), a moment later: between rows, inside the k-step loop, saving
+        rows = _rows_logged(run_dir)
+        _wait_for(lambda: _rows_logged(run_dir) > rows, proc)
+        time.sleep(rnd.uniform(0.0, 1.0))
     if proc.poll() is not None:
         return "finished"
     sig = rnd.choice([signal.SIGKILL, signal.SIGTERM])
@@ -373,6 +376,7 @@ def test_killed_at_random_moments_again_and_again_the_same_command_finishes_the_
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+    assert {"SIGKILL", "SIGTERM"} <= set(sent), sent
     proc = _attempt(run_dir)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, (sent, err)
