@@ -440,6 +440,22 @@ def _measure_final(result: ToyResult, eval_z: torch.Tensor) -> None:
         result.coverage = mode_coverage(result.samples, data.modes, data.std)
 
 
+def _iteration(game: _Game, cfg: ToyConfig, step: int) -> dict[str, torch.Tensor]:
+    """One iteration of Algorithm 1 (k steps of D, then G's); the values to log, as tensors."""
+    if cfg.lr_schedule == "linear":
+        game.scale_lr(1.0 - (step - 1) / cfg.steps)
+    for _ in range(cfg.k):
+        out = game.d_step(cfg.batch_size)
+    for _ in range(cfg.g_steps_per_d_step):
+        g_loss = game.g_step(cfg.batch_size)
+    return {
+        "d_loss": out["d_loss"],
+        "g_loss": g_loss,
+        "d_real": torch.sigmoid(out["real"]).mean(),
+        "d_fake": torch.sigmoid(out["fake"]).mean(),
+    }
+
+
 def train_toy(
     cfg: ToyConfig,
     *,
@@ -488,18 +504,7 @@ def train_toy(
     bar = tqdm(total=cfg.steps, disable=not progress, unit="step", dynamic_ncols=True, desc=cfg.dataset)
     try:
         for step in range(1, cfg.steps + 1):
-            if cfg.lr_schedule == "linear":
-                game.scale_lr(1.0 - (step - 1) / cfg.steps)
-            for _ in range(cfg.k):
-                out = game.d_step(cfg.batch_size)
-            for _ in range(cfg.g_steps_per_d_step):
-                g_loss = game.g_step(cfg.batch_size)
-            row = {
-                "d_loss": out["d_loss"],
-                "g_loss": g_loss,
-                "d_real": torch.sigmoid(out["real"]).mean(),
-                "d_fake": torch.sigmoid(out["fake"]).mean(),
-            }
+            row = _iteration(game, cfg, step)
             for key, value in row.items():
                 running[key] = running.get(key, 0.0) + float(value)
             n_running += 1
