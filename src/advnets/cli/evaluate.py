@@ -150,6 +150,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise AdvnetsError("--device cuda: no CUDA device is available here")
     dtype = torch.float32 if args.float32 else torch.float64
     kw = {"dtype": dtype, "device": device, "progress": not args.no_progress}
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # --out sub/q.json: made, as RUN/ is
     if args.pretrained is not None and args.metrics is None:
         return _pretrained(args, sigmas, kw)  # None: the registry entry's settings, which reproduce its number
     for option, default in (("num_samples", 10000), ("seed", 0), ("valid_size", 1000)):
