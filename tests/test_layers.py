@@ -34,6 +34,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "advnets.evaluate.diversity",
             "advnets.evaluate.modes",
             "advnets.evaluate.classifier",
+            # The sample-quality metrics registry and what it calls (issue 17): functions of arrays and the
+            # shipped digit network, so the --eval-every monitor may log them (train --eval-metrics).
+            "advnets.evaluate.metrics",
+            "advnets.evaluate.features",
+            "advnets.evaluate.digit_features",
+            "advnets.evaluate.frechet",
+            "advnets.evaluate.kid",
+            "advnets.evaluate.manifold",
         ),
     ),
     # sampling is "the one way to draw from G" (nets + conditioning), so training's progress

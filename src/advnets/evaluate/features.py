@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from advnets.checkpoint import atomic_write_bytes
 from advnets.errors import ConfigError, DataError
 from advnets.evaluate import digit_features as _digits
+from advnets.io import atomic_write_bytes
 
 __all__ = [
     "EXTRACTORS",
