@@ -35,7 +35,8 @@ class ValidationMonitor:
     def __init__(
         self, valid: torch.Tensor, every: int, sigma: float | None, seed: int, metrics: str = "parzen"
     ) -> None:
-        from advnets.evaluate.metrics import parse_metrics
+        from advnets.evaluate.features import default_extractor, get_extractor
+        from advnets.evaluate.metrics import REGISTRY, parse_metrics
 
         if len(valid) == 0:
             from advnets.errors import AdvnetsError
@@ -47,6 +48,9 @@ class ValidationMonitor:
         # Parzen is measured at every check (it chooses `best`); these are logged beside it. Unknown names fail here,
         # before any training, as a ConfigError naming --eval-metrics' choices.
         self.metrics = tuple(n for n in parse_metrics(metrics) if n != "parzen")
+        self._extractor = self._real_features = None  # the validation split's features: computed once, kept
+        if any(REGISTRY[n].inputs == "features" for n in self.metrics):  # an unavailable network fails here
+            self._extractor = get_extractor(default_extractor(tuple(self.images.shape[1:])))
         self.best: dict[str, Any] | None = None  # {"step", "epoch", "ll", "sigma"} of the best check so far
 
     def due(self, epoch_before: int, epoch_after: int, done: bool) -> bool:
@@ -68,7 +72,10 @@ class ValidationMonitor:
         if self.metrics:
             from advnets.evaluate.metrics import REGISTRY, evaluate_metrics
 
-            scores = evaluate_metrics(self.images, images.float(), self.metrics)
+            if self._extractor is not None and self._real_features is None:  # ~6 s for MNIST's 10,000: once
+                self._real_features = self._extractor(self.images)
+            kw = {"features": self._extractor, "real_features": self._real_features}
+            scores = evaluate_metrics(self.images, images.float(), self.metrics, **kw)
             row.update({f"valid_{k}": scores[k] for n in self.metrics for k in REGISTRY[n].keys})
         return row
 
