@@ -117,6 +117,9 @@ def test_samples_with_a_dataset_get_the_context_rows_and_all_metrics(arrays, tmp
         (("--samples", "S.npy", "--metrics", "fd"), "--test T.npy, or a dataset with --data"),
         (("--samples", "S.npy", "--test", "T.npy", "--metrics", "parzen"), "needs --valid"),
         (("--samples", "S.npy", "--test", "T.npy", "--metrics", "fd", "--features", "resnet"), "--features 'resnet'"),
+        (("--samples", "S.npy", "--test", "T.npy", "--features", "digits"), "--features goes with --metrics"),
+        (("--samples", "S.npy", "--data", "embedded-digits"), "--samples --data goes with --metrics"),
+        (("--samples", "S.npy", "--test", "T.npy", "--metrics", "fd", "--split", "valid"), "--split are Parzen"),
     ],
 )
 def test_bad_metrics_input_exits_2_with_one_clear_line(arrays, extra, expected):

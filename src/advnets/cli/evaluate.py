@@ -118,6 +118,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=cmd_evaluate)
 
 
+def _check_combination(args: argparse.Namespace) -> None:
+    """Options that would be silently ignored in this combination are refused, naming what they go with."""
+    from advnets.errors import AdvnetsError
+
+    if args.data is not None and args.run is not None:
+        raise AdvnetsError("--data goes with --pretrained or --samples --metrics; a run scores against its own data")
+    if args.data is not None and args.samples is not None and args.metrics is None:
+        raise AdvnetsError("--samples --data goes with --metrics; Parzen alone takes --valid V.npy --test T.npy")
+    if args.features is not None and args.metrics is None:
+        raise AdvnetsError("--features goes with --metrics (the Parzen window works on pixels)")
+    if args.metrics is not None and (args.folds is not None or args.split != "test"):
+        raise AdvnetsError("--metrics scores the test split; --folds and --split are Parzen options")
+
+
 def _scores_of_samples(args: argparse.Namespace, sigmas, kw: dict) -> dict:
     """``--samples S.npy --valid V.npy --test T.npy``: any model's samples, scored by the same code."""
     from advnets.errors import AdvnetsError
@@ -150,6 +164,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise AdvnetsError("--device cuda: no CUDA device is available here")
     dtype = torch.float32 if args.float32 else torch.float64
     kw = {"dtype": dtype, "device": device, "progress": not args.no_progress}
+    _check_combination(args)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)  # --out sub/q.json: made, as RUN/ is
     if args.pretrained is not None and args.metrics is None:
