@@ -122,7 +122,9 @@ class Trainer:
         self.monitor = self.parallel.make_monitor(self, lambda: self._build_monitor(classifier))
         self.validation = None
         if t.eval_every:
-            self.validation = ValidationMonitor(dataset.valid, t.eval_every, t.eval_sigma, t.seed)
+            self.validation = ValidationMonitor(
+                dataset.valid, t.eval_every, t.eval_sigma, t.seed, metrics=t.eval_metrics
+            )
 
     # ----- where the run stands -------------------------------------------------------------
     @property
