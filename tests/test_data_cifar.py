@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from advnets.data.cifar import (
     RECORD_BYTES,
     GCNStats,
-    RestrictedUnpickler,
     global_contrast_normalize,
     inverse_global_contrast_normalize,
     load_cifar10,
@@ -24,6 +23,7 @@ from advnets.data.cifar import (
     read_cifar_binary_batch,
     read_cifar_pickle_batch,
 )
+from advnets.data.cifar_pickle import RestrictedUnpickler
 from advnets.errors import DataError
 
 # --------------------------------------------------------------------------- builders

@@ -20,6 +20,7 @@ import pytest
 
 from advnets.data import fetch as F
 from advnets.data.cifar import load_cifar10
+from advnets.data.download import RemoteFile, Source
 from advnets.data.idx import load_idx_dataset
 from advnets.errors import DataError
 
@@ -104,11 +105,11 @@ def _mnist_files() -> dict[str, bytes]:
     }
 
 
-def _source(name: str, files: dict[str, bytes], mirrors: list[str], **kw) -> F.Source:
-    return F.Source(
+def _source(name: str, files: dict[str, bytes], mirrors: list[str], **kw) -> Source:
+    return Source(
         name=name,
         subdir=name,
-        files=tuple(F.RemoteFile(n, len(b), _sha(b)) for n, b in files.items()),
+        files=tuple(RemoteFile(n, len(b), _sha(b)) for n, b in files.items()),
         mirrors=tuple(mirrors),
         **kw,
     )

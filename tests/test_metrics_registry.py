@@ -116,3 +116,19 @@ def test_bad_inputs_are_clear_errors(digits):
         evaluate_metrics(digits.test, digits.valid, "fd", options={"fid": {}})
     with pytest.raises(DataError, match="N > d"):
         evaluate_metrics(digits.test, digits.valid[:100], "fd")
+
+
+def test_precomputed_real_features_are_used_as_given(digits):
+    from advnets.evaluate.features import get_extractor
+
+    net = get_extractor("digits")
+    real, gen = digits.test, digits.train[:200]
+    feats = net(real)
+    direct = evaluate_metrics(real, gen, "fd", features=net)
+    given = evaluate_metrics(real, gen, "fd", features=net, real_features=feats)
+    assert given["fd"] == direct["fd"]
+    # Used as given, not recomputed: features of other images give the FD against those images.
+    other = evaluate_metrics(real, gen, "fd", features=net, real_features=net(digits.valid))
+    assert other["fd"] == pytest.approx(frechet_distance(net(digits.valid), net(gen))["fd"], rel=1e-12)
+    with pytest.raises(DataError, match="real_features: 179 rows for 180 real images"):
+        evaluate_metrics(torch.cat([real, real[:1]]), gen, "fd", features=net, real_features=feats)

@@ -170,6 +170,10 @@ class TrainConfig:
     # eval_sigma; the best check's checkpoint is kept as checkpoints/best. 0 = off.
     eval_every: int = 0
     eval_sigma: float | None = None
+    # eval_metrics: what those checks log besides Parzen (which they always measure: it chooses `best`), a
+    # comma-separated list of advnets.evaluate.metrics names on the same samples, against the validation split
+    # (names checked by the monitor, when the run is built; unused while eval_every is 0).
+    eval_metrics: str = "parzen"
 
 
 @dataclass(frozen=True)

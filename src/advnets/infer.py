@@ -180,47 +180,16 @@ def train_encoder(
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.steps + cfg.finetune_steps, desc="encoder", unit="step", leave=False)
-        # Phase 1: regress z from G(z) on fresh noise every step.
-        opt = torch.optim.Adam(enc.parameters(), lr=cfg.lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
-        enc.train()
-        loss = torch.tensor(float("nan"))
-        for _ in range(cfg.steps):
-            z = sample_noise(g.cfg, cfg.batch_size, generator=noise_gen).to(device)
-            with torch.no_grad():
-                x = g(z)
-            loss = ((enc(x) - z) ** 2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if bar is not None:
-                bar.update()
-        summary["regression_loss"] = float(loss.detach())
+        # Phase 1: regress z from G(z) on fresh noise; phase 2 (optional): fine-tune on real images.
+        summary["regression_loss"] = _regress(g, enc, cfg, noise_gen, bar)
         if not math.isfinite(summary["regression_loss"]):
             raise ConfigError(f"encoder training diverged (loss {summary['regression_loss']}); try a lower --lr")
-        # Phase 2 (optional): fine-tune on real images through G, ||G(E(x)) - x||^2.
+        # Phase 2 through G: ||G(E(x)) - x||^2.
         if cfg.finetune_steps > 0:
             summary["z_rel_error_before_finetune"] = z_recovery(g, enc, cfg.eval_samples, cfg.seed + 2)["rel_error"]
             if before_finetune is not None:
                 summary["before_finetune"] = before_finetune(enc.eval())
-            data = train_images.reshape(len(train_images), -1)
-            data_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 3)
-            opt = torch.optim.Adam(enc.parameters(), lr=cfg.finetune_lr)
-            enc.train()
-            perm, pos = torch.randperm(len(data), generator=data_gen), 0
-            for _ in range(cfg.finetune_steps):
-                if pos + cfg.batch_size > len(data):
-                    perm, pos = torch.randperm(len(data), generator=data_gen), 0
-                x = data[perm[pos : pos + cfg.batch_size]].to(device)
-                pos += cfg.batch_size
-                loss = ((g(enc(x)) - x) ** 2).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if bar is not None:
-                    bar.update()
-            summary["finetune_loss"] = float(loss.detach())
+            summary["finetune_loss"] = _finetune(g, enc, cfg, train_images, bar)
         if bar is not None:
             bar.close()
     finally:
@@ -229,6 +198,49 @@ def train_encoder(
         g.train(was_training)
     summary["seconds"] = round(time.perf_counter() - start, 3)
     return enc.eval(), summary
+
+
+def _regress(g: Generator, enc: Encoder, cfg: InferConfig, noise_gen: torch.Generator, bar: Any) -> float:
+    """Phase 1: ``cfg.steps`` Adam steps (cosine schedule) regressing z from G(z) on fresh noise; the last loss."""
+    device = _device_of(g)
+    opt = torch.optim.Adam(enc.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
+    enc.train()
+    loss = torch.tensor(float("nan"))
+    for _ in range(cfg.steps):
+        z = sample_noise(g.cfg, cfg.batch_size, generator=noise_gen).to(device)
+        with torch.no_grad():
+            x = g(z)
+        loss = ((enc(x) - z) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if bar is not None:
+            bar.update()
+    return float(loss.detach())
+
+
+def _finetune(g: Generator, enc: Encoder, cfg: InferConfig, train_images: torch.Tensor, bar: Any) -> float:
+    """Phase 2: ``cfg.finetune_steps`` Adam steps on ||G(E(x)) - x||^2 over shuffled real images; the last loss."""
+    device = _device_of(g)
+    data = train_images.reshape(len(train_images), -1)
+    data_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 3)
+    opt = torch.optim.Adam(enc.parameters(), lr=cfg.finetune_lr)
+    enc.train()
+    perm, pos = torch.randperm(len(data), generator=data_gen), 0
+    for _ in range(cfg.finetune_steps):
+        if pos + cfg.batch_size > len(data):
+            perm, pos = torch.randperm(len(data), generator=data_gen), 0
+        x = data[perm[pos : pos + cfg.batch_size]].to(device)
+        pos += cfg.batch_size
+        loss = ((g(enc(x)) - x) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if bar is not None:
+            bar.update()
+    return float(loss.detach())
 
 
 @torch.no_grad()

@@ -409,6 +409,53 @@ def _check_int(value: Any, name: str, low: int) -> int:
     return int(value)
 
 
+def _build_nets(cfg: ToyConfig, data: Any) -> tuple[Generator, _Standardized]:
+    """G and the standardised D, initialised from ``cfg.seed`` (the caller's RNG untouched), in train mode."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        g = Generator(cfg.generator_config(), data.dim)
+        d = Discriminator(cfg.discriminator_config(), data.dim)
+        _spread_biases(g, cfg.g_init_range)
+        _spread_biases(d, cfg.d_init_range)
+    d = _Standardized(d, data)
+    g.train()
+    d.train()
+    return g, d
+
+
+def _measure_final(result: ToyResult, eval_z: torch.Tensor) -> None:
+    """Fill ``result``'s end-of-training measures: for 1-D, panel (d), the final JSD and how far D is
+    from 1/2 where p_data lives (Figure 1 (d), §4.1: D = 1/2 at the optimum); for 2-D, the samples and coverage."""
+    cfg, data, g, d = result.config, result.data, result.generator, result.discriminator
+    if cfg.dim == 1:
+        final = _snapshot("d", cfg.steps, data, g, d, eval_z)
+        result.snapshots["d"] = final
+        result.jsd_final = _jsd(data, _samples(g, eval_z))
+        dev = np.abs(final.d - 0.5)
+        result.max_abs_d_minus_half = float(dev[final.p_data > SUPPORT_FRACTION * final.p_data.max()].max())
+        result.max_abs_d_minus_half_core = float(dev[final.p_data > CORE_FRACTION * final.p_data.max()].max())
+        result.mean_abs_d_minus_half = float(np.sum(final.p_data * dev) / np.sum(final.p_data))
+    else:
+        result.samples = _samples(g, eval_z)
+        result.coverage = mode_coverage(result.samples, data.modes, data.std)
+
+
+def _iteration(game: _Game, cfg: ToyConfig, step: int) -> dict[str, torch.Tensor]:
+    """One iteration of Algorithm 1 (k steps of D, then G's); the values to log, as tensors."""
+    if cfg.lr_schedule == "linear":
+        game.scale_lr(1.0 - (step - 1) / cfg.steps)
+    for _ in range(cfg.k):
+        out = game.d_step(cfg.batch_size)
+    for _ in range(cfg.g_steps_per_d_step):
+        g_loss = game.g_step(cfg.batch_size)
+    return {
+        "d_loss": out["d_loss"],
+        "g_loss": g_loss,
+        "d_real": torch.sigmoid(out["real"]).mean(),
+        "d_fake": torch.sigmoid(out["fake"]).mean(),
+    }
+
+
 def train_toy(
     cfg: ToyConfig,
     *,
@@ -441,15 +488,7 @@ def train_toy(
 
     start = time.perf_counter()
     data = make_toy(cfg.dataset)
-    with torch.random.fork_rng(devices=[]):  # initial weights from the seed, caller's RNG untouched
-        torch.manual_seed(cfg.seed)
-        g = Generator(cfg.generator_config(), data.dim)
-        d = Discriminator(cfg.discriminator_config(), data.dim)
-        _spread_biases(g, cfg.g_init_range)
-        _spread_biases(d, cfg.d_init_range)
-    d = _Standardized(d, data)
-    g.train()
-    d.train()
+    g, d = _build_nets(cfg, data)
     game = _Game(cfg, data, g, d, cfg.seed)
     eval_gen = torch.Generator().manual_seed(cfg.seed + EVAL_SEED_OFFSET)
     eval_z = sample_noise(g.cfg, N_DENSITY if one_d else N_COVERAGE, generator=eval_gen)
@@ -465,18 +504,7 @@ def train_toy(
     bar = tqdm(total=cfg.steps, disable=not progress, unit="step", dynamic_ncols=True, desc=cfg.dataset)
     try:
         for step in range(1, cfg.steps + 1):
-            if cfg.lr_schedule == "linear":
-                game.scale_lr(1.0 - (step - 1) / cfg.steps)
-            for _ in range(cfg.k):
-                out = game.d_step(cfg.batch_size)
-            for _ in range(cfg.g_steps_per_d_step):
-                g_loss = game.g_step(cfg.batch_size)
-            row = {
-                "d_loss": out["d_loss"],
-                "g_loss": g_loss,
-                "d_real": torch.sigmoid(out["real"]).mean(),
-                "d_fake": torch.sigmoid(out["fake"]).mean(),
-            }
+            row = _iteration(game, cfg, step)
             for key, value in row.items():
                 running[key] = running.get(key, 0.0) + float(value)
             n_running += 1
@@ -495,17 +523,7 @@ def train_toy(
     finally:
         bar.close()
 
-    if one_d:
-        final = _snapshot("d", cfg.steps, data, g, d, eval_z)
-        result.snapshots["d"] = final
-        result.jsd_final = _jsd(data, _samples(g, eval_z))
-        dev = np.abs(final.d - 0.5)
-        result.max_abs_d_minus_half = float(dev[final.p_data > SUPPORT_FRACTION * final.p_data.max()].max())
-        result.max_abs_d_minus_half_core = float(dev[final.p_data > CORE_FRACTION * final.p_data.max()].max())
-        result.mean_abs_d_minus_half = float(np.sum(final.p_data * dev) / np.sum(final.p_data))
-    else:
-        result.samples = _samples(g, eval_z)
-        result.coverage = mode_coverage(result.samples, data.modes, data.std)
+    _measure_final(result, eval_z)
     result.seconds = time.perf_counter() - start
     return result
 

@@ -14,6 +14,11 @@ examples:
   advnets evaluate --run runs/00001-mnist-embedded --baselines   # plus real/k-means/Gaussian "samples"
   advnets evaluate --run runs/00001-mnist-embedded --sigmas 0.1,0.15,0.2 --split valid
   advnets evaluate --samples S.npy --valid V.npy --test T.npy    # any model's samples, same code
+  advnets evaluate --run runs/00001-mnist-embedded --metrics fd,kid,precision,recall,density,coverage
+  advnets evaluate --run runs/00001-mnist-embedded --metrics all --num-samples 2000
+  advnets evaluate --samples S.npy --test T.npy --metrics fd,kid --features digits
+  advnets evaluate --pretrained mnist-paper --data ../shared/data/mnist            # the shipped number
+  advnets evaluate --pretrained mnist-paper --data ../shared/data/mnist --baselines
 """
 
 
@@ -31,22 +36,51 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", type=Path, metavar="DIR", help="run directory or checkpoint file to evaluate")
     src.add_argument("--samples", type=Path, metavar="S.npy", help="score these samples (N x d or N x H x W[x C])")
+    src.add_argument(
+        "--pretrained",
+        metavar="NAME",
+        help="a model shipped inside the package (advnets.pretrained): reproduce its stated number (needs --data)",
+    )
+    e.add_argument(
+        "--data",
+        metavar="SOURCE",
+        help="with --pretrained (required) or --samples --metrics: the dataset to score against, "
+        "e.g. the MNIST IDX directory or embedded-digits",
+    )
+    e.add_argument(
+        "--metrics",
+        metavar="LIST",
+        default=None,
+        help="the sample-quality table instead of Parzen alone: 'all' or a comma-separated list of "
+        "fd,kid,precision,recall,density,coverage,parzen,mnist_score,class_coverage (docs/metrics.md); "
+        "with the context rows (real training images = the floor, k-means centroids, Gaussian fit)",
+    )
+    e.add_argument(
+        "--features",
+        metavar="NAME",
+        default=None,
+        help="--metrics: feature network, digits | inception | file:PATH (default digits for grey 28x28/8x8)",
+    )
+    e.add_argument("--no-tensorboard", action="store_true", help="--metrics on a run: log to metrics.jsonl only")
     e.add_argument("--valid", type=Path, metavar="V.npy", help="with --samples: validation images to choose sigma")
     e.add_argument("--test", type=Path, metavar="T.npy", help="with --samples: images to score")
     add_data_dir(e)
     e.add_argument(
         "--num-samples",
         type=positive_int,
-        default=10000,
+        default=None,
         metavar="M",
-        help="samples of G in the window (default 10000, the reference protocol)",
+        help="samples of G in the window (default 10000, the reference protocol; --pretrained: the model's "
+        "stated one); with --metrics, images "
+        "per row (and at most this many test images)",
     )
     e.add_argument(
         "--valid-size",
         type=positive_int,
-        default=1000,
+        default=None,
         metavar="N",
-        help="validation images used to choose sigma (default 1000; capped at the split's size)",
+        help="validation images used to choose sigma (default 1000, --pretrained: the model's; capped at the "
+        "split's size)",
     )
     e.add_argument(
         "--sigmas",
@@ -55,7 +89,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="candidate bandwidths: 'logspace:A:B:N' or a list like 0.1,0.2 (default logspace:-1:0:10)",
     )
     e.add_argument("--split", choices=("test", "valid", "train"), default="test", help="images to score (default test)")
-    e.add_argument("--seed", type=int, default=0, help="seed of G's noise (default 0)")
+    e.add_argument("--seed", type=int, default=None, help="seed of G's noise (default 0; --pretrained: the model's)")
     e.add_argument(
         "--baselines",
         action="store_true",
@@ -72,13 +106,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     e.add_argument(
         "--json",
+        "--out",
+        dest="json",
         type=Path,
         default=None,
         metavar="FILE",
-        help="write the result here (default: RUN/parzen.json with --run)",
+        help="write the result here, atomically (default with --run: RUN/parzen.json, or RUN/quality.json with "
+        "--metrics)",
     )
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
+
+
+def _check_combination(args: argparse.Namespace) -> None:
+    """Options that would be silently ignored in this combination are refused, naming what they go with."""
+    from advnets.errors import AdvnetsError
+
+    if args.data is not None and args.run is not None:
+        raise AdvnetsError("--data goes with --pretrained or --samples --metrics; a run scores against its own data")
+    if args.data is not None and args.samples is not None and args.metrics is None:
+        raise AdvnetsError("--samples --data goes with --metrics; Parzen alone takes --valid V.npy --test T.npy")
+    if args.features is not None and args.metrics is None:
+        raise AdvnetsError("--features goes with --metrics (the Parzen window works on pixels)")
+    if args.metrics is not None and (args.folds is not None or args.split != "test"):
+        raise AdvnetsError("--metrics scores the test split; --folds and --split are Parzen options")
 
 
 def _scores_of_samples(args: argparse.Namespace, sigmas, kw: dict) -> dict:
@@ -113,6 +164,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise AdvnetsError("--device cuda: no CUDA device is available here")
     dtype = torch.float32 if args.float32 else torch.float64
     kw = {"dtype": dtype, "device": device, "progress": not args.no_progress}
+    _check_combination(args)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # --out sub/q.json: made, as RUN/ is
+    if args.pretrained is not None and args.metrics is None:
+        return _pretrained(args, sigmas, kw)  # None: the registry entry's settings, which reproduce its number
+    for option, default in (("num_samples", 10000), ("seed", 0), ("valid_size", 1000)):
+        setattr(args, option, default if getattr(args, option) is None else getattr(args, option))
+    if args.metrics is not None:
+        from advnets.cli.evaluate_metrics import cmd_metrics
+
+        return cmd_metrics(args, device)
     if args.samples is not None:
         result, run_dir = _scores_of_samples(args, sigmas, kw), None
     else:
@@ -162,4 +224,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 "parzen_split": args.split,
             },
         )
+    return 0
+
+
+def _pretrained(args: argparse.Namespace, sigmas, kw: dict) -> int:
+    """``--pretrained NAME --data DIR``: the registry's protocol on a shipped model, beside its stated number."""
+    from advnets.errors import AdvnetsError
+    from advnets.evaluate.protocol import format_row
+    from advnets.io import atomic_write_json
+    from advnets.pretrained import evaluate_pretrained
+
+    if args.data is None:
+        raise AdvnetsError("--pretrained needs --data SOURCE (e.g. the directory of MNIST's four IDX files)")
+    r = evaluate_pretrained(
+        args.pretrained,
+        args.data,
+        data_dir=args.data_dir,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        valid_size=args.valid_size,
+        sigmas=sigmas,
+        baselines=args.baselines,
+        **kw,
+    )
+    p, res, exp = r["protocol"], r["result"], r["expected"]
+    print(
+        f"Parzen-window log-likelihood of {res['n']} test images of {p['dataset']} under {p['num_samples']} "
+        f"samples of {r['model']} (seed {p['sample_seed']}; σ chosen on {p['valid_size']} validation images):"
+    )
+    for name, row in r["rows"].items():
+        print("  " + format_row(name, row))
+    print(f"  {'stated (registry)':<28s} {exp['mean']:8.1f} ± {exp['se']:<6.1f}(σ = {exp['sigma']:.4g})")
+    print(f"  difference: {r['difference']:+.3f} nats (measured σ = {res['sigma']:.4g})")
+    if args.json is not None:
+        atomic_write_json(args.json, r)
+        print(f"-> {args.json}")
     return 0

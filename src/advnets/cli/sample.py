@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from advnets.cli.common import add_command, add_data_dir, add_run, check_png, nonneg_int, positive_int
+from advnets.cli.common import add_command, add_data_dir, check_png, nonneg_int, positive_int
 
 EXAMPLES = """\
 examples:
@@ -14,6 +14,8 @@ examples:
   advnets sample --run runs/00001-mnist-embedded --nearest           # Figure 2 + memorisation check
   advnets sample --run runs/00001-mnist-embedded --interpolate --rows 10 --steps 12   # Figure 3
   advnets sample --run runs/cond --class 3 -n 25                     # a conditional model's 3s
+  advnets sample --pretrained mnist-paper --data ../shared/data/mnist --nearest   # Figure 2, shipped G
+  advnets sample --pretrained mnist-paper --interpolate --out figure3.png         # Figure 3, shipped G
 """
 
 
@@ -25,7 +27,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Draw fair random samples from a run's generator and write them as a PNG grid.",
         epilog=EXAMPLES,
     )
-    add_run(s)
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", type=Path, metavar="DIR", help="run directory or checkpoint file")
+    src.add_argument(
+        "--pretrained", metavar="NAME", help="a model shipped inside the package (advnets.pretrained), hash checked"
+    )
+    s.add_argument(
+        "--data",
+        metavar="SOURCE",
+        help="--pretrained --nearest: the training images to search (e.g. the MNIST IDX directory: its whole "
+        "training split)",
+    )
     add_data_dir(s)
     s.add_argument("-n", type=positive_int, default=100, help="number of samples (default 100)")
     s.add_argument(
@@ -42,7 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="FILE.png",
-        help="output PNG (default: RUN/samples/{sample,nearest,interpolation}-seedS.png)",
+        help="output PNG (default: RUN/samples/{sample,nearest,interpolation}-seedS.png; --pretrained: "
+        "NAME-{sample,nearest,interpolation}-seedS.png here)",
     )
     mode = s.add_mutually_exclusive_group()
     mode.add_argument(
@@ -83,11 +96,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     if args.steps < 2 and args.interpolate:
         raise AdvnetsError("--steps must be at least 2 (the two endpoints of each path)")
-    g, _, cfg, state = load_models(args.run)
-    shape = tuple(state["image_shape"])
     kind = "nearest" if args.nearest else "interpolation" if args.interpolate else "sample"
-    out = check_png(args.out or run_dir_of(args.run) / "samples" / f"{kind}-seed{args.seed}.png")
-    step = state["step"]
+    if args.pretrained is not None:
+        from advnets.pretrained import load_pretrained
+
+        model = load_pretrained(args.pretrained)
+        g, cfg, shape, step = model.generator, model.config, model.image_shape, int(model.metadata.get("step", 0))
+        out = check_png(args.out or Path(f"{args.pretrained}-{kind}-seed{args.seed}.png"))
+    else:
+        g, _, cfg, state = load_models(args.run)
+        shape, step = tuple(state["image_shape"]), state["step"]
+        out = check_png(args.out or run_dir_of(args.run) / "samples" / f"{kind}-seed{args.seed}.png")
     if args.interpolate:
         images = interpolate(g, args.rows, args.steps, args.seed, shape, spherical=args.spherical)
         save_grid(to_display(images, cfg.data.preprocess), out, nrow=args.steps, scale=2)
@@ -104,11 +123,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
         save_grid(to_display(images, cfg.data.preprocess), out, nrow=grid_columns(args.n), scale=2)
         print(f"{args.n} samples (seed {args.seed}) from step {step} -> {out}")
         return 0
-    return _nearest(args, g, cfg, shape, step, out)
+    data = None
+    if args.pretrained is not None:
+        from advnets.pretrained import dataset_for
+
+        if args.data is None:
+            raise AdvnetsError("--pretrained --nearest needs --data SOURCE: the training images to search")
+        data = dataset_for(model, args.data, args.data_dir)
+    return _nearest(args, g, cfg, shape, step, out, data)
 
 
-def _nearest(args: argparse.Namespace, g, cfg, shape: tuple[int, ...], step: int, out: Path) -> int:
-    """Figure 2 and the memorisation check beside it (as RUN/samples/nearest-seedS.json)."""
+def _nearest(args: argparse.Namespace, g, cfg, shape: tuple[int, ...], step: int, out: Path, data=None) -> int:
+    """Figure 2 and the memorisation check beside it (as RUN/samples/nearest-seedS.json); ``data``: the
+    dataset searched (default the run's own)."""
     from advnets.data import load_dataset, to_display
     from advnets.evaluate.nearest import memorization_verdict
     from advnets.evaluate.protocol import memorization_check
@@ -116,7 +143,7 @@ def _nearest(args: argparse.Namespace, g, cfg, shape: tuple[int, ...], step: int
     from advnets.io import atomic_write_json
     from advnets.sampling import generate, grid_columns, nearest_figure
 
-    data = load_dataset(cfg.data, data_dir=args.data_dir)
+    data = data if data is not None else load_dataset(cfg.data, data_dir=args.data_dir)
     columns = grid_columns(args.n) + 1
     rows = -(-args.n // (columns - 1))
     images, neighbours = nearest_figure(generate(g, rows * (columns - 1), args.seed, shape), data.train, columns)

@@ -111,6 +111,13 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         type=positive_float, metavar="SIGMA",
         help="the Parzen window width of --eval-every (default: chosen on the validation images from "
         "logspace(-1, 0, 10), as `advnets evaluate` does)")),
+    ("--eval-metrics", "train.eval_metrics", dict(
+        metavar="LIST",
+        help="with --eval-every, what it logs: 'parzen' (default; always measured, it chooses checkpoints/best) "
+        "plus any of fd,kid,precision,recall,density,coverage,mnist_score,class_coverage or 'all' "
+        "(docs/metrics.md), on the same 1,000 samples against the validation images (one CPU thread, "
+        "full MNIST: ~6 s once for the validation features, then ~2 s per check for fd, ~15 s for all six "
+        "feature metrics)")),
     ("--monitor-every", "train.monitor_every", dict(
         type=nonneg_int, metavar="STEPS",
         help="check G's samples for mode collapse every STEPS steps and log it (default 500; 0 = off)")),

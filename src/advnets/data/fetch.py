@@ -1,4 +1,4 @@
-"""Where datasets live on disk, and downloading the public ones safely.
+"""Where datasets live on disk, the catalogue of the public ones, fetching them and reporting them.
 
 *Data root.* :func:`data_root` decides the directory that holds every dataset,
 in this order: an explicit ``override`` (the CLI's ``--data-dir``), else the
@@ -12,51 +12,27 @@ dataset has its own folder::
 
 *Downloads.* :data:`SOURCES` lists the datasets :func:`fetch` can download:
 for each file its name, size and pinned SHA-256, and the mirrors to try in
-order. Every file is streamed into a temporary file in the target folder
-(timeouts apply to connecting and to every read, so a dead network ends in an
-error, never a hang), its size and SHA-256 are checked, and only then is it
-``os.replace``d into place. A file with the wrong checksum is discarded and the
-next mirror is tried; when no mirror delivers the file a
-:class:`~advnets.errors.DataError` says why (for a bad checksum: the expected
-and the actual hash) and how to get the files by hand. Files that are already
-present with the right size and hash are not downloaded again.
-
-*Archives.* CIFAR-10 comes as a ``.tar.gz``. It is unpacked member by member
-by this module, never by ``tarfile.extract``: only regular files and folders
-are accepted, and a member that is a symbolic or hard link, a device or FIFO,
-has an absolute path or a ``..`` component refuses the whole archive. The
-archive is unpacked into a temporary folder next to the target, checked for
-the files the dataset needs, and the finished folder is renamed into place, so
-a half-unpacked folder is never left where it would be read as complete.
+order. :mod:`advnets.data.download` does the downloading (into a temporary
+file, size and SHA-256 checked before it is moved into place, the next mirror
+tried on a mismatch) and the unpacking of CIFAR-10's ``.tar.gz`` (member by
+member, refusing links, devices and paths that leave the folder; finished
+folders renamed into place). Files already present with the right size and
+hash are not downloaded again.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import importlib.util
 import os
-import re
-import shutil
 import sys
-import tarfile
-import tempfile
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
+from advnets.data.download import RemoteFile, Source, download_file, remove_stale, unpack_archive
 from advnets.errors import DataError
-from advnets.io import fsync_dir, sha256_file
 
 __all__ = [
     "ENV_VAR",
-    "RemoteFile",
-    "Source",
     "SOURCES",
     "KNOWN_DATASETS",
     "TFD_FILE",
@@ -70,11 +46,6 @@ __all__ = [
 ENV_VAR = "ADVNETS_DATA"
 #: The TFD file users bring themselves, in ``<root>/tfd/``.
 TFD_FILE = "TFD_48x48.mat"
-
-_CHUNK = 1 << 20
-# A temporary download untouched for this long belongs to a process that died.
-_STALE_PART_S = 15 * 60
-_STALE_DIR_S = 60 * 60
 
 
 def data_root(override: str | os.PathLike | None = None) -> Path:
@@ -93,36 +64,6 @@ def data_root(override: str | os.PathLike | None = None) -> Path:
 
 
 # --------------------------------------------------------------------------- the data table
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """One downloadable file: its name, exact size in bytes and SHA-256 (lowercase hex)."""
-
-    name: str
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Source:
-    """A downloadable dataset.
-
-    ``files`` are fetched from ``mirror + file.name`` for each of ``mirrors`` in
-    order, into ``<root>/<subdir>/``. When ``extract_to`` is set, the single
-    file is a tar archive that must unpack to the folder ``extract_to`` holding
-    every name in ``expected``; ``max_unpacked_bytes`` and ``max_members``
-    bound what unpacking may write.
-    """
-
-    name: str
-    subdir: str
-    files: tuple[RemoteFile, ...]
-    mirrors: tuple[str, ...]
-    extract_to: str | None = None
-    expected: tuple[str, ...] = ()
-    max_unpacked_bytes: int = 1 << 30
-    max_members: int = 1000
 
 
 # Checksums and sizes of the MNIST files: tensorflow/datasets,
@@ -212,248 +153,6 @@ KNOWN_DATASETS: dict[str, dict[str, str]] = {
 }
 
 
-# --------------------------------------------------------------------------- downloading
-
-
-class _Failed(Exception):
-    """One mirror could not deliver a file; the message says why."""
-
-
-class _Mismatch(Exception):
-    """A mirror delivered a file with the wrong size or SHA-256."""
-
-    def __init__(self, url: str, detail: str):
-        super().__init__(f"{url}: {detail}")
-        self.detail = detail
-
-
-def _url(mirror: str, name: str) -> str:
-    return mirror.rstrip("/") + "/" + name
-
-
-def _is_valid(path: Path, rf: RemoteFile) -> bool:
-    try:
-        return path.is_file() and path.stat().st_size == rf.size and sha256_file(path) == rf.sha256
-    except OSError:
-        return False
-
-
-def _remove_stale(directory: Path) -> None:
-    """Delete temporary files and folders left behind by a download or unpack that died."""
-    now = time.time()
-    for p in directory.glob(".*.part"):
-        try:
-            if now - p.lstat().st_mtime > _STALE_PART_S:
-                p.unlink()
-        except OSError:
-            pass
-    for p in directory.glob(".*.unpack"):
-        try:
-            if now - p.lstat().st_mtime > _STALE_DIR_S and p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-        except OSError:
-            pass
-
-
-def _progress_bar(rf: RemoteFile, url: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(
-        total=rf.size,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=rf.name,
-        disable=not enabled,
-        leave=False,
-        file=sys.stderr,
-        postfix=urllib.parse.urlsplit(url).netloc or None,
-    )
-
-
-def _download(url: str, tmp: Path, rf: RemoteFile, timeout: float, progress: bool) -> None:
-    """Stream ``url`` into ``tmp``; raise _Failed (transport) or _Mismatch (wrong bytes)."""
-    from advnets import __version__
-
-    request = urllib.request.Request(url, headers={"User-Agent": f"advnets/{__version__} (dataset download)"})
-    h = hashlib.sha256()
-    received = 0
-    try:
-        # ``timeout`` bounds the connection and every blocking read on the socket.
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            announced = response.headers.get("Content-Length")
-            if announced is not None and announced.strip().isdigit() and int(announced) != rf.size:
-                raise _Mismatch(url, f"the server announces {int(announced)} bytes, expected {rf.size}")
-            with open(tmp, "wb") as out, _progress_bar(rf, url, progress) as bar:
-                while True:
-                    chunk = response.read(_CHUNK)
-                    if not chunk:
-                        break
-                    received += len(chunk)
-                    if received > rf.size:
-                        raise _Mismatch(url, f"the server sent more than the expected {rf.size} bytes")
-                    h.update(chunk)
-                    out.write(chunk)
-                    bar.update(len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
-    except urllib.error.HTTPError as e:
-        raise _Failed(f"{url}: HTTP {e.code} {e.reason}") from e
-    except urllib.error.URLError as e:
-        raise _Failed(f"{url}: {e.reason}") from e
-    except (OSError, http.client.HTTPException, ValueError) as e:
-        # socket timeouts (TimeoutError), resets, cut-short bodies (IncompleteRead), bad URLs
-        text = str(e) or type(e).__name__
-        raise _Failed(f"{url}: {text}") from e
-    actual = h.hexdigest()
-    if received != rf.size or actual != rf.sha256:
-        raise _Mismatch(url, f"got SHA-256 {actual} ({received} bytes)")
-
-
-def _by_hand(source: Source, target: Path, mirrors: Sequence[str]) -> str:
-    names = ", ".join(f.name for f in source.files)
-    where = " or ".join(_url(m, "") for m in mirrors)
-    then = f" and leave {source.files[0].name} there (it is unpacked on the next fetch)" if source.extract_to else ""
-    return (
-        f"to get {source.name} by hand, download {names} from {where}, put "
-        f"{'them' if len(source.files) > 1 else 'it'} in {target}{then}, and run "
-        f"`advnets data fetch {source.name}` again to verify"
-    )
-
-
-def _fetch_file(
-    source: Source, rf: RemoteFile, target: Path, mirrors: Sequence[str], timeout: float, progress: bool
-) -> None:
-    dest = target / rf.name
-    if _is_valid(dest, rf):
-        if progress:
-            print(f"{dest}: already present, checksum OK", file=sys.stderr)
-        return
-    failures: list[str] = []
-    mismatches: list[_Mismatch] = []
-    for mirror in mirrors:
-        url = _url(mirror, rf.name)
-        try:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{rf.name}.", suffix=".part", dir=target)
-        except OSError as e:
-            raise DataError(f"{target}: cannot write a temporary file for {rf.name}: {e.strerror or e}") from e
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            _download(url, tmp, rf, timeout, progress)
-            os.replace(tmp, dest)
-        except _Mismatch as e:
-            mismatches.append(e)
-            continue
-        except _Failed as e:
-            failures.append(str(e))
-            continue
-        except OSError as e:  # os.replace
-            raise DataError(f"{dest}: cannot move the verified download into place: {e.strerror or e}") from e
-        finally:
-            tmp.unlink(missing_ok=True)
-        fsync_dir(target)
-        if progress:
-            print(f"{dest}: downloaded from {url}, checksum OK", file=sys.stderr)
-        return
-    hint = _by_hand(source, target, mirrors)
-    if mismatches:
-        tried = "; ".join([str(m) for m in mismatches] + failures)
-        raise DataError(
-            f"{rf.name}: checksum mismatch from every mirror that answered: expected SHA-256 {rf.sha256} "
-            f"({rf.size} bytes); {tried}. Nothing was written to {dest}; {hint}"
-        )
-    raise DataError(f"could not download {rf.name} ({'; '.join(failures)}); {hint}")
-
-
-# --------------------------------------------------------------------------- unpacking
-
-
-def _member_parts(archive: Path, member: tarfile.TarInfo) -> tuple[str, ...]:
-    """The checked relative path of ``member``; raise DataError for anything unsafe."""
-    name = member.name
-    what = f"{archive}: refusing to unpack member {name!r}"
-    if member.issym() or member.islnk():
-        kind = "symbolic" if member.issym() else "hard"
-        raise DataError(f"{what}: it is a {kind} link (to {member.linkname!r}); expected only files and folders")
-    if member.ischr() or member.isblk() or member.isfifo():
-        raise DataError(f"{what}: it is a device or FIFO; expected only files and folders")
-    if not (member.isreg() or member.isdir()):
-        raise DataError(f"{what}: unsupported member type {member.type!r}; expected only files and folders")
-    if not name or "\x00" in name:
-        raise DataError(f"{what}: empty or invalid name")
-    if name.startswith(("/", "\\")) or PurePosixPath(name).is_absolute() or PureWindowsPath(name).drive:
-        raise DataError(f"{what}: it has an absolute path; expected paths inside the archive's folder")
-    parts = tuple(p for p in re.split(r"[/\\]", name) if p not in ("", "."))
-    if ".." in parts:
-        raise DataError(f"{what}: its path leaves the target folder (..); expected paths inside the archive's folder")
-    return parts
-
-
-def _unpack(archive: Path, source: Source, target: Path) -> None:
-    """Unpack ``archive`` into ``target / source.extract_to`` through a temporary folder."""
-    assert source.extract_to is not None
-    final = target / source.extract_to
-    try:
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{source.extract_to}.", suffix=".unpack", dir=target))
-    except OSError as e:
-        raise DataError(
-            f"{target}: cannot create a temporary folder to unpack {archive.name}: {e.strerror or e}"
-        ) from e
-    base = tmp_dir.resolve()
-    try:
-        written = 0
-        count = 0
-        with tarfile.open(archive, mode="r:*") as tar:
-            for member in tar:
-                parts = _member_parts(archive, member)
-                count += 1
-                if count > source.max_members:
-                    raise DataError(
-                        f"{archive}: more than {source.max_members} members; expected a {source.name} archive"
-                    )
-                if not parts:
-                    continue  # the archive's own "." folder
-                dest = tmp_dir.joinpath(*parts)
-                if os.path.commonpath([base, dest.resolve()]) != str(base):
-                    raise DataError(
-                        f"{archive}: refusing to unpack member {member.name!r}: it leaves the target folder"
-                    )
-                if member.isdir():
-                    dest.mkdir(parents=True, exist_ok=True)
-                    continue
-                written += member.size
-                if written > source.max_unpacked_bytes:
-                    raise DataError(
-                        f"{archive}: unpacks to more than {source.max_unpacked_bytes} bytes; "
-                        f"expected a {source.name} archive"
-                    )
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                stream = tar.extractfile(member)
-                if stream is None:  # pragma: no cover - isreg() members always have data
-                    raise DataError(f"{archive}: cannot read member {member.name!r}")
-                with stream, open(dest, "xb") as out:
-                    shutil.copyfileobj(stream, out, _CHUNK)
-        produced = tmp_dir / source.extract_to
-        if not produced.is_dir():
-            raise DataError(f"{archive}: expected the archive to hold a folder {source.extract_to}/, found none")
-        missing = [n for n in source.expected if not (produced / n).is_file()]
-        if missing:
-            raise DataError(f"{archive}: {source.extract_to}/ lacks {', '.join(missing)}; the archive is incomplete")
-        fsync_dir(produced)
-        if not final.is_dir():  # else another process finished the same unpacking first
-            os.replace(produced, final)
-            fsync_dir(target)
-    except DataError:
-        raise
-    except FileExistsError as e:
-        raise DataError(f"{archive}: member {e.filename} appears twice; refusing the archive") from e
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{archive}: cannot unpack: {e}") from e
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-
-
 # --------------------------------------------------------------------------- fetch
 
 
@@ -503,11 +202,11 @@ def fetch(
         raise DataError(f"{target}: cannot create the dataset folder: {e.strerror or e}") from e
     if not target.is_dir():
         raise DataError(f"{target}: expected a folder for {name}, found a file")
-    _remove_stale(target)
+    remove_stale(target)
     for rf in source.files:
-        _fetch_file(source, rf, target, urls, float(timeout), progress)
+        download_file(source, rf, target, urls, float(timeout), progress)
     if source.extract_to:
-        _unpack(target / source.files[0].name, source, target)
+        unpack_archive(target / source.files[0].name, source, target)
         if progress:
             print(f"{target / source.extract_to}: unpacked", file=sys.stderr)
     return target

@@ -203,6 +203,7 @@ def evaluate_table(
     cache_dir: str | Path | None = None,
     device: str | torch.device = "cpu",
     options: dict[str, dict[str, Any]] | None = None,
+    real_features: torch.Tensor | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score several sets of generated images (``rows``: label -> images) against one real set.
 
@@ -217,6 +218,8 @@ def evaluate_table(
         cache_dir: where real-set features are cached (None: not cached).
         device: where the feature network runs.
         options: per-metric keyword options, e.g. ``{"kid": {"subsets": 50}, "parzen": {"valid": V}}``.
+        real_features: ``features``' output for all of ``real_images``, when the caller already has it (a
+            training monitor scoring against one fixed validation split at every check); not recomputed.
 
     Returns:
         label -> flat dict: each metric's numbers (``fd``, ``kid``, ``kid_std``,
@@ -238,7 +241,9 @@ def evaluate_table(
     extractor = _resolve_extractor(features, tuple(real.shape[1:]), device) if need_features else None
     real_feats = None
     if extractor is not None:
-        all_feats, _ = FeatureCache(cache_dir).features(extractor, real)
+        if real_features is not None and len(real_features) != len(real):
+            raise DataError(f"real_features: {len(real_features)} rows for {len(real)} real images")
+        all_feats = real_features if real_features is not None else FeatureCache(cache_dir).features(extractor, real)[0]
         real_feats = _pick(all_feats, real_idx)
     real = _pick(real, real_idx)
 

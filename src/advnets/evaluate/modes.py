@@ -122,30 +122,11 @@ def mode_coverage(
         raise DataError(f"min_count must be a positive integer, got {min_count!r}")
     min_count = int(min_count)
 
-    finite = np.all(np.isfinite(x), axis=1)
-    nearest = np.full(n, -1, dtype=np.int64)
-    distance = np.full(n, np.inf)
-    idx = np.flatnonzero(finite)
-    for start in range(0, idx.size, _CHUNK):
-        rows = idx[start : start + _CHUNK]
-        d2 = np.sum((x[rows, None, :] - m[None, :, :]) ** 2, axis=-1)
-        j = np.argmin(d2, axis=1)
-        nearest[rows] = j
-        distance[rows] = np.sqrt(d2[np.arange(rows.size), j])
-
+    nearest, distance = _nearest_modes(x, m)
     high = distance <= thr * sd
     counts = np.bincount(nearest[high], minlength=k).astype(np.int64)
     covered = counts >= min_count
     hq = int(counts.sum())
-
-    if hq > 0:
-        h = counts / hq
-        nz = h > 0
-        kl = float(np.sum(h[nz] * np.log(h[nz] * k)))
-        kl = min(max(kl, 0.0), math.log(k))
-    else:
-        kl = math.nan
-
     return {
         "n_samples": int(n),
         "n_modes": int(k),
@@ -158,5 +139,36 @@ def mode_coverage(
         "high_quality_fraction": hq / n,
         "nearest_mode": nearest,
         "distance": distance,
-        "kl_to_uniform": kl,
+        "kl_to_uniform": _kl_to_uniform(counts),
     }
+
+
+def _nearest_modes(x: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of, and Euclidean distance to, each row's nearest mode (float64, chunked over rows).
+
+    Rows with NaN/inf get index -1 and distance ``inf``.
+    """
+    n = x.shape[0]
+    finite = np.all(np.isfinite(x), axis=1)
+    nearest = np.full(n, -1, dtype=np.int64)
+    distance = np.full(n, np.inf)
+    idx = np.flatnonzero(finite)
+    for start in range(0, idx.size, _CHUNK):
+        rows = idx[start : start + _CHUNK]
+        d2 = np.sum((x[rows, None, :] - m[None, :, :]) ** 2, axis=-1)
+        j = np.argmin(d2, axis=1)
+        nearest[rows] = j
+        distance[rows] = np.sqrt(d2[np.arange(rows.size), j])
+    return nearest, distance
+
+
+def _kl_to_uniform(counts: np.ndarray) -> float:
+    """``KL(h || uniform)`` of the normalised histogram ``counts``, natural log, in [0, log K]; NaN if empty."""
+    k = counts.shape[0]
+    hq = int(counts.sum())
+    if hq == 0:
+        return math.nan
+    h = counts / hq
+    nz = h > 0
+    kl = float(np.sum(h[nz] * np.log(h[nz] * k)))
+    return min(max(kl, 0.0), math.log(k))

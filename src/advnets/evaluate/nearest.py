@@ -132,44 +132,68 @@ def nearest_neighbors(
             n = q1 - q0
             x = xbuf[:n]
             x.copy_(q[q0:q1])
-            a = kappa * sq_norms(x).to(torch.float64)  # a_i
-            lmax = torch.full((n,), -float("inf"), dtype=dtype, device=dev)  # L_i
-            rows, cols, ups = [], [], []
-            for r0 in range(0, m, rc):
-                r1 = min(r0 + rc, m)
-                w = r1 - r0
-                if in_place:
-                    y = r[r0:r1]
-                else:
-                    assert ybuf is not None
-                    y = ybuf[:w]
-                    y.copy_(r[r0:r1])
-                if r0 not in norms:
-                    norms[r0] = sq_norms(y)
-                y_sq = norms[r0]
-                b = kappa * y_sq
-                blk = torch.mm(x, y.T, out=block[:n, :w])  # x·y
-                tmp = bound[:n, :w]
-                # ŝ − b = x·y − (‖y‖²/2 + b): its row max raises L
-                torch.sub(blk, (0.5 * y_sq + b).unsqueeze(0), out=tmp)
-                lmax = torch.maximum(lmax, tmp.amax(dim=1))
-                # ŝ + b = x·y − (‖y‖²/2 − b) ≥ L − 2a: may be the nearest
-                torch.sub(blk, (0.5 * y_sq - b).unsqueeze(0), out=tmp)
-                thr64 = lmax.to(torch.float64) - 2.0 * a
-                thr = (thr64 - eps * thr64.abs()).to(dtype)  # round down, never up
-                i, j = torch.nonzero(tmp >= thr.unsqueeze(1), as_tuple=True)
-                rows.append(i)
-                cols.append(j + r0)
-                ups.append(tmp[i, j])
-            i = torch.cat(rows)
-            j = torch.cat(cols)
-            up = torch.cat(ups).to(torch.float64)
-            keep = up >= (lmax.to(torch.float64) - 2.0 * a)[i]  # the final threshold
-            idx, dist = _rerank(q[q0:q1], r, i[keep], j[keep], n, dev, max_bytes)
+            i, j = _candidates(x, r, rc, kappa, norms, ybuf, block, bound)
+            idx, dist = _rerank(q[q0:q1], r, i, j, n, dev, max_bytes)
             out_idx[q0:q1] = idx.cpu()
             out_dist[q0:q1] = dist.cpu()
             bar.update(n)
     return out_idx, out_dist
+
+
+def _candidates(
+    x: torch.Tensor,
+    r: torch.Tensor,
+    rc: int,
+    kappa: float,
+    norms: dict[int, torch.Tensor],
+    ybuf: torch.Tensor | None,
+    block: torch.Tensor,
+    bound: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, reference index) pairs that may be the nearest, for one batch ``x`` of queries.
+
+    Streams ``r`` in chunks of ``rc`` rows and keeps every pair whose score, within the
+    round-off bound of the module docstring (``kappa`` = 2(d + 4)·u), may be its row's
+    largest. ``norms`` caches ‖y_j‖² per chunk start across batches; ``ybuf`` (None when
+    ``r`` is used in place), ``block`` and ``bound`` are reused working buffers.
+    """
+    n = x.shape[0]
+    m = r.shape[0]
+    dtype, dev = x.dtype, x.device
+    eps = torch.finfo(dtype).eps  # 2u
+    a = kappa * sq_norms(x).to(torch.float64)  # a_i
+    lmax = torch.full((n,), -float("inf"), dtype=dtype, device=dev)  # L_i
+    rows, cols, ups = [], [], []
+    for r0 in range(0, m, rc):
+        r1 = min(r0 + rc, m)
+        w = r1 - r0
+        if ybuf is None:  # r is already in the compute dtype on the device
+            y = r[r0:r1]
+        else:
+            y = ybuf[:w]
+            y.copy_(r[r0:r1])
+        if r0 not in norms:
+            norms[r0] = sq_norms(y)
+        y_sq = norms[r0]
+        b = kappa * y_sq
+        blk = torch.mm(x, y.T, out=block[:n, :w])  # x·y
+        tmp = bound[:n, :w]
+        # ŝ − b = x·y − (‖y‖²/2 + b): its row max raises L
+        torch.sub(blk, (0.5 * y_sq + b).unsqueeze(0), out=tmp)
+        lmax = torch.maximum(lmax, tmp.amax(dim=1))
+        # ŝ + b = x·y − (‖y‖²/2 − b) ≥ L − 2a: may be the nearest
+        torch.sub(blk, (0.5 * y_sq - b).unsqueeze(0), out=tmp)
+        thr64 = lmax.to(torch.float64) - 2.0 * a
+        thr = (thr64 - eps * thr64.abs()).to(dtype)  # round down, never up
+        i, j = torch.nonzero(tmp >= thr.unsqueeze(1), as_tuple=True)
+        rows.append(i)
+        cols.append(j + r0)
+        ups.append(tmp[i, j])
+    i = torch.cat(rows)
+    j = torch.cat(cols)
+    up = torch.cat(ups).to(torch.float64)
+    keep = up >= (lmax.to(torch.float64) - 2.0 * a)[i]  # the final threshold
+    return i[keep], j[keep]
 
 
 def _rerank(

@@ -26,6 +26,7 @@ from advnets.report.page import Figure, Section
 from advnets.runs import CONFIG_FILE, read_metrics
 
 PARZEN_FILE = "parzen.json"
+QUALITY_FILE = "quality.json"  # the table of `advnets evaluate --run DIR --metrics ...` (issue 17)
 INTERP_ROWS = 10  # Figure 3: paths in z ...
 INTERP_STEPS = 10  # ... and images per path, as `advnets sample --interpolate`
 _GRID = re.compile(r"^step-(\d+)\.png$")
@@ -66,6 +67,7 @@ def build(
         _figure3_section(g, cfg, shape, seed=seed, scale=scale, padding=padding),
         _memorisation_section(g, data, data_error, shape, seed=seed, check_size=check_size),
         _parzen_section(run_dir, dataset_name, step),
+        *_quality_section(run_dir, step),
         _config_section(config_doc),
         _timing_section(rows, cfg, step, config_doc),
     ]
@@ -453,6 +455,34 @@ def _parzen_section(run_dir: Path, dataset_name: str, step: int) -> Section:
             f"rerun {command} to update it."
         )
     return sec
+
+
+def _quality_section(run_dir: Path, step: int) -> list[Section]:
+    """The sample-quality table of RUN/quality.json (none when the run has none): the model's row and
+    the context rows, as ``advnets evaluate --metrics`` printed them."""
+    from advnets.evaluate.metrics import format_table
+
+    path = run_dir / QUALITY_FILE
+    if not path.is_file():
+        return []
+    sec = Section("Sample-quality metrics (FD, KID, precision/recall, ...)", "quality")
+    command = f"`advnets evaluate --run {shlex.quote(str(run_dir))} --metrics all`"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        table = format_table(doc["rows"], doc["metrics"])
+    except Exception as e:  # a damaged file must not stop the report: say so, and how to remake it
+        warnings.warn(f"report: {path} is not a readable metrics table ({type(e).__name__}: {e})", stacklevel=2)
+        sec.text(f"{path} could not be read ({type(e).__name__}: {e}); recompute it: {command}.")
+        return [sec]
+    sec.text(
+        f"{doc.get('num_samples', '?')} images per row, features: {doc.get('features') or 'none'} "
+        "(docs/metrics.md). The rows below the model's score real training images (the floor a perfect G "
+        "reaches at this N), k-means centroids and a Gaussian fit by the same code."
+    )
+    sec.pre(table)
+    if doc.get("step") is not None and doc["step"] != step:
+        sec.text(f"Note: computed at step {doc['step']}, the checkpoint is at step {step}; rerun {command}.")
+    return [sec]
 
 
 def _flatten(doc: Any, prefix: str = "") -> list[tuple[str, str]]:

@@ -126,7 +126,9 @@ class Trainer:
         self.running = self.parallel.running(self.device)
         self.validation = None
         if t.eval_every:
-            self.validation = ValidationMonitor(dataset.valid, t.eval_every, t.eval_sigma, t.seed)
+            self.validation = ValidationMonitor(
+                dataset.valid, t.eval_every, t.eval_sigma, t.seed, metrics=t.eval_metrics
+            )
 
     # ----- where the run stands -------------------------------------------------------------
     @property
