@@ -108,7 +108,10 @@ def test_sample_pretrained_writes_figure2_over_the_data_and_figure3(tiny, tmp_pa
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (("evaluate", "--pretrained", "nope", "--data", "embedded-digits"), "no such pretrained model; known: mnist-paper, tiny"),
+        (
+            ("evaluate", "--pretrained", "nope", "--data", "embedded-digits"),
+            "no such pretrained model; known: mnist-paper, tiny",
+        ),
         (("sample", "--pretrained", "nope"), "known: mnist-paper, tiny"),
         (("evaluate", "--pretrained", "tiny"), "--pretrained needs --data"),
         (("sample", "--pretrained", "tiny", "--nearest"), "needs --data"),
