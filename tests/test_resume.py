@@ -243,19 +243,27 @@ def test_a_stop_between_two_log_rows_resumes_to_the_log_of_an_uninterrupted_run(
 # The same command line, run again and again, each attempt killed; then the last one finishes. Alternating
 # update with k = 5 D steps per G step, so that most of a step's time is inside Algorithm 1's inner loop:
 # 1439 digits / m = 20 = 71 minibatches a epoch, 14 steps, 28 in two epochs; checkpoints at 10, 20, 28.
-KILL_ARGS = [
-    *("--data", "embedded-digits", "--update", "alternating", "--k", "5", "--batch-size", "20", "--epochs", "2"),
-    *("--log-every", "2", "--checkpoint-every", "10", "--checkpoint-minutes", "0", "--monitor-every", "0"),
-]
+def kill_args(epochs: int) -> list[str]:
+    return [
+        *("--data", "embedded-digits", "--update", "alternating", "--k", "5", "--batch-size", "20"),
+        *("--epochs", str(epochs), "--log-every", "2", "--checkpoint-every", "10", "--checkpoint-minutes", "0"),
+        *("--monitor-every", "0"),
+    ]
+
+
+KILL_ARGS = kill_args(2)
+# The random-kill test's run is ten times longer, so that six attempts, each killed within about a second
+# of training, cannot finish it on a fast machine before every kill has been sent.
+RANDOM_KILL_ARGS = kill_args(20)
 TIMING = ("samples_per_s",)  # wall-clock fields, the only ones allowed to differ
 
 
-def _attempt(run_dir, nproc=None):
+def _attempt(run_dir, nproc=None, args=KILL_ARGS):
     import subprocess
     import sys
 
     launcher = ["--nproc", "2", "--max-restarts", "3"] if nproc else []
-    cmd = [sys.executable, "-m", "advnets", "train", *KILL_ARGS, *launcher, "--out", str(run_dir), "--resume"]
+    cmd = [sys.executable, "-m", "advnets", "train", *args, *launcher, "--out", str(run_dir), "--resume"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [*cmd, "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
@@ -276,13 +284,13 @@ def _wait_for(ready, proc, timeout=300):
         time.sleep(0.01)
 
 
-def _uninterrupted(run_dir):
+def _uninterrupted(run_dir, args=KILL_ARGS):
     """The reference: the same configuration trained in one go, in this process."""
     from advnets.cli.train import config_from_argv
     from advnets.data import load_dataset
     from advnets.train import Trainer
 
-    cfg = config_from_argv(KILL_ARGS)
+    cfg = config_from_argv(args)
     Trainer(cfg, load_dataset(cfg.data)).fit(run_dir, progress=False, tensorboard=False)
 
 
@@ -371,16 +379,16 @@ def test_killed_at_random_moments_again_and_again_the_same_command_finishes_the_
     run_dir = tmp_path / "run"
     sent = []
     for _ in range(6):
-        proc = _attempt(run_dir)
+        proc = _attempt(run_dir, args=RANDOM_KILL_ARGS)
         sent.append(_kill_at_random(run_dir, proc, rnd))
         if proc.poll() is None:
             proc.kill()
         proc.wait()
     assert {"SIGKILL", "SIGTERM"} <= set(sent), sent
-    proc = _attempt(run_dir)
+    proc = _attempt(run_dir, args=RANDOM_KILL_ARGS)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, (sent, err)
-    _uninterrupted(tmp_path / "reference")
+    _uninterrupted(tmp_path / "reference", RANDOM_KILL_ARGS)
     _assert_same_run(tmp_path / "reference", run_dir)
 
 
