@@ -42,11 +42,8 @@ Everything is seeded (weights, data, noise, the figure branch and the evaluation
 noise each get their own :class:`torch.Generator`): on CPU the same config gives
 the same numbers, bit for bit.
 
-Public API
-----------
-``ToyConfig``, ``toy_config(dataset, **changes)``, ``train_toy(cfg, *, snapshot_at=None, frames=0, progress=False)``
-``ToyResult`` (``.summary()``), ``Snapshot``, ``Frame``
-``plot_figure1(result, path)``, ``animate(result, path, *, fps=8.0)``, ``plot_points(result, path)``
+Public API: ``ToyConfig``, ``toy_config``, ``train_toy``, ``ToyResult`` (``.summary()``), ``Snapshot``,
+``Frame``; the figures of a result are in :mod:`advnets.toy_figures`.
 """
 
 from __future__ import annotations
