@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         best = score_best(run, dataset, curve, num_samples=args.test_samples, cache=cache, **kw)
         print(f"{label}: best on validation at epoch {best['epoch']:.0f}; " + format_row("test", best))
         results.setdefault(recipe, {})[seed] = best
-    baselines = baseline_rows(dataset, args.test_samples, **kw) if args.baselines else None
+    baselines = baseline_rows(dataset, args.test_samples, cache_dir=args.cache_dir, **kw) if args.baselines else None
     table = table1_markdown(results, baselines)
     print(table)
     for recipe, by_seed in results.items():

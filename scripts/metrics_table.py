@@ -41,14 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-samples", type=int, default=10000, help="'samples' per row (default 10000)")
     p.add_argument("--valid-size", type=int, default=1000, help="validation images for Parzen's σ (default 1000)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache-dir", type=Path, default=None, help="cache of the test split's features")
+    p.add_argument(
+        "--cache-dir", type=Path, default=None, help="cache of the test split's features and of the context rows"
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
     data = load_dataset(args.data)
     start = time.perf_counter()
-    rows = context_samples(data.train, args.num_samples, args.seed)
+    rows = context_samples(data.train, args.num_samples, args.seed, cache_dir=args.cache_dir, note=print)
     print(f"built the context rows in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the Gaussian fit lies outside [0, 1] by construction

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from advnets.config import PRESETS, override
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _data_root_in_tmp(tmp_path_factory):
+    """Caches the library keeps under the data root (features, baselines) go to a temporary directory, never
+    the user's ~/.cache/advnets; the CLI subprocesses inherit it. Tests of data_root itself set their own."""
+    before = os.environ.get("ADVNETS_DATA")
+    os.environ["ADVNETS_DATA"] = str(tmp_path_factory.mktemp("advnets-data-root"))
+    yield
+    if before is None:
+        os.environ.pop("ADVNETS_DATA", None)
+    else:
+        os.environ["ADVNETS_DATA"] = before
 
 
 @pytest.fixture(autouse=True)

@@ -105,6 +105,11 @@ def test_samples_with_a_dataset_get_the_context_rows_and_all_metrics(arrays, tmp
     for key in ("fd", "kid", "precision", "recall", "density", "coverage", "parzen", "mnist_score", "classes_covered"):
         assert np.isfinite(row[key]), key
     assert row["n_generated"] == 150 and row["n_real"] == 150
+    assert "fitting k-means (150 centroids" in err  # the slow fit is announced, then kept under the data root
+    code, _, err = cli_in_process("evaluate", *args, "--json", tmp_path / "again.json")
+    assert code == 0 and "k-means" not in err, err
+    again = json.loads((tmp_path / "again.json").read_text())["rows"]
+    assert again["k-means centroids"]["fd"] == doc["rows"]["k-means centroids"]["fd"]
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,30 @@ def test_baselines_are_built_from_the_training_split():
     assert torch.allclose(gauss.mean(dim=0), flat.mean(dim=0), atol=0.08)
 
 
+def test_baselines_are_cached_keyed_by_the_data_and_rebuilt_when_damaged(tmp_path):
+    """The slow k-means fit is paid once per (training images, m, seed): the cached rows equal a fresh build,
+    a different seed or different images get their own file, and a damaged file is rebuilt with a warning."""
+    train = torch.rand(120, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    notes = []
+    fresh = baseline_samples(train, m=60, seed=2)
+    first = baseline_samples(train, m=60, seed=2, cache_dir=tmp_path, note=notes.append)
+    (path,) = tmp_path.glob("baselines-*.safetensors")
+    assert len(notes) == 1 and "60 centroids of 120 training images" in notes[0] and str(path) in notes[0]
+    again = baseline_samples(train, m=60, seed=2, cache_dir=tmp_path, note=notes.append)
+    assert len(notes) == 1  # read back: no fit, no note
+    for name in fresh:
+        assert torch.equal(first[name], fresh[name]) and torch.equal(again[name], fresh[name])
+    baseline_samples(train, m=60, seed=3, cache_dir=tmp_path)
+    baseline_samples(train.flip(0), m=60, seed=2, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("baselines-*.safetensors"))) == 3
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as by a crash on a filesystem without atomic renames
+    with pytest.warns(UserWarning, match="unreadable baseline cache"):
+        rebuilt = baseline_samples(train, m=60, seed=2, cache_dir=tmp_path)
+    assert all(torch.equal(rebuilt[n], fresh[n]) for n in fresh)
+    assert torch.equal(baseline_samples(train, m=60, seed=2, cache_dir=tmp_path)["k-means centroids"],
+                       fresh["k-means centroids"])  # fmt: skip
+
+
 def test_format_row_reads_like_table_1():
     row = format_row("adversarial nets", {"mean": 225.04, "se": 2.01, "sigma": 0.2, "n": 10000, "m": 10000})
     assert "225.0 ± 2.0" in row and "σ = 0.2" in row and "N = 10000" in row

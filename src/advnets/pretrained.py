@@ -325,6 +325,7 @@ def evaluate_pretrained(
     progress: bool = False,
     registry: dict[str, PretrainedModel] | None = None,
     assets_dir: Path | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """The reference Parzen protocol on a shipped model (``advnets evaluate --pretrained NAME --data DIR``).
 
@@ -335,7 +336,7 @@ def evaluate_pretrained(
     files. Returns ``{"model", "file", "rows", "result", "expected",
     "difference", "protocol"}``: ``rows`` as
     :func:`advnets.evaluate.protocol.reference_protocol` (the model's row is
-    ``result``; with ``baselines`` also real images, k-means, Gaussian),
+    ``result``; with ``baselines`` also real images, k-means, Gaussian, cached in ``cache_dir``),
     ``expected`` the registry's ``{"mean", "se", "sigma"}`` and ``difference``
     the measured minus the shipped mean (nats).
 
@@ -360,6 +361,7 @@ def evaluate_pretrained(
         baselines=baselines,
         seed=s,
         progress=progress,
+        cache_dir=cache_dir,
         dtype=dtype,
         device=device,
     )

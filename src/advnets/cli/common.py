@@ -32,6 +32,14 @@ def add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help=DATA_DIR_HELP)
 
 
+def baseline_cache(data_dir: str | None) -> Path:
+    """Where the baselines' k-means centroids and Gaussian draws are kept between evaluations
+    (``<data root>/baselines``; :func:`advnets.evaluate.protocol.baseline_samples`)."""
+    from advnets.data.fetch import data_root
+
+    return data_root(data_dir) / "baselines"
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

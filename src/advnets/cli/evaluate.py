@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from advnets.cli.common import add_command, add_data_dir, load_array, positive_int
+from advnets.cli.common import add_command, add_data_dir, baseline_cache, load_array, positive_int
 
 EXAMPLES = """\
 examples:
@@ -93,7 +93,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--baselines",
         action="store_true",
-        help="add rows for real training images, k-means centroids and a Gaussian fit as the 'samples'",
+        help="add rows for real training images, k-means centroids and a Gaussian fit as the 'samples' "
+        "(the k-means fit is kept under --data-dir's baselines/ for the next evaluation)",
     )
     e.add_argument(
         "--folds",
@@ -189,6 +190,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             baselines=args.baselines,
             data_dir=args.data_dir,
             note=lambda text: print(f"advnets: note: {text}", file=sys.stderr),
+            cache_dir=baseline_cache(args.data_dir),
             **kw,
         )
         run_dir = run_dir_of(args.run)
@@ -245,6 +247,7 @@ def _pretrained(args: argparse.Namespace, sigmas, kw: dict) -> int:
         valid_size=args.valid_size,
         sigmas=sigmas,
         baselines=args.baselines,
+        cache_dir=baseline_cache(args.data_dir),
         **kw,
     )
     p, res, exp = r["protocol"], r["result"], r["expected"]

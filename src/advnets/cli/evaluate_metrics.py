@@ -10,6 +10,7 @@ one row per metric through :class:`advnets.runs.MetricsLog` (metrics.jsonl and T
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,7 @@ def _images_to_score(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_metrics(args: argparse.Namespace, device: str) -> int:
     """Score, print, write the JSON and log the rows; the caller has chosen the device."""
+    from advnets.cli.common import baseline_cache
     from advnets.data.fetch import data_root
     from advnets.evaluate.context import context_samples
     from advnets.evaluate.metrics import REGISTRY, evaluate_table, format_table, parse_metrics
@@ -102,7 +104,15 @@ def cmd_metrics(args: argparse.Namespace, device: str) -> int:
     test, valid, train = _real_sets(args, what["dataset"])
     rows = {what["label"]: what["images"]}
     if train is not None:  # the honest context: the floor, k-means centroids, the Gaussian fit
-        rows.update(context_samples(train, args.num_samples, args.seed))
+        rows.update(
+            context_samples(
+                train,
+                args.num_samples,
+                args.seed,
+                cache_dir=baseline_cache(args.data_dir),
+                note=lambda text: print(f"advnets: note: {text}", file=sys.stderr),
+            )
+        )
     options = {}
     if "parzen" in names:
         if valid is None:

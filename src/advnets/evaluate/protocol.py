@@ -13,8 +13,12 @@ Gaussian) to be scored by the same code beside the model.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +26,7 @@ import torch
 
 from advnets.errors import AdvnetsError, DataError
 from advnets.evaluate.parzen import DEFAULT_SIGMAS, parzen_evaluate
+from advnets.io import atomic_write_bytes
 
 # Table 1 of the paper: Parzen-window log-likelihood of the adversarial nets.
 PAPER_TABLE1 = {
@@ -107,6 +112,7 @@ def reference_protocol(
     baselines: bool = False,
     seed: int = 0,
     progress: bool = False,
+    cache_dir: str | Path | None = None,
     **kwargs: Any,
 ) -> dict[str, dict[str, Any]]:
     """The reference protocol (PAPER.md §3) on an :class:`advnets.data.Dataset`.
@@ -116,7 +122,7 @@ def reference_protocol(
     ``split`` images are scored under ``samples`` (M x d or image-shaped, e.g.
     10,000 samples of G). With ``baselines`` the same protocol also scores
     :func:`baseline_samples` of the training split (as many as ``samples``,
-    built with ``seed``), with a progress bar when ``progress``.
+    built with ``seed``, cached in ``cache_dir``), with a progress bar when ``progress``.
 
     Returns ``{label: row, <baseline name>: row, ...}``; each row is
     :func:`parzen_evaluate`'s dict plus ``n_valid``. ``kwargs`` go to
@@ -128,7 +134,16 @@ def reference_protocol(
     rows = {label: {**parzen_evaluate(test, samples, valid=valid, sigmas=sigmas, **kw), "n_valid": len(valid)}}
     if baselines:
         rows.update(
-            baseline_rows(dataset, len(samples), valid_size=valid_size, split=split, sigmas=sigmas, seed=seed, **kw)
+            baseline_rows(
+                dataset,
+                len(samples),
+                valid_size=valid_size,
+                split=split,
+                sigmas=sigmas,
+                seed=seed,
+                cache_dir=cache_dir,
+                **kw,
+            )
         )
     return rows
 
@@ -142,17 +157,20 @@ def baseline_rows(
     sigmas: Any = DEFAULT_SIGMAS,
     seed: int = 0,
     progress: bool = False,
+    cache_dir: str | Path | None = None,
+    note: Callable[[str], None] | None = None,
     **kwargs: Any,
 ) -> dict[str, dict[str, Any]]:
-    """:func:`baseline_samples` of the training split (m of each), scored by :func:`reference_protocol`'s
-    protocol, with a progress bar over the fits and the three scorings when ``progress``."""
+    """:func:`baseline_samples` of the training split (m of each; cached in ``cache_dir``, ``note`` told
+    of a fit), scored by :func:`reference_protocol`'s protocol, with a progress bar over the fits and the
+    three scorings when ``progress``."""
     from tqdm.auto import tqdm
 
     valid, test = dataset.valid[:valid_size], dataset.split(split)
     rows = {}
     with tqdm(total=4, desc="baselines", unit="step", disable=not progress) as bar:
-        bar.set_postfix_str("fitting k-means and a Gaussian")
-        fakes = baseline_samples(dataset.train, m, seed)
+        bar.set_postfix_str("k-means and a Gaussian")
+        fakes = baseline_samples(dataset.train, m, seed, cache_dir=cache_dir, note=note)
         bar.update()
         for name, fake in fakes.items():
             bar.set_postfix_str(name)
@@ -164,20 +182,76 @@ def baseline_rows(
     return rows
 
 
-def baseline_samples(train: torch.Tensor, m: int, seed: int) -> dict[str, torch.Tensor]:
+#: Bump when :func:`baseline_samples` changes what it builds: cached rows of older versions are rebuilt.
+BASELINE_VERSION = 1
+
+
+def baseline_samples(
+    train: torch.Tensor,
+    m: int,
+    seed: int,
+    *,
+    cache_dir: str | Path | None = None,
+    note: Callable[[str], None] | None = None,
+) -> dict[str, torch.Tensor]:
     """Stand-ins for G's samples, built from the training split only:
 
     - ``real training images``: m training images (all of them if fewer);
-    - ``k-means centroids``: k = min(m, N_train // 2) centroids of the training set;
+    - ``k-means centroids``: k = min(m, N_train // 2) centroids of the training set
+      (scikit-learn's MiniBatchKMeans, float64);
     - ``Gaussian fit``: m draws from a Gaussian with the training set's mean and
       covariance (not clipped to [0, 1]).
+
+    Each is ``m x d`` float64 (``d`` = pixels per image). The k-means fit is the slow part (10,000
+    centroids of full MNIST: tens of minutes on one CPU thread), so with ``cache_dir`` the rows are
+    kept in ``baselines-<key>.safetensors`` there, keyed by the training images' SHA-256, ``m``,
+    ``seed``, scikit-learn's version and :data:`BASELINE_VERSION`, and read back on the next call; a
+    file that cannot be read or does not match is rebuilt with a warning. ``note`` is called with one
+    line before a fit that is not cached.
+
+    Raises:
+        DataError: the cache file cannot be written.
     """
-    from sklearn.cluster import MiniBatchKMeans
+    import sklearn
+
+    from advnets.evaluate.features import images_fingerprint
 
     x = train.reshape(len(train), -1).double()
+    meta = {
+        "train_sha256": images_fingerprint(train),
+        "m": str(int(m)),
+        "seed": str(int(seed)),
+        "sklearn": sklearn.__version__,
+        "version": str(BASELINE_VERSION),
+    }
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:24]
+        path = Path(cache_dir) / f"baselines-{key}.safetensors"
+        cached = _read_baselines(path, meta)
+        if cached is not None:
+            return cached
+    k = max(1, min(m, len(x) // 2))
+    if note is not None:
+        where = f"; cached in {path} for the next evaluation" if path is not None else ""
+        note(f"fitting k-means ({k} centroids of {len(x)} training images) and a Gaussian{where}")
+    rows = _build_baselines(x, m, k, seed)
+    if path is not None:
+        from safetensors.torch import save
+
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, save({n: v.contiguous() for n, v in rows.items()}, metadata=meta))
+        except OSError as e:
+            raise DataError(f"could not write the baseline cache {path}: {e.strerror or e}") from e
+    return rows
+
+
+def _build_baselines(x: torch.Tensor, m: int, k: int, seed: int) -> dict[str, torch.Tensor]:
+    from sklearn.cluster import MiniBatchKMeans
+
     gen = torch.Generator().manual_seed(seed)
     real = x[torch.randperm(len(x), generator=gen)[: min(m, len(x))]]
-    k = max(1, min(m, len(x) // 2))
     km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=1, batch_size=max(1024, k))
     centroids = torch.from_numpy(km.fit(x.numpy()).cluster_centers_)
     mean = x.mean(dim=0)
@@ -185,6 +259,25 @@ def baseline_samples(train: torch.Tensor, m: int, seed: int) -> dict[str, torch.
     chol = torch.linalg.cholesky(cov)
     gauss = mean + torch.randn(m, x.shape[1], generator=gen, dtype=x.dtype) @ chol.T
     return {"real training images": real, "k-means centroids": centroids, "Gaussian fit": gauss}
+
+
+def _read_baselines(path: Path, meta: dict[str, str]) -> dict[str, torch.Tensor] | None:
+    """The rows cached in ``path`` when it exists and was built for ``meta``; else None (warning if unreadable)."""
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+    from safetensors.torch import load
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}) != meta:
+                return None
+        rows = load(path.read_bytes())
+    except Exception as e:  # a truncated or foreign file: rebuild it
+        warnings.warn(f"{path}: unreadable baseline cache ({type(e).__name__}); rebuilding", stacklevel=3)
+        return None
+    names = ("real training images", "k-means centroids", "Gaussian fit")
+    return {n: rows[n] for n in names} if set(rows) == set(names) else None
 
 
 def tfd_fold_sets(
@@ -220,6 +313,7 @@ def evaluate_run(
     baselines: bool = False,
     data_dir: Any = None,
     note: Callable[[str], None] | None = None,
+    cache_dir: str | Path | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """The paper's Table 1 protocol for the generator of a run (its latest checkpoint) or a checkpoint
@@ -254,10 +348,18 @@ def evaluate_run(
         label = f"adversarial nets (step {step})"
         rows[label] = parzen_evaluate(data.split(split), samples, valid=valid, sigmas=sigmas, **kwargs)
     if baselines:
-        for name, fake in baseline_samples(data.train, num_samples, seed).items():
-            rows[name] = parzen_evaluate(
-                data.split(split), fake, valid=valid, sigmas=sigmas, check_range=False, **kwargs
-            )
+        for name, row in baseline_rows(
+            data,
+            num_samples,
+            valid_size=valid_size,
+            split=split,
+            sigmas=sigmas,
+            seed=seed,
+            cache_dir=cache_dir,
+            note=note,
+            **kwargs,
+        ).items():
+            rows[name] = {k: v for k, v in row.items() if k != "n_valid"}
     return {"rows": rows, "label": label, "dataset": dataset_name, "step": step, "valid_size": len(valid)}
 
 
