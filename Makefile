@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-slow venv clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,12 @@ venv: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/advnets train --preset mnist --data embedded --epochs 100 --d-lr-scale 2 --instance-noise 0.1
 
+# The default suite skips the tests marked slow (pyproject's addopts); test-slow runs only those.
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
+
+test-slow: $(BIN)/.installed
+	$(BIN)/python -m pytest -m slow
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -42,6 +42,7 @@ def test_fit_writes_config_json_as_advnets_train_does(api_run, cli_run):
     assert "resumes" not in api
 
 
+@pytest.mark.slow  # five commands as subprocesses on one run (~50 s)
 def test_report_evaluate_sample_and_classes_work_on_an_api_run(api_run, tmp_path):
     out = advnets("report", "--run", api_run, "-n", "20")
     assert out.returncode == 0, out.stderr

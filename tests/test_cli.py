@@ -45,6 +45,7 @@ def test_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # train, sample and resume as subprocesses (~40 s)
 def test_train_sample_resume_end_to_end(tmp_path):
     run_dir = tmp_path / "run"
     out = run(

@@ -79,6 +79,7 @@ def test_grid_rows_show_one_class_each():
     assert grid_labels(16, 10, 4).tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
 
 
+@pytest.mark.slow  # trains a conditional model (~30 s)
 def test_a_conditional_model_learns_to_draw_the_class_it_is_given(tmp_path, digits):
     """Measured with the digit classifier trained on real images only: chance is 0.1."""
     classifier = load_or_train_classifier(digits, tmp_path)
@@ -101,6 +102,7 @@ def test_training_without_labels_is_a_clear_error(digits):
         Trainer(_conditional(tiny_config(), k=5), digits)
 
 
+@pytest.mark.slow  # trains through the CLI (~45 s)
 def test_cli_trains_samples_by_class_and_classifies(tmp_path):
     run = tmp_path / "cond"
     out = _advnets(

@@ -85,6 +85,7 @@ def test_the_config_must_size_g_and_d_for_inpainting(digits):
         Trainer(wrong, digits)
 
 
+@pytest.mark.slow  # trains an inpainting model (~35 s)
 def test_training_makes_completions_fit_the_visible_part_and_vary_with_z(digits):
     """Completions of held-out digits come closer to the hidden truth than the
     same part of a random training digit (a sharp sample that ignores the
@@ -100,6 +101,7 @@ def test_training_makes_completions_fit_the_visible_part_and_vary_with_z(digits)
     assert torch.equal(done[:, :, :32], digits.test[:4].reshape(4, 1, 64)[:, :, :32].expand(4, 3, 32))
 
 
+@pytest.mark.slow  # trains through the CLI (~45 s)
 def test_cli_trains_and_inpaints_with_a_figure_and_numbers(tmp_path):
     run = tmp_path / "inp"
     out = _advnets("train", "--data", "embedded-digits", "--epochs", "2", "--inpaint", "--out", run, "--no-progress")

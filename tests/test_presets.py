@@ -136,6 +136,7 @@ def test_tfd_preset_trains_on_a_mat_file_in_the_reference_layout(tmp_path):
             assert m.weight.norm(dim=1).max() <= 1.9365 + 1e-4
 
 
+@pytest.mark.slow  # the convolutional CIFAR-10 nets (~30 s)
 def test_cifar10_conv_end_to_end_from_python_batches(tmp_path):
     import subprocess
     import sys

@@ -169,6 +169,7 @@ def test_evaluate_a_run_prints_a_table1_row_writes_json_and_metrics(tmp_path):
     assert last["parzen_ll"] == main["mean"] and last["step"] == 14
 
 
+@pytest.mark.slow  # three folds through the CLI (~25 s)
 def test_evaluate_tfd_folds_chooses_sigma_per_fold_and_reports_se_across_folds(tmp_path):
     from scipy.io import savemat
 

@@ -186,6 +186,7 @@ def test_skip_nonfinite_skips_bad_updates_and_stops_after_k_in_a_row(digits):
     assert all(torch.equal(a, b) for a, b in zip(before, tr.g.parameters(), strict=True))
 
 
+@pytest.mark.slow  # three processes (~45 s); test_train's in-process resume twin runs by default
 def test_resume_in_a_new_process_ends_bit_identical_to_an_uninterrupted_run(tmp_path):
     common = [
         "--data",
@@ -223,6 +224,7 @@ def test_resume_in_a_new_process_ends_bit_identical_to_an_uninterrupted_run(tmp_
         assert torch.equal(a["rng"][key], b["rng"][key])
 
 
+@pytest.mark.slow  # repeated kills of real processes (~40 s)
 def test_sigkill_at_random_moments_never_leaves_a_checkpoint_that_resume_would_pick_broken(tmp_path):
     import random
 
@@ -349,6 +351,7 @@ def test_nonfinite_gradient_with_a_finite_loss_stops_training_naming_the_network
     assert latest_checkpoint(tmp_path) == good
 
 
+@pytest.mark.slow  # two processes (~30 s)
 def test_a_stop_inside_the_k_step_inner_loop_resumes_bit_identically_in_a_new_process(tmp_path):
     """SIGTERM during iteration 3's first of k = 2 D updates, in the middle of an
     epoch: the checkpoint holds the half-done iteration, and a new process

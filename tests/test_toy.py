@@ -149,6 +149,7 @@ def test_same_seed_same_numbers_2d():
 # ------------------------------------------------------------- 2-D: the Helvetica scenario
 
 
+@pytest.mark.slow  # the two ring8 runs (~50 s) are shared by the three ring8 tests
 def test_helvetica_scenario(ring8_runs):
     """§6: G trained too much without updating D collapses many z onto few x."""
     balanced, collapsing = ring8_runs
@@ -178,6 +179,7 @@ def _image(path):
         return im.format, im.size, getattr(im, "n_frames", 1)
 
 
+@pytest.mark.slow  # needs the ring8 runs
 def test_figures_are_images(gaussian_run, ring8_runs, tmp_path):
     fmt, size, _ = _image(plot_figure1(gaussian_run, tmp_path / "figure1.png"))
     assert fmt == "PNG" and size[0] > 0 and size[1] > 0
@@ -193,6 +195,7 @@ def test_figures_are_images(gaussian_run, ring8_runs, tmp_path):
     assert leftovers == []
 
 
+@pytest.mark.slow  # needs the ring8 runs
 def test_figures_reject_the_wrong_kind_of_run(gaussian_run, ring8_runs, tmp_path):
     balanced, _ = ring8_runs
     with pytest.raises(AdvnetsError, match="1-D"):
