@@ -37,10 +37,13 @@ def test_help_shows_runnable_examples_and_module_equals_script():
 
 
 def test_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path):
-    out = run("train", "--preset", "mnist", "--epochs", "7", "--k", "2", "--dry-run", cwd=tmp_path)
+    out = run(
+        "train", "--preset", "mnist", "--epochs", "7", "--k", "2", "--noise-prior", "normal", "--dry-run", cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     cfg = json.loads(out.stdout)
     assert cfg["train"]["epochs"] == 7 and cfg["train"]["k"] == 2 and cfg["train"]["update"] == "alternating"
+    assert cfg["generator"]["noise"] == "normal"  # the preset's is "uniform"
     assert cfg["generator"]["hidden_sizes"] == [1200, 1200]
     assert list(tmp_path.iterdir()) == []
 

@@ -60,7 +60,8 @@ ORIGINAL_OPTIONS = {
 # Options added since the split, each on purpose: the set a command lists is the original one plus these.
 ADDED_OPTIONS = {
     "train": ["--eval-every", "--eval-sigma", "--eval-metrics"]  # issue 15: the validation monitor; 17: its metrics
-    + ["--checkpoint-minutes"],  # issue 18: a wall-clock checkpoint interval
+    + ["--checkpoint-minutes"]  # issue 18: a wall-clock checkpoint interval
+    + ["--noise-prior"],  # issue 15: the reference code's two noise draws, one measured difference
     # issue 17: the metrics table (--out: the same option as --json); issue 15: shipped models
     "evaluate": ["--metrics", "--features", "--no-tensorboard", "--out", "--pretrained", "--data"],
     "sample": ["--pretrained", "--data"],  # issue 15: Figures 2 and 3 of a shipped model

@@ -73,6 +73,11 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         help="sgd with the paper's momentum/lr schedules (default) or adam (lr 2e-4, betas 0.5/0.999)")),
     ("--lr", "optim.lr", dict(type=positive_float, help="initial learning rate")),
     ("--seed", "train.seed", dict(type=int, help="random seed (default 0)")),
+    ("--noise-prior", "generator.noise", dict(
+        choices=("uniform", "normal"),
+        help="p_z: 'uniform' on [-sqrt(3), sqrt(3)] per dimension (the presets', after the reference mnist.yaml's "
+        "noise: 'uniform') or 'normal' N(0, I) (the reference Generator's default and its first version's only "
+        "draw); both have unit variance")),
     ("--device", "train.device", dict(
         choices=("auto", "cpu", "cuda", "mps"), help="default: auto (CUDA if available, then MPS, then CPU)")),
     # --conditional and --inpaint exclude each other (group "condition"); --inpaint sizes G's and
