@@ -110,6 +110,9 @@ def test_samples_with_a_dataset_get_the_context_rows_and_all_metrics(arrays, tmp
     assert code == 0 and "k-means" not in err, err
     again = json.loads((tmp_path / "again.json").read_text())["rows"]
     assert again["k-means centroids"]["fd"] == doc["rows"]["k-means centroids"]["fd"]
+    code, _, err = cli_in_process("evaluate", *args, "--no-context", "--json", tmp_path / "alone.json")
+    alone = json.loads((tmp_path / "alone.json").read_text())["rows"]
+    assert code == 0 and list(alone) == ["samples"] and alone["samples"]["fd"] == row["fd"], err
 
 
 @pytest.mark.parametrize(
@@ -123,6 +126,7 @@ def test_samples_with_a_dataset_get_the_context_rows_and_all_metrics(arrays, tmp
         (("--samples", "S.npy", "--test", "T.npy", "--metrics", "parzen"), "needs --valid"),
         (("--samples", "S.npy", "--test", "T.npy", "--metrics", "fd", "--features", "resnet"), "--features 'resnet'"),
         (("--samples", "S.npy", "--test", "T.npy", "--features", "digits"), "--features goes with --metrics"),
+        (("--samples", "S.npy", "--test", "T.npy", "--no-context"), "--no-context goes with --metrics"),
         (("--samples", "S.npy", "--data", "embedded-digits"), "--samples --data goes with --metrics"),
         (("--samples", "S.npy", "--test", "T.npy", "--metrics", "fd", "--split", "valid"), "--split are Parzen"),
     ],

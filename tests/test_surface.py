@@ -63,7 +63,8 @@ ADDED_OPTIONS = {
     + ["--checkpoint-minutes"]  # issue 18: a wall-clock checkpoint interval
     + ["--noise-prior"],  # issue 15: the reference code's two noise draws, one measured difference
     # issue 17: the metrics table (--out: the same option as --json); issue 15: shipped models
-    "evaluate": ["--metrics", "--features", "--no-tensorboard", "--out", "--pretrained", "--data"],
+    "evaluate": ["--metrics", "--features", "--no-tensorboard", "--out", "--pretrained", "--data"]
+    + ["--no-context"],  # issue 17: the model's row alone
     "sample": ["--pretrained", "--data"],  # issue 15: Figures 2 and 3 of a shipped model
 }
 

@@ -62,6 +62,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="--metrics: feature network, digits | inception | file:PATH (default digits for grey 28x28/8x8)",
     )
     e.add_argument("--no-tensorboard", action="store_true", help="--metrics on a run: log to metrics.jsonl only")
+    e.add_argument(
+        "--no-context",
+        action="store_true",
+        help="--metrics: score only the model, without the context rows (real training images, k-means "
+        "centroids, a Gaussian fit; their k-means fit takes tens of minutes on full MNIST the first time, then "
+        "comes from the cache under --data-dir)",
+    )
     e.add_argument("--valid", type=Path, metavar="V.npy", help="with --samples: validation images to choose sigma")
     e.add_argument("--test", type=Path, metavar="T.npy", help="with --samples: images to score")
     add_data_dir(e)
@@ -127,6 +134,8 @@ def _check_combination(args: argparse.Namespace) -> None:
         raise AdvnetsError("--data goes with --pretrained or --samples --metrics; a run scores against its own data")
     if args.data is not None and args.samples is not None and args.metrics is None:
         raise AdvnetsError("--samples --data goes with --metrics; Parzen alone takes --valid V.npy --test T.npy")
+    if args.no_context and args.metrics is None:
+        raise AdvnetsError("--no-context goes with --metrics (Parzen adds reference rows only with --baselines)")
     if args.features is not None and args.metrics is None:
         raise AdvnetsError("--features goes with --metrics (the Parzen window works on pixels)")
     if args.metrics is not None and (args.folds is not None or args.split != "test"):

@@ -103,7 +103,7 @@ def cmd_metrics(args: argparse.Namespace, device: str) -> int:
     what = _images_to_score(args)
     test, valid, train = _real_sets(args, what["dataset"])
     rows = {what["label"]: what["images"]}
-    if train is not None:  # the honest context: the floor, k-means centroids, the Gaussian fit
+    if train is not None and not args.no_context:  # the honest context: the floor, k-means, the Gaussian fit
         rows.update(
             context_samples(
                 train,
@@ -145,7 +145,7 @@ def cmd_metrics(args: argparse.Namespace, device: str) -> int:
         + ":"
     )
     print(format_table(table, names))
-    if train is not None:
+    if len(rows) > 1:
         print(
             "(context rows: real training images = the floor a perfect G reaches at this N; k-means centroids "
             "and a Gaussian fit, built from the training split)"
