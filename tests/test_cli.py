@@ -91,6 +91,7 @@ def test_train_sample_resume_end_to_end(tmp_path):
         (["train", "--k", "3", "--update", "simultaneous", "--dry-run"], "train.k"),
         (["train", "--real-label", "1.5", "--dry-run"], "train.real_label"),
         (["train", "--instance-noise", "-1"], "--instance-noise"),
+        (["train", "--d-lr-scale", "0"], "--d-lr-scale"),
         (["sample", "--run", "/no/such/run"], "/no/such/run"),
         (["sample"], "--run"),
         (["frobnicate"], "frobnicate"),
@@ -124,6 +125,25 @@ def trained_run(tmp_path_factory):
     out = run("train", "--data", "embedded-digits", "--epochs", "1", "--out", run_dir, "--no-progress")
     assert out.returncode == 0, out.stderr
     return run_dir
+
+
+def test_a_runs_checkpoints_folder_and_latest_pointer_mean_its_latest_checkpoint(tmp_path, trained_run):
+    """What a user tab-completes to (RUN/checkpoints, RUN/checkpoints/latest) works like RUN; any other file
+    is named as not a checkpoint, never with torch's advice to load it unsafely."""
+    from advnets.checkpoint import latest_checkpoint, resolve_checkpoint
+    from advnets.errors import CheckpointError
+
+    want = latest_checkpoint(trained_run)
+    ckpts = trained_run / "checkpoints"
+    assert resolve_checkpoint(ckpts) == resolve_checkpoint(ckpts / "latest") == resolve_checkpoint(trained_run) == want
+    out = run("sample", "--run", ckpts / "latest", "--out", tmp_path / "g.png")
+    assert out.returncode == 0 and (tmp_path / "g.png").is_file(), out.stderr
+    from advnets.checkpoint import load_checkpoint
+
+    for path in (trained_run / "config.json", trained_run / "metrics.jsonl"):
+        with pytest.raises(CheckpointError, match="is not an advnets checkpoint") as e:
+            load_checkpoint(path)
+        assert "weights_only" not in str(e.value)
 
 
 def test_sample_refuses_a_non_png_output(tmp_path, trained_run):

@@ -36,6 +36,10 @@ def arrays(tmp_path_factory, digits):
     nan = digits.train[:300].numpy().copy()
     nan[3, 0, 2, 2] = np.nan
     np.save(d / "nan.npy", nan)
+    (d / "zero.npy").write_bytes(b"")  # a file left empty by a crash
+    np.savez(d / "Z.npz", images=digits.train[:300].numpy())
+    np.save(d / "complex.npy", digits.train[:300].numpy().astype(np.complex64))
+    (d / "outdir.json").mkdir()
     return d
 
 
@@ -113,6 +117,11 @@ def test_samples_with_a_dataset_get_the_context_rows_and_all_metrics(arrays, tmp
     code, _, err = cli_in_process("evaluate", *args, "--no-context", "--json", tmp_path / "alone.json")
     alone = json.loads((tmp_path / "alone.json").read_text())["rows"]
     assert code == 0 and list(alone) == ["samples"] and alone["samples"]["fd"] == row["fd"], err
+    # Without --num-samples every context row is scored at the model's N (300 here): FD is biased by N.
+    code, _, err = cli_in_process("evaluate", *args[:-2], "--metrics", "fd", "--json", tmp_path / "n.json")
+    rows = json.loads((tmp_path / "n.json").read_text())["rows"]
+    assert code == 0 and {r["n_generated"] for r in rows.values()} == {300}, err
+    assert {r["n_real"] for r in rows.values()} == {179}  # all the test digits there are
 
 
 @pytest.mark.parametrize(
@@ -129,10 +138,19 @@ def test_samples_with_a_dataset_get_the_context_rows_and_all_metrics(arrays, tmp
         (("--samples", "S.npy", "--test", "T.npy", "--no-context"), "--no-context goes with --metrics"),
         (("--samples", "S.npy", "--data", "embedded-digits"), "--samples --data goes with --metrics"),
         (("--samples", "S.npy", "--test", "T.npy", "--metrics", "fd", "--split", "valid"), "--split are Parzen"),
+        (("--samples", "zero.npy", "--test", "T.npy", "--metrics", "fd"), "not a readable .npy array (an empty file)"),
+        (("--samples", "Z.npz", "--test", "T.npy", "--metrics", "fd"), "an .npz archive; expected one .npy array"),
+        (
+            ("--samples", "complex.npy", "--test", "T.npy", "--metrics", "fd"),
+            "expected real numbers, got dtype complex",
+        ),
+        (("--samples", "S.npy", "--test", "T.npy", "--metrics", "fd", "--json", "outdir.json"), "is a directory"),
+        (("--samples", "S.npy", "--test", "T.npy", "--metrics", "fd", "--json", "S.npy/o.json"), "is a file, not a"),
+        (("--samples", "S.npy", "--test", "T.npy", "--metrics", "all,fd"), "'all' stands alone"),
     ],
 )
 def test_bad_metrics_input_exits_2_with_one_clear_line(arrays, extra, expected):
-    args = [arrays / a if a.endswith(".npy") else a for a in extra]
+    args = [arrays / a if a.endswith((".npy", ".npz", ".json")) or "/" in a else a for a in extra]
     code, out, err = cli_in_process("evaluate", *args)
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
 

@@ -62,6 +62,22 @@ def test_a_missing_or_foreign_file_is_one_clear_error(tmp_path):
         get_extractor(f"file:{bad}")
 
 
+class Total(torch.nn.Module):
+    def forward(self, x):
+        return x.sum()  # one number for the whole batch: not N x d features
+
+
+def test_a_module_that_does_not_return_n_by_d_features_is_one_clear_error(tmp_path):
+    program = torch.export.export(Total(), (torch.rand(2, 1, 28, 28),))
+    path = tmp_path / "total.pt2"
+    torch.export.save(program, str(path))
+    extractor = get_extractor(f"file:{path}")
+    with pytest.raises(DataError, match=r"expected N x d features for 2 images, got \(\)"):
+        extractor(torch.rand(2, 1, 28, 28))
+    with pytest.raises(DataError, match=r"failed on images of shape \(3, 1, 8, 8\)"):
+        extractor(torch.rand(3, 1, 8, 8))
+
+
 def test_unknown_extractor_names_are_refused():
     with pytest.raises(ConfigError, match="expected one of digits, inception, file:PATH"):
         get_extractor("vgg")

@@ -44,6 +44,17 @@ def test_resume_on_a_missing_or_empty_out_starts_a_new_run_and_says_so(tmp_path,
     assert _steps(run_dir) == [7, 14, 21, 28]
 
 
+def test_resume_refuses_a_folder_that_holds_files_but_no_run(tmp_path):
+    """A run's checkpoints/ folder (or anyone's data) is not an empty --out: training into it would mix the two."""
+    (tmp_path / "config.json").write_text("{}")
+    inner = tmp_path / "checkpoints"
+    inner.mkdir()
+    (inner / "latest").write_text("step-00000007.pt\n")
+    code, _, err = cli_in_process("train", *SHORT, "--out", inner, "--resume", "--no-progress")
+    assert code == 2 and f"--out {inner}: holds files but no run" in err and f"did you mean {tmp_path}?" in err, err
+    assert [p.name for p in inner.iterdir()] == ["latest"]  # nothing written
+
+
 def test_resume_before_the_first_checkpoint_starts_from_step_0_with_the_stored_config(tmp_path):
     """The command names neither the data nor the intervals: they come from config.json. The rows of the
     killed attempt (and its torn last line) are dropped, and one line says so."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +99,12 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise CheckpointError(
-            f"cannot load checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        ) from e
+        if not zipfile.is_zipfile(io.BytesIO(data)):  # not a torch.save file at all (a .json, a .npy, ...)
+            raise CheckpointError(f"{path} is not an advnets checkpoint (expected a step-*.pt file)") from e
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise CheckpointError(f"cannot load checkpoint {path}: {type(e).__name__}: {first}") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not an advnets checkpoint (expected a step-*.pt file)")
     missing = {"generator", "discriminator", "config", "step"} - set(state)
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(sorted(missing))}")
@@ -112,12 +116,17 @@ def resolve_checkpoint(run: Path, option: str = "--run") -> Path:
     named ``run``, for the messages (``--run`` for sample, evaluate, ...; ``--out`` for train).
 
     Raises:
-        CheckpointError: ``run`` is neither, or a run without a checkpoint yet."""
+        CheckpointError: ``run`` is neither, or a run without a checkpoint yet. A run's ``checkpoints/``
+            folder or its ``latest`` pointer file mean the checkpoint ``latest`` names."""
     run = Path(run)
-    if run.is_file():
+    if run.is_file() and run.name == LATEST and run.parent.name == CHECKPOINT_DIR:
+        run = run.parent.parent  # the pointer file: the checkpoint it names
+    elif run.is_file():
         return run
     if not run.is_dir():
         raise CheckpointError(f"{option} {run}: no such run directory or checkpoint file")
+    if run.name == CHECKPOINT_DIR and (run / LATEST).is_file():
+        run = run.parent  # a run's checkpoints/ folder: its latest checkpoint
     path = latest_checkpoint(run)
     if path is None:
         raise CheckpointError(f"{option} {run}: no checkpoint yet (expected {run / CHECKPOINT_DIR / LATEST})")

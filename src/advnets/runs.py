@@ -209,13 +209,15 @@ def start_point(preset: str | None = None, resume: Path | None = None, option: s
     - ``resume`` None: the preset's config (default mnist), a new run.
     - ``resume`` holds a checkpoint: its config and state (resume at its step).
     - ``resume`` holds a config.json but no checkpoint (killed before the first): that config, from step 0.
-    - ``resume`` is missing or holds neither: the preset's config, a new run (said in ``note``).
+    - ``resume`` is missing or empty (empty subfolders allowed): the preset's config, a new run (said in ``note``).
+    - ``resume`` holds other files but no run: refused.
 
     ``option`` is the flag that named ``resume``, for messages.
 
     Raises:
         CheckpointError: the latest checkpoint cannot be loaded (names the file).
-        AdvnetsError: ``preset`` is not the run's, or config.json is unreadable.
+        AdvnetsError: ``preset`` is not the run's, config.json is unreadable, or ``resume`` holds files
+            but no run.
     """
     if resume is None:
         return StartPoint(get_preset(preset or "mnist"))
@@ -231,6 +233,13 @@ def start_point(preset: str | None = None, resume: Path | None = None, option: s
             stored=stored,
             note=f"{option} {resume} has no checkpoint yet (stopped before the first): "
             "starting its run again from step 0 with its stored configuration",
+        )
+    if resume.is_dir() and any(f.is_file() for f in resume.rglob("*")):
+        # Files but no run: another run's subfolder, or someone's data. Training into it would mix the two.
+        hint = f" (did you mean {resume.parent}?)" if (resume.parent / CONFIG_FILE).is_file() else ""
+        raise AdvnetsError(
+            f"{option} {resume}: holds files but no run (no {CONFIG_FILE}){hint}; expected a run directory, "
+            "or a missing or empty one to start a new run in"
         )
     what = "does not exist" if not resume.exists() else "holds no run"
     return StartPoint(get_preset(preset or "mnist"), note=f"{option} {resume} {what} yet: starting a new run there")

@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"advnets: error: {textwrap.shorten(str(e), 2000)}", file=sys.stderr)
         return 2
+    except OSError as e:  # the file system refused (permissions, a full disk, ...): name the file, exit 2
+        if args.debug or e.filename is None:
+            raise
+        print(f"advnets: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("advnets: interrupted", file=sys.stderr)
         return 130

@@ -95,6 +95,7 @@ def check_png(out: Path) -> Path:
     """``--out`` of a command that writes a PNG image."""
     if out.suffix.lower() != ".png":
         raise AdvnetsError(f"--out {out}: expected a .png file name")
+    check_output_path(out, "--out")
     return out
 
 
@@ -113,8 +114,35 @@ def load_array(path: Path | None, option: str):
         array = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"{option} {path}: no such file") from None
-    except (ValueError, OSError) as e:
-        raise DataError(f"{option} {path}: not a readable .npy array ({e})") from None
+    except IsADirectoryError:
+        raise DataError(f"{option} {path}: is a directory; expected a .npy file") from None
+    except (ValueError, OSError, EOFError) as e:  # EOFError: an empty file
+        why = "an empty file" if isinstance(e, EOFError) else "pickled objects" if "pickle" in str(e) else str(e)
+        raise DataError(f"{option} {path}: not a readable .npy array ({why})") from None
+    if not isinstance(array, np.ndarray):  # np.load opens .npz archives as NpzFile
+        array.close()
+        raise DataError(f"{option} {path}: an .npz archive; expected one .npy array (np.save)")
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{option} {path}: expected real numbers, got dtype {array.dtype}")
     if array.ndim < 2 or array.shape[0] == 0:
         raise DataError(f"{option} {path}: expected N x d or N x H x W[x C] with N >= 1, got shape {array.shape}")
     return array.reshape(len(array), -1).astype(np.float64)
+
+
+def check_output_path(path: Path | None, option: str) -> None:
+    """Refuse, before any work, an output path that cannot become a file: an existing directory, or a
+    parent that is a file.
+
+    Raises:
+        AdvnetsError: naming ``option`` and the path.
+    """
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise AdvnetsError(f"{option} {path}: is a directory; expected a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise AdvnetsError(f"{option} {path}: {parent} is a file, not a directory")
+            break

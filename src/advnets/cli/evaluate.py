@@ -6,7 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from advnets.cli.common import add_command, add_data_dir, baseline_cache, load_array, positive_int
+from advnets.cli.common import (
+    add_command,
+    add_data_dir,
+    baseline_cache,
+    check_output_path,
+    load_array,
+    positive_int,
+)
 
 EXAMPLES = """\
 examples:
@@ -167,6 +174,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from advnets.io import atomic_write_json
     from advnets.runs import append_metrics, run_dir_of
 
+    check_output_path(args.json, "--json")
     sigmas = parse_sigmas(args.sigmas)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device

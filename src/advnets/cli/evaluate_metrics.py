@@ -103,11 +103,13 @@ def cmd_metrics(args: argparse.Namespace, device: str) -> int:
     what = _images_to_score(args)
     test, valid, train = _real_sets(args, what["dataset"])
     rows = {what["label"]: what["images"]}
+    # Every row at the model's N (metrics such as FD are biased by N: compare them only at equal N).
+    n = min(args.num_samples, len(what["images"]))
     if train is not None and not args.no_context:  # the honest context: the floor, k-means, the Gaussian fit
         rows.update(
             context_samples(
                 train,
-                args.num_samples,
+                n,
                 args.seed,
                 cache_dir=baseline_cache(args.data_dir),
                 note=lambda text: print(f"advnets: note: {text}", file=sys.stderr),
@@ -132,7 +134,7 @@ def cmd_metrics(args: argparse.Namespace, device: str) -> int:
         rows,
         names,
         features=args.features,
-        num_samples=args.num_samples,
+        num_samples=n,
         seed=args.seed,
         cache_dir=data_root(args.data_dir) / "features",
         device=device,
@@ -155,7 +157,7 @@ def cmd_metrics(args: argparse.Namespace, device: str) -> int:
     doc = {
         "metrics": list(names),
         "features": first["features"],
-        "num_samples": args.num_samples,
+        "num_samples": n,
         "seed": args.seed,
         "step": what["step"],
         "dataset": what["dataset"].name if what["dataset"] is not None else None,

@@ -142,8 +142,17 @@ def _file_extractor(path: Path, device: str | torch.device) -> FeatureExtractor:
         ) from None
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return module(x.float().to(device))
+        try:
+            with torch.no_grad():
+                out = module(x.float().to(device))
+        except Exception as e:  # a module built for other inputs
+            raise DataError(
+                f"--features file:{path}: failed on images of shape {tuple(x.shape)} ({_first_line(e)})"
+            ) from None
+        if not isinstance(out, torch.Tensor) or out.ndim != 2 or len(out) != len(x):
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise DataError(f"--features file:{path}: expected N x d features for {len(x)} images, got {got}")
+        return out
 
     return FeatureExtractor(f"file:{path}", hashlib.sha256(data).hexdigest(), run)
 
@@ -193,7 +202,7 @@ class FeatureCache:
     """
 
     def __init__(self, cache_dir: str | Path | None) -> None:
-        self.dir = Path(cache_dir) if cache_dir is not None else None
+        self.dir = Path(cache_dir).expanduser() if cache_dir is not None else None
         if self.dir is not None and self.dir.exists() and not self.dir.is_dir():
             raise DataError(f"feature cache {self.dir} is a file; expected a directory")
 

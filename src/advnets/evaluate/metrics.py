@@ -145,16 +145,28 @@ REGISTRY["class_coverage"] = Metric(
 )
 
 
-def parse_metrics(spec: str | Iterable[str]) -> tuple[str, ...]:
-    """``"fd,kid"``, ``"all"`` or a sequence of names -> registered names in order, without repeats."""
+def parse_metrics(spec: str | Iterable[str], option: str = "--metrics") -> tuple[str, ...]:
+    """``"fd,kid"``, ``"all"`` or a sequence of names -> registered names in order, without repeats.
+
+    Raises:
+        ConfigError: an unknown name, an empty list, or ``all`` beside other names; the message names
+            ``option`` (the flag the list came from).
+    """
     names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s).strip() for s in spec]
     names = [n for n in names if n]
     if names == ["all"]:
         return tuple(REGISTRY)
     unknown = [n for n in names if n not in REGISTRY]
     if unknown or not names:
+        what = (
+            "'all' stands alone"
+            if unknown == ["all"]
+            else f"unknown {', '.join(unknown)}"
+            if unknown
+            else "an empty list"
+        )
         raise ConfigError(
-            f"--metrics {','.join(names) or spec!r}: unknown {', '.join(unknown) or 'empty list'}; "
+            f"{option} {','.join(names) or spec!r}: {what}; "
             f"expected 'all' or a comma-separated list of {', '.join(REGISTRY)}"
         )
     return tuple(dict.fromkeys(names))

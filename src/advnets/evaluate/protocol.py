@@ -227,7 +227,7 @@ def baseline_samples(
     path = None
     if cache_dir is not None:
         key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:24]
-        path = Path(cache_dir) / f"baselines-{key}.safetensors"
+        path = Path(cache_dir).expanduser() / f"baselines-{key}.safetensors"
         cached = _read_baselines(path, meta)
         if cached is not None:
             return cached

@@ -47,7 +47,7 @@ class ValidationMonitor:
         self.every, self.sigma, self.seed = every, sigma, seed
         # Parzen is measured at every check (it chooses `best`); these are logged beside it. Unknown names fail here,
         # before any training, as a ConfigError naming --eval-metrics' choices.
-        self.metrics = tuple(n for n in parse_metrics(metrics) if n != "parzen")
+        self.metrics = tuple(n for n in parse_metrics(metrics, "--eval-metrics") if n != "parzen")
         self._extractor = self._real_features = None  # the validation split's features: computed once, kept
         if any(REGISTRY[n].inputs == "features" for n in self.metrics):  # an unavailable network fails here
             self._extractor = get_extractor(default_extractor(tuple(self.images.shape[1:])))
