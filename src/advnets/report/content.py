@@ -474,10 +474,15 @@ def _quality_section(run_dir: Path, step: int) -> list[Section]:
         warnings.warn(f"report: {path} is not a readable metrics table ({type(e).__name__}: {e})", stacklevel=2)
         sec.text(f"{path} could not be read ({type(e).__name__}: {e}); recompute it: {command}.")
         return [sec]
+    context = (
+        " The rows below the model's score real training images (the floor a perfect G reaches at this N), "
+        "k-means centroids and a Gaussian fit by the same code."
+        if len(doc["rows"]) > 1
+        else f" Only the model's row (computed with --no-context); {command} adds the reference rows."
+    )
     sec.text(
         f"{doc.get('num_samples', '?')} images per row, features: {doc.get('features') or 'none'} "
-        "(docs/metrics.md). The rows below the model's score real training images (the floor a perfect G "
-        "reaches at this N), k-means centroids and a Gaussian fit by the same code."
+        f"(docs/metrics.md).{context}"
     )
     sec.pre(table)
     if doc.get("step") is not None and doc["step"] != step:
