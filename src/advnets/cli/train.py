@@ -41,7 +41,8 @@ examples:
 # fmt: off
 OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
     ("--preset", None, dict(
-        choices=list(PRESETS), help="the paper's hyperparameters for a model, as in its reference code github.com/goodfeli/adversarial "
+        choices=list(PRESETS),
+        help="the paper's hyperparameters for a model, as in its reference code github.com/goodfeli/adversarial "
         "(default: mnist)")),
     ("--data", "data.source", dict(
         metavar="SOURCE",
