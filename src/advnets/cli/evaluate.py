@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e = add_command(
         sub,
         "evaluate",
-        help="Parzen-window log-likelihood (Table 1)",
+        help="Parzen-window log-likelihood (Table 1); with --metrics FD, KID, precision/recall, density/coverage",
         description="The paper's Parzen-window evaluation (Table 1): a Gaussian Parzen window on samples of G, "
         "sigma chosen on validation images, the mean log-likelihood of the test images +- std/sqrt(N). "
         "Exact (float64) and chunked. Scores assume pixels in [0, 1]; a Parzen score is not a sample-quality "
@@ -59,7 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="LIST",
         default=None,
         help="the sample-quality table instead of Parzen alone: 'all' or a comma-separated list of "
-        "fd,kid,precision,recall,density,coverage,parzen,mnist_score,class_coverage (docs/metrics.md); "
+        "fd, kid, precision, recall, density, coverage, parzen, mnist_score, class_coverage (docs/metrics.md; "
+        "no spaces on the command line, e.g. fd,kid); "
         "with the context rows (real training images = the floor, k-means centroids, Gaussian fit)",
     )
     e.add_argument(

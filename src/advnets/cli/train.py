@@ -60,20 +60,23 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         help="folder:DIR data: resize / centre-crop to PX x PX (default: the preset's)")),
     ("--channels", "data.channels", dict(
         type=int, choices=(1, 3), help="folder:DIR data: 1 grey or 3 RGB (default: the preset's)")),
-    ("--epochs", "train.epochs", dict(type=positive_int, help="passes over the training split")),
+    ("--epochs", "train.epochs", dict(
+        type=positive_int, help="passes over the training split (default: the preset's; mnist 100)")),
     ("--k", "train.k", dict(type=positive_int, help="D steps per G step (Algorithm 1; default 1)")),
-    ("--batch-size", "train.batch_size", dict(type=positive_int, metavar="M", help="minibatch size m")),
+    ("--batch-size", "train.batch_size", dict(
+        type=positive_int, metavar="M", help="minibatch size m (default: the preset's; mnist 100)")),
     ("--g-loss", "train.g_loss", dict(
         choices=G_LOSSES,
         help="nonsaturating: maximise log D(G(z)) (§3, default); minimax: minimise log(1-D(G(z))) (Eq. 1)")),
     ("--update", "train.update", dict(
         choices=UPDATES,
         help="alternating: Algorithm 1 as printed; simultaneous: the reference code's one-batch "
-        "update of both players (preset default)")),
+        "update of both players (every preset's default)")),
     ("--optimizer", "optim.optimizer", dict(
         choices=OPTIMIZERS,
         help="sgd with the paper's momentum/lr schedules (default) or adam (lr 2e-4, betas 0.5/0.999)")),
-    ("--lr", "optim.lr", dict(type=positive_float, help="initial learning rate")),
+    ("--lr", "optim.lr", dict(
+        type=positive_float, help="initial learning rate (default: the preset's; mnist 0.1)")),
     ("--seed", "train.seed", dict(type=int, help="random seed (default 0)")),
     ("--noise-prior", "generator.noise", dict(
         choices=("uniform", "normal"),
@@ -121,7 +124,7 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
     ("--eval-metrics", "train.eval_metrics", dict(
         metavar="LIST",
         help="with --eval-every, what it logs: 'parzen' (default; always measured, it chooses checkpoints/best) "
-        "plus any of fd,kid,precision,recall,density,coverage,mnist_score,class_coverage or 'all' "
+        "plus any of fd, kid, precision, recall, density, coverage, mnist_score, class_coverage, or 'all' "
         "(docs/metrics.md), on the same 1,000 samples against the validation images (one CPU thread, "
         "full MNIST: ~6 s once for the validation features, then ~2 s per check for fd, ~15 s for all six "
         "feature metrics)")),
@@ -136,8 +139,11 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         choices=list(ON_COLLAPSE),
         help="on a sustained collapse: print a warning (default) or stop and point `latest` at the last "
         "healthy checkpoint (exit code 3)")),
-    ("--log-every", "train.log_every", dict(type=positive_int, metavar="STEPS")),
-    ("--sample-every", "train.sample_every", dict(type=positive_int, metavar="STEPS")),
+    ("--log-every", "train.log_every", dict(
+        type=positive_int, metavar="STEPS", help="steps between rows of metrics.jsonl and TensorBoard (default 50)")),
+    ("--sample-every", "train.sample_every", dict(
+        type=positive_int, metavar="STEPS", help="steps between grids of samples from fixed noise in RUN/samples "
+        "(default 1000)")),
     ("--checkpoint-every", "train.checkpoint_every", dict(
         type=positive_int, metavar="STEPS", help="steps between checkpoints (default 2000; one is always written at "
         "the end and on SIGINT/SIGTERM)")),
