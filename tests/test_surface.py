@@ -108,6 +108,9 @@ def test_every_train_option_row_names_a_real_config_field_once():
 SAMPLE_TEXT = {positive_int: "3", nonneg_int: "2", nonneg_float: "0.25", positive_float: "0.5", float: "0.75", int: "5"}
 
 
+NEEDS = {"--eval-metrics": {"--eval-every": 1}}
+
+
 @pytest.mark.parametrize("row", [r for r in OPTIONS if r[1] is not None], ids=lambda r: r[0])
 def test_each_train_flag_sets_its_config_field(row):
     """The one row of a flag is all it takes: the parsed value lands in the field it names."""
@@ -120,11 +123,15 @@ def test_each_train_flag_sets_its_config_field(row):
     elif "type" in kwargs:
         text = SAMPLE_TEXT[kwargs["type"]]
         argv, expected = [flag, text], kwargs["type"](text)
+    elif flag == "--eval-metrics":  # a list of metric names, logged at --eval-every's checks
+        argv, expected = [flag, "fd"], "fd"
     else:
         argv, expected = [flag, "embedded-digits"], "embedded-digits"
-    cfg = config_from_argv(argv)
+    needs = NEEDS.get(flag, {})  # the options a flag goes with, by field and by flag
+    cfg = config_from_argv(argv + [a for f, v in needs.items() for a in (f, str(v))])
     assert field_of(cfg, dotted) == expected
-    assert cfg == train_config_from_options({dotted: expected})
+    fields = {row[1]: v for f, v in needs.items() for row in OPTIONS if row[0] == f}
+    assert cfg == train_config_from_options({dotted: expected, **fields})
 
 
 def test_options_imply_what_the_cli_always_implied():
