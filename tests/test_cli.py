@@ -91,7 +91,7 @@ def test_train_sample_resume_end_to_end(tmp_path):
         (["train", "--k", "3", "--update", "simultaneous", "--dry-run"], "train.k"),
         (["train", "--real-label", "1.5", "--dry-run"], "train.real_label"),
         (["train", "--instance-noise", "-1"], "--instance-noise"),
-        (["train", "--d-lr-scale", "0"], "--d-lr-scale"),
+        (["train", "--d-lr-scale", "-1"], "--d-lr-scale"),
         (["train", "--max-restarts", "2", "--dry-run"], "--max-restarts goes with --nproc"),
         (["train", "--eval-metrics", "fd", "--dry-run"], "train.eval_metrics"),
         (["evaluate", "--run", "r", "--test", "t.npy"], "--test and --valid go with --samples"),

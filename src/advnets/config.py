@@ -264,7 +264,7 @@ def _validate_optim(o: OptimConfig) -> None:
     _need(o.optimizer in OPTIMIZERS, "optim.optimizer", f"one of {OPTIMIZERS}", o.optimizer)
     _need(o.lr > 0, "optim.lr", "> 0", o.lr)
     _need(o.lr_decay >= 1, "optim.lr_decay", ">= 1", o.lr_decay)
-    _need(o.d_lr_scale > 0, "optim.d_lr_scale", "> 0 (0 would freeze D)", o.d_lr_scale)
+    _need(o.d_lr_scale >= 0, "optim.d_lr_scale", ">= 0 (0 freezes D: the collapse tests use it)", o.d_lr_scale)
     _need(o.min_lr >= 0, "optim.min_lr", ">= 0", o.min_lr)
     for name in ("momentum_start", "momentum_end"):
         _need(0 <= getattr(o, name) < 1, f"optim.{name}", "in [0, 1)", getattr(o, name))

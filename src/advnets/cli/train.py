@@ -104,8 +104,8 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         help="skip updates whose loss or gradient is NaN/inf and stop after K consecutive ones "
         "(default 0: stop at the first)")),
     ("--d-lr-scale", "optim.d_lr_scale", dict(
-        type=positive_float, metavar="S",
-        help="D's learning rate is --lr times S (default 1, the paper: one rate for both players)")),
+        type=nonneg_float, metavar="S",
+        help="D's learning rate is --lr times S (default 1, the paper: one rate for both players; 0 freezes D)")),
     ("--real-label", "train.real_label", dict(
         type=float, metavar="T",
         help="D's target for real images, in (0.5, 1]: one-sided label smoothing (default 1, the paper)")),
