@@ -96,6 +96,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     if args.steps < 2 and args.interpolate:
         raise AdvnetsError("--steps must be at least 2 (the two endpoints of each path)")
+    _refuse_ignored_options(args)
     kind = "nearest" if args.nearest else "interpolation" if args.interpolate else "sample"
     if args.pretrained is not None:
         from advnets.pretrained import load_pretrained
@@ -169,3 +170,17 @@ def _nearest(args: argparse.Namespace, g, cfg, shape: tuple[int, ...], step: int
     print(f"  {n:5d} held-out images:  median {h['median']:.3f}  p5 {h['p5']:.3f}  min {h['min']:.3f}")
     print(f"  ratio of medians {check['ratio']:.3f}: {memorization_verdict(check['ratio'])} -> {json_path}")
     return 0
+
+
+def _refuse_ignored_options(args: argparse.Namespace) -> None:
+    """Options of one figure given for another would be ignored: refuse them, naming what they go with."""
+    from advnets.errors import AdvnetsError
+
+    given = {a.split("=")[0] for a in getattr(args, "argv", []) if a.startswith("--")}
+    if not args.interpolate and given & {"--rows", "--steps", "--spherical"}:
+        named = ", ".join(sorted(given & {"--rows", "--steps", "--spherical"}))
+        raise AdvnetsError(f"{named}: these go with --interpolate (Figure 3)")
+    if not args.nearest and "--check-size" in given:
+        raise AdvnetsError("--check-size goes with --nearest (Figure 2's memorisation check)")
+    if args.pretrained is None and args.data is not None:
+        raise AdvnetsError("--data goes with --pretrained --nearest; a run searches its own training images")
