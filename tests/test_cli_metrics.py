@@ -82,6 +82,13 @@ def test_metrics_on_a_run_print_one_table_write_json_and_log_one_row_per_metric(
     assert code == 0, err
     md = (tmp_path / "r.md").read_text()
     assert "Sample-quality metrics" in md and "real training images" in md and f"{model['fd']:.4g}" in md
+    assert "The rows below the model's score real training images" in md
+    # ... and says so when the table has the model's row alone.
+    code, _, err = cli_in_process("evaluate", "--run", run, "--metrics", "fd", "--num-samples", 200, "--no-context")
+    assert code == 0, err
+    code, _, err = cli_in_process("report", "--run", run, "--out", tmp_path / "r.html", "-n", 10, "--check-size", 20)
+    md = (tmp_path / "r.md").read_text()
+    assert code == 0 and "Only the model's row (computed with --no-context)" in md and "The rows below" not in md, err
 
 
 def test_samples_fd_matches_the_float64_formula_and_out_chooses_the_file(arrays, tmp_path, digits):

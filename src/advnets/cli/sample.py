@@ -69,8 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="Figure 3: each row a linear path in z space between two random noise vectors",
     )
-    s.add_argument("--rows", type=positive_int, default=10, help="--interpolate: number of paths (default 10)")
-    s.add_argument("--steps", type=positive_int, default=10, help="--interpolate: images per path (default 10)")
+    s.add_argument("--rows", type=positive_int, default=None, help="--interpolate: number of paths (default 10)")
+    s.add_argument("--steps", type=positive_int, default=None, help="--interpolate: images per path (default 10)")
     s.add_argument(
         "--spherical",
         action="store_true",
@@ -79,7 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--check-size",
         type=positive_int,
-        default=1000,
+        default=None,
         metavar="N",
         help="--nearest: generated and held-out images compared in the memorisation check (default 1000)",
     )
@@ -94,9 +94,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from advnets.runs import run_dir_of
     from advnets.sampling import generate, grid_columns, interpolate
 
+    _refuse_ignored_options(args)
+    for option, default in (("rows", 10), ("steps", 10), ("check_size", 1000)):  # None: not given
+        setattr(args, option, default if getattr(args, option) is None else getattr(args, option))
     if args.steps < 2 and args.interpolate:
         raise AdvnetsError("--steps must be at least 2 (the two endpoints of each path)")
-    _refuse_ignored_options(args)
     kind = "nearest" if args.nearest else "interpolation" if args.interpolate else "sample"
     if args.pretrained is not None:
         from advnets.pretrained import load_pretrained
@@ -176,11 +178,11 @@ def _refuse_ignored_options(args: argparse.Namespace) -> None:
     """Options of one figure given for another would be ignored: refuse them, naming what they go with."""
     from advnets.errors import AdvnetsError
 
-    given = {a.split("=")[0] for a in getattr(args, "argv", []) if a.startswith("--")}
-    if not args.interpolate and given & {"--rows", "--steps", "--spherical"}:
-        named = ", ".join(sorted(given & {"--rows", "--steps", "--spherical"}))
-        raise AdvnetsError(f"{named}: these go with --interpolate (Figure 3)")
-    if not args.nearest and "--check-size" in given:
+    figure3 = [flag for flag, value in (("--rows", args.rows), ("--steps", args.steps)) if value is not None]
+    figure3 += ["--spherical"] if args.spherical else []
+    if figure3 and not args.interpolate:
+        raise AdvnetsError(f"{', '.join(figure3)}: these go with --interpolate (Figure 3)")
+    if args.check_size is not None and not args.nearest:
         raise AdvnetsError("--check-size goes with --nearest (Figure 2's memorisation check)")
     if args.pretrained is None and args.data is not None:
         raise AdvnetsError("--data goes with --pretrained --nearest; a run searches its own training images")

@@ -25,7 +25,16 @@ from advnets.cli.common import (
     positive_float,
     positive_int,
 )
-from advnets.config import CONDITIONAL_CLASSES, G_LOSSES, ON_COLLAPSE, OPTIMIZERS, PRECISIONS, PRESETS, UPDATES
+from advnets.config import (
+    CONDITIONAL_CLASSES,
+    G_LOSSES,
+    NOISE_PRIORS,
+    ON_COLLAPSE,
+    OPTIMIZERS,
+    PRECISIONS,
+    PRESETS,
+    UPDATES,
+)
 
 EXAMPLES = """\
 examples:
@@ -79,7 +88,7 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         type=positive_float, help="initial learning rate (default: the preset's; mnist 0.1)")),
     ("--seed", "train.seed", dict(type=int, help="random seed (default 0)")),
     ("--noise-prior", "generator.noise", dict(
-        choices=("uniform", "normal"),
+        choices=NOISE_PRIORS,
         help="p_z: 'uniform' on [-sqrt(3), sqrt(3)] per dimension (the presets', after the reference mnist.yaml's "
         "noise: 'uniform') or 'normal' N(0, I) (the reference Generator's default and its first version's only "
         "draw); both have unit variance")),

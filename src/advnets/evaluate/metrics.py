@@ -158,13 +158,12 @@ def parse_metrics(spec: str | Iterable[str], option: str = "--metrics") -> tuple
         return tuple(REGISTRY)
     unknown = [n for n in names if n not in REGISTRY]
     if unknown or not names:
-        what = (
-            "'all' stands alone"
-            if unknown == ["all"]
-            else f"unknown {', '.join(unknown)}"
-            if unknown
-            else "an empty list"
-        )
+        if not names:
+            what = "an empty list"
+        elif unknown == ["all"]:
+            what = "'all' stands alone"
+        else:
+            what = f"unknown {', '.join(unknown)}"
         raise ConfigError(
             f"{option} {','.join(names) or spec!r}: {what}; "
             f"expected 'all' or a comma-separated list of {', '.join(REGISTRY)}"
