@@ -40,44 +40,27 @@ def baseline_cache(data_dir: str | None) -> Path:
     return data_root(data_dir) / "baselines"
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number_type(convert, ok, expected: str, name: str):
+    """An argparse ``type=``: ``convert(text)`` when that works and ``ok`` holds, else a message saying
+    what was ``expected``."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
-def nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+positive_int = _number_type(int, lambda v: v >= 1, "a positive integer", "positive_int")
+nonneg_int = _number_type(int, lambda v: v >= 0, "an integer >= 0", "nonneg_int")
+nonneg_float = _number_type(float, lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0", "nonneg_float")
+positive_float = _number_type(float, lambda v: v > 0 and math.isfinite(v), "a positive number", "positive_float")
 
 
 def positive_int_list(text: str) -> tuple[int, ...]:
