@@ -168,6 +168,8 @@ def test_rewind_drops_the_rows_after_the_resume_step_and_says_which(tmp_path):
         "where this run continues (the steps are trained and logged again)"
     )
     assert rewind_metrics(tmp_path, 20) == [] and describe_rewind([], 20) == ""  # nothing more to drop
+    assert describe_rewind([30, 40], 20).startswith("metrics.jsonl: dropped 2 row(s) of steps 30, 40 logged after")
+    assert describe_rewind([-1], 20).startswith("metrics.jsonl: dropped 1 torn line logged after step 20, ")
     assert rewind_metrics(tmp_path / "nowhere", 0) == []
 
 

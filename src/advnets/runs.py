@@ -308,8 +308,9 @@ def describe_rewind(dropped: list[int], step: int) -> str:
     steps = sorted({s for s in dropped if s >= 0})
     shown = ", ".join(map(str, steps)) if len(steps) <= 6 else f"{steps[0]} to {steps[-1]}"
     torn = dropped.count(-1)
-    what = f"{len(dropped) - torn} row(s) of steps {shown}" if steps else ""
-    what += (" and " if what else "") + (f"{torn} torn line" if torn else "")
+    parts = [f"{len(dropped) - torn} row(s) of steps {shown}"] if steps else []
+    parts += [f"{torn} torn line"] if torn else []
+    what = " and ".join(parts)
     return (
         f"metrics.jsonl: dropped {what} logged after step {step}, where this run continues "
         "(the steps are trained and logged again)"
