@@ -1,4 +1,4 @@
-"""Learned approximate inference (PAPER.md §5, Section 7.2): an encoder E(x) -> z for a fixed G."""
+"""Learned approximate inference (paper §7, item 2): an encoder E(x) -> z for a fixed G."""
 
 import json
 

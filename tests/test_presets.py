@@ -1,4 +1,4 @@
-"""The paper's other models (PAPER.md §4): TFD, CIFAR-10 fully connected and convolutional."""
+"""The paper's other models (reference code's yamls): TFD, CIFAR-10 fully connected and convolutional."""
 
 import pickle
 

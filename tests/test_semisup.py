@@ -1,4 +1,4 @@
-"""Semi-supervised learning with D's features (PAPER.md §5, Section 7.4)."""
+"""Semi-supervised learning with D's features (paper §7, item 4)."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Conditional adversarial nets p(x | c) (PAPER.md §5, the paper's Section 7.1).
+"""Conditional adversarial nets p(x | c) (paper §7.1).
 
 "A conditional generative model p(x | c) can be obtained by adding c as input
 to both G and D." Here c is a one-hot class label: G maps ``[z, c]`` to an

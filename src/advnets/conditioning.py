@@ -1,6 +1,6 @@
 """What G is given and what D sees, chosen once per run: plain, class-conditional or inpainting nets.
 
-Algorithm 1 (PAPER.md §1) only ever asks for three things, and this module answers them for each kind of model:
+Algorithm 1 (paper §3) only ever asks for three things, and this module answers them for each kind of model:
 
 * D's rows for a real minibatch x;
 * G's input for m generated rows ("sample minibatch of m noise samples");
@@ -9,7 +9,7 @@ Algorithm 1 (PAPER.md §1) only ever asks for three things, and this module answ
 The kinds (``generator.condition``):
 
 * ``none``: the paper's plain nets. G's input is z, D sees x and G(z).
-* ``class`` (the paper's §7.1, PAPER.md §5): "a conditional generative model p(x | c) can be obtained by adding c
+* ``class`` (paper §7.1): "a conditional generative model p(x | c) can be obtained by adding c
   as input to both G and D". Real rows carry their own one-hot labels; generated rows labels drawn uniformly from
   the run's ``labels`` stream, so G learns every class equally often (advnets.conditional).
 * ``inpaint`` (§7.3): one G for every conditional p(x_S | x_not-S). Each real row gets a fresh mask from the

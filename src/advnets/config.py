@@ -7,7 +7,7 @@ dataset's name, image shape and split sizes, and a record of resumes), and
 config must be an error, never a silent default).
 
 The numbers in :data:`PRESETS` are the published hyperparameters of the
-paper's reference code (PAPER.md §4, marked "(code)" there).
+paper's reference code (github.com/goodfeli/adversarial, mnist.yaml and its siblings).
 """
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ class ConvMaxoutConfig:
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """An MLP generator G(z): noise enters only the bottom layer (§3 of PAPER.md)."""
+    """An MLP generator G(z): noise enters only the bottom layer (paper §3)."""
 
     noise_dim: int = 100
-    # Conditional nets (PAPER.md §5, Sections 7.1 and 7.3): "class" appends a
+    # Conditional nets (paper §7.1 and §7.3): "class" appends a
     # one-hot label of cond_dim classes to z; "inpaint" appends the visible
     # pixels and the mask (cond_dim = 2 x pixels); "none": the paper's nets.
     condition: str = "none"
@@ -102,7 +102,7 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Optimiser and schedules (PAPER.md §4, "Common to all")."""
+    """Optimiser and schedules (the reference code's common settings: SGD with momentum, minibatches of 100)."""
 
     optimizer: str = "sgd"
     lr: float = 0.1
@@ -340,7 +340,7 @@ def _validate_data(data: DataConfig) -> None:
     )
 
 
-# The paper's MNIST model (PAPER.md §4, "MNIST" row): G = ReLU 1200 -> ReLU 1200
+# The paper's MNIST model (the reference code's mnist.yaml): G = ReLU 1200 -> ReLU 1200
 # -> sigmoid 784 with U(+-0.05) init; D = maxout 240x5 -> maxout 240x5 -> sigmoid
 # with U(+-0.005) init; lr 0.1, batch 100.
 _TFD_NORM = 1.9365  # max column norm on every layer of the reference TFD model
@@ -348,7 +348,7 @@ _CIFAR_DATA = DataConfig(source="cifar10", preprocess="gcn", image_size=32, chan
 
 PRESETS: dict[str, RunConfig] = {
     "mnist": RunConfig(preset="mnist"),
-    # TFD (PAPER.md §4): G = ReLU 8000 -> sigmoid 8000 -> sigmoid 2304 (48x48),
+    # TFD (the reference code's tfd.yaml): G = ReLU 8000 -> sigmoid 8000 -> sigmoid 2304 (48x48),
     # D = maxout 1200x5 -> maxout 1200x5, lr 0.05, max column norm 1.9365.
     "tfd": RunConfig(
         preset="tfd",
@@ -480,7 +480,7 @@ def override(cfg: Any, **changes: Any) -> Any:
 
 
 def with_condition(cfg: RunConfig, condition: str, size: int) -> RunConfig:
-    """``cfg`` with conditional nets (PAPER.md §5). ``"class"`` (Section 7.1): a one-hot label of
+    """``cfg`` with conditional nets (paper §7). ``"class"`` (Section 7.1): a one-hot label of
     ``size`` classes enters G and D. ``"inpaint"`` (Section 7.3): G gets z, the visible pixels and the
     mask of ``size``-pixel images, D the completed image and the mask.
 

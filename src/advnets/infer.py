@@ -1,4 +1,4 @@
-"""Learned approximate inference (PAPER.md §5, the paper's Section 7, item 2).
+"""Learned approximate inference (paper §7, item 2).
 
 "Learned approximate inference can be performed by training an auxiliary
 network to predict z given x ... for a fixed generator net after the

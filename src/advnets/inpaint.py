@@ -1,4 +1,4 @@
-"""Conditionals p(x_S | x_not-S): inpainting with one model (PAPER.md §5, the paper's Section 7.3).
+"""Conditionals p(x_S | x_not-S): inpainting with one model (paper §7.3).
 
 "One can learn to approximately model all conditionals p(x_S | x_not-S) where S
 is a subset of the indices of x by training a family of conditional models

@@ -2,7 +2,7 @@
 
 Both are built from config (:mod:`advnets.config`), so the paper's presets are
 data, not code. D returns logits; the sigmoid lives in the losses, where it can
-be fused into a numerically stable softplus (PAPER.md §1).
+be fused into a numerically stable softplus (paper §3, Eq. 1).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def _shape(image_shape: int | tuple[int, ...]) -> tuple[int, ...]:
 
 
 class Generator(nn.Module):
-    """G(z; theta_g): noise enters only the bottom layer (PAPER.md §1). Returns
+    """G(z; theta_g): noise enters only the bottom layer (paper §3). Returns
     flat N x d samples; with ``deconv_shape`` the last hidden layer is reshaped
     and a transposed convolution produces the C x H x W image."""
 
@@ -223,8 +223,9 @@ class ConvMaxout(nn.Module):
 class Discriminator(nn.Module):
     """D(x; theta_d): optional conv-maxout layers, maxout hidden layers, one
     linear output unit (a logit), and dropout on every layer's input during
-    training (PAPER.md §4). With ``spare_condition`` the columns after the pixels (a
-    class-conditional D's one-hot label) are never dropped."""
+    training (the reference code, github.com/goodfeli/adversarial). With
+    ``spare_condition`` the columns after the pixels (a class-conditional D's
+    one-hot label) are never dropped."""
 
     def __init__(
         self, cfg: DiscriminatorConfig, image_shape: int | tuple[int, ...], spare_condition: bool = False

@@ -63,7 +63,7 @@ class PretrainedModel:
     """One shipped model: its file, pinned hash, and the number it reproduces.
 
     ``parzen_ll`` ± ``parzen_se`` (nats) and ``sigma`` are the reference
-    protocol's result (PAPER.md §3) for ``num_samples`` samples of G drawn with
+    protocol's result (paper §5 and Table 1) for ``num_samples`` samples of G drawn with
     ``sample_seed``, σ chosen on ``valid_size`` validation images; ``seed``,
     ``epochs`` and ``step`` say which training run made it, ``dataset`` on what.
     """

@@ -1,4 +1,4 @@
-"""Semi-supervised learning with D's features (PAPER.md §5, the paper's Section 7, item 4).
+"""Semi-supervised learning with D's features (paper §7, item 4).
 
 "Features from the discriminator or inference net could improve performance
 of classifiers when limited labeled data is available." The protocol here:

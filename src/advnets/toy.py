@@ -18,7 +18,7 @@ needed on 1-2 dimensional inputs: biases start U(-r, r) rather than at zero
 (otherwise every ReLU/maxout kink starts at the origin), and D sees its input
 standardised with the data's known mean and scale.
 
-1-D: the paper's four moments of Figure 1 (PAPER.md §2) are recorded as
+1-D: the paper's four moments of Figure 1 (paper §4) are recorded as
 :class:`Snapshot` objects -- (a) the pair at iteration ``snapshot_at``; (b) D
 trained alone, to near-optimum, against the frozen G of (a); (c) G after a few
 steps against that D; (d) the end of training. (b) and (c) are computed on

@@ -1,4 +1,4 @@
-"""Figures of advnets.toy's results: the paper's Figure 1 (four moments of the 1-D game, PAPER.md §2), its
+"""Figures of advnets.toy's results: the paper's Figure 1 (four moments of the 1-D game, paper §4), its
 animation, and the final samples of a 2-D toy against its modes."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from advnets.cli.common import add_command, add_data_dir, add_run, nonneg_int, p
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    # Section 7 extensions (PAPER.md §5): learned approximate inference (§7.2), semi-supervised learning (§7.4).
+    # Section 7 extensions (paper §7): learned approximate inference (§7.2), semi-supervised learning (§7.4).
     inf = add_command(
         sub,
         "infer",

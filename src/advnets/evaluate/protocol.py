@@ -1,6 +1,6 @@
 """The paper's Table 1 protocol around the Parzen estimator, and honest baselines.
 
-Reference protocol (PAPER.md §3, the authors' code): draw 10,000 samples of
+Reference protocol (paper §5; the authors' parzen_ll.py): draw 10,000 samples of
 G, choose σ from numpy.logspace(-1, 0, 10) by the mean log-likelihood of
 1,000 validation images, score the test set, report mean ± std/√N. On TFD σ
 is chosen per fold and the standard error is taken across folds.
@@ -34,7 +34,7 @@ PAPER_TABLE1 = {
     "TFD": (2057.0, 26.0),
 }
 
-# Table 1's MNIST column in full (PAPER.md §3): every model, mean ± SE, in the paper's order.
+# Table 1's MNIST column in full (paper §5 and Table 1): every model, mean ± SE, in the paper's order.
 PAPER_TABLE1_MNIST = {
     "DBN": (138.0, 2.0),
     "Stacked CAE": (121.0, 1.6),
@@ -115,7 +115,7 @@ def reference_protocol(
     cache_dir: str | Path | None = None,
     **kwargs: Any,
 ) -> dict[str, dict[str, Any]]:
-    """The reference protocol (PAPER.md §3) on an :class:`advnets.data.Dataset`.
+    """The reference protocol (paper §5 and Table 1) on an :class:`advnets.data.Dataset`.
 
     σ is chosen from ``sigmas`` on the first ``valid_size`` validation images
     (MNIST's split: train images 50,000-50,999; all of them when fewer) and the

@@ -2,7 +2,7 @@
 
 The reference code watched a Parzen estimate on the validation set while
 training and kept the best model; the paper reports the test log-likelihood of
-that model under the reference protocol (PAPER.md §3). Here, for a finished (or
+that model under the reference protocol (paper §5 and Table 1). Here, for a finished (or
 running) run directory:
 
 1. :func:`validation_curve` scores every kept checkpoint

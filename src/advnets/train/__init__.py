@@ -1,4 +1,4 @@
-"""Training adversarial nets: Algorithm 1 of Goodfellow et al. 2014 (PAPER.md §1) and its bookkeeping.
+"""Training adversarial nets: Algorithm 1 of Goodfellow et al. 2014 (paper §3) and its bookkeeping.
 
 One *step* is one iteration of Algorithm 1's outer loop: k discriminator updates, each on a fresh minibatch of m
 examples and m noise vectors, then one generator update on m fresh noise vectors ("alternating"). The reference
@@ -12,7 +12,7 @@ a resumed run continues the same streams.
 The rooms:
 
 * :mod:`advnets.train.algorithm`: the D step, the G step and the reference code's simultaneous step, line by line
-  beside Algorithm 1; the lr and momentum schedules (PAPER.md §4).
+  beside Algorithm 1; the lr and momentum schedules (the reference code, github.com/goodfeli/adversarial).
 * :mod:`advnets.train.streams`: the named, seeded random streams (one list) and the position in the data.
 * :mod:`advnets.train.loop`: fit(): when to log, sample, check for collapse and checkpoint; signals; the
   divergence guard.

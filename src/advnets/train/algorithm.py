@@ -1,4 +1,4 @@
-"""Algorithm 1 of Goodfellow et al. 2014 (PAPER.md §1), one update at a time, and the reference code's variant.
+"""Algorithm 1 of Goodfellow et al. 2014 (paper §3), one update at a time, and the reference code's variant.
 
     for number of training iterations do
         for k steps do
@@ -13,10 +13,10 @@
     end for
 
 "The gradient-based updates can use any standard gradient-based learning rule. We used momentum in our
-experiments" (Algorithm 1's caption); the hyperparameters are the reference code's (PAPER.md §4): SGD, lr 0.1
-divided by 1.000004 per minibatch down to 1e-6, momentum 0.5 rising to 0.7 by epoch 250 (:func:`lr_at`,
-:func:`momentum_at`). The reference code itself updates both players from one batch of G's samples:
-:func:`simultaneous_step` (the mnist preset's default).
+experiments" (Algorithm 1's caption); the hyperparameters are the reference code's
+(github.com/goodfeli/adversarial): SGD, lr 0.1 divided by 1.000004 per minibatch down to 1e-6, momentum 0.5
+rising to 0.7 by epoch 250 (:func:`lr_at`, :func:`momentum_at`). The reference code itself updates both players
+from one batch of G's samples: :func:`simultaneous_step` (the mnist preset's default).
 
 Each step takes the run's ``players`` (an advnets.train.Trainer, or advnets.toy's game): its nets (``g``, ``d``;
 ``g_train``, ``d_train`` are the modules whose backward pass is to be reduced across processes, the nets

@@ -8,7 +8,7 @@ checkpoints and published numbers stay reproducible) and where each draws:
 * ``data`` (+1, CPU): the per-epoch permutation of the training split (the same on every rank);
 * ``noise`` (+2, training device): G's z (Algorithm 1's "sample minibatch of m noise samples");
 * ``fixed`` (+3, CPU): the progress grid's noise (drawn once at the start, not checkpointed);
-* ``dropout`` (+4, training device): D's dropout masks (the paper trains D with dropout, PAPER.md §4);
+* ``dropout`` (+4, training device): D's dropout masks (the paper trains D with dropout, §5);
 * ``monitor`` (+5, CPU): the collapse monitor's fixed noise and real rows (drawn once, not checkpointed);
 * ``labels`` (+6, training device): class labels of generated rows (conditional nets, §7.1);
 * ``masks`` (+7, CPU): inpainting masks of real rows (§7.3);

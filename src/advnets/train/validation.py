@@ -1,8 +1,8 @@
 """Validation log-likelihood while training, as the reference code watched it (issue 15).
 
-The reference's MNIST model logged a Parzen-window estimate on validation images every epoch (``monitor_ll``:
-100 samples, σ = 0.2; PAPER.md §4). With ``train.eval_every`` = E > 0 a run does the same every E epochs and at
-its end: :data:`EVAL_SAMPLES` samples of G from one fixed noise batch (the ``validation`` stream of
+The reference's MNIST model (github.com/goodfeli/adversarial) logged a Parzen-window estimate on validation images
+every epoch (``monitor_ll``: 100 samples, σ = 0.2). With ``train.eval_every`` = E > 0 a run does the same every E
+epochs and at its end: :data:`EVAL_SAMPLES` samples of G from one fixed noise batch (the ``validation`` stream of
 advnets.train.streams, the same z at every check, so that checks differ only by G), scored on the whole validation
 split by advnets.evaluate.parzen, with σ chosen on that split from the protocol's grid (``logspace(-1, 0, 10)``)
 or fixed by ``train.eval_sigma``. The result is logged (``valid_parzen_ll``, ``valid_parzen_sigma``; with
