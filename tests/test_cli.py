@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from advnets.errors import AdvnetsError
+
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
@@ -109,6 +111,20 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path, args, expected):
     assert "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], out.stderr
+
+
+@pytest.mark.parametrize("where", ["before the command", "after it", "after data list"])
+def test_debug_shows_the_traceback_wherever_it_is_given(tmp_path, where):
+    from advnets.cli import build_parser, main
+
+    if where == "after data list":  # a nested action's parser accepts it too
+        assert build_parser().parse_args(["data", "list", "--debug"]).debug is True
+        return
+    argv = ["sample", "--run", str(tmp_path / "nowhere")]
+    argv = ["--debug", *argv] if where == "before the command" else [*argv, "--debug"]
+    with pytest.raises(AdvnetsError, match="nowhere"):
+        main(argv)
+    assert build_parser().parse_args(argv[1:] if where == "before the command" else argv[:-1]).debug is False
 
 
 @pytest.mark.parametrize("holds", ["a checkpoint", "only config.json"])

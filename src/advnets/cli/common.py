@@ -20,8 +20,14 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_command(sub: argparse._SubParsersAction, name: str, **kwargs) -> argparse.ArgumentParser:
-    """A subcommand's parser, its help formatted as written (examples keep their lines)."""
-    return sub.add_parser(name, formatter_class=FORMATTER, **kwargs)
+    """A subcommand's parser, its help formatted as written (examples keep their lines).
+
+    It also accepts ``--debug`` (listed once, in ``advnets --help``), so that ``advnets train ... --debug``
+    works as well as ``advnets --debug train ...``; SUPPRESS leaves the top level's value alone when it is absent.
+    """
+    parser = sub.add_parser(name, formatter_class=FORMATTER, **kwargs)
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
 
 
 def add_run(p: argparse.ArgumentParser, help: str = "run directory or checkpoint file") -> None:

@@ -25,10 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     dsub = dp.add_subparsers(dest="data_command", metavar="ACTION", parser_class=Parser)
     dsub.required = True
-    dl = dsub.add_parser("list", help="every dataset: present or not, size, splits, how to get it, licence")
+    dl = add_command(dsub, "list", help="every dataset: present or not, size, splits, how to get it, licence")
     add_data_dir(dl)
     dl.set_defaults(func=cmd_data_list)
-    df = dsub.add_parser("fetch", help="download a dataset and verify its SHA-256 checksums")
+    df = add_command(dsub, "fetch", help="download a dataset and verify its SHA-256 checksums")
     df.add_argument("name", choices=("mnist", "cifar10"), help="dataset to download")
     add_data_dir(df)
     df.add_argument(
