@@ -48,6 +48,9 @@ def test_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path):
     assert cfg["generator"]["noise"] == "normal"  # the preset's is "uniform"
     assert cfg["generator"]["hidden_sizes"] == [1200, 1200]
     assert list(tmp_path.iterdir()) == []
+    assert "dry run: embedded-mnist loads (4000 train images)" in out.stderr and "nothing written" in out.stderr
+    out = run("train", "--dry-run", "--out", tmp_path / "new", cwd=tmp_path)  # a free --out is not created
+    assert out.returncode == 0 and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow  # train, sample and resume as subprocesses (~40 s)
@@ -89,6 +92,7 @@ def test_train_sample_resume_end_to_end(tmp_path):
         (["train", "--lr", "-1"], "--lr"),
         (["train", "--preset", "nope"], "--preset"),
         (["train", "--data", "/no/such/dir"], "/no/such/dir"),
+        (["train", "--data", "/no/such/dir", "--dry-run"], "/no/such/dir"),  # a dry run checks the data too
         (["train", "--resume"], "--resume"),
         (["train", "--k", "3", "--update", "simultaneous", "--dry-run"], "train.k"),
         (["train", "--real-label", "1.5", "--dry-run"], "train.real_label"),
@@ -136,8 +140,10 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path, holds):
         (tmp_path / "run" / "checkpoints" / "latest").write_text("step-00000010.pt\n")
     else:
         (tmp_path / "run" / "config.json").write_text("{}\n")
-    out = run("train", "--data", "embedded-digits", "--out", tmp_path / "run")
-    assert out.returncode == 2 and "already holds a run; add --resume" in out.stderr
+    for dry_run in ([], ["--dry-run"]):  # the dry run says so too, instead of printing a config that cannot start
+        out = run("train", "--data", "embedded-digits", "--out", tmp_path / "run", *dry_run)
+        assert out.returncode == 2 and "already holds a run; add --resume" in out.stderr
+        assert out.stdout == ""
 
 
 @pytest.fixture(scope="module")

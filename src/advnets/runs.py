@@ -66,6 +66,20 @@ def holds_run(out: Path) -> bool:
     return (out / CONFIG_FILE).is_file() or (out / CHECKPOINT_DIR / LATEST).is_file()
 
 
+def check_new_run_dir(out: Path) -> Path:
+    """``out`` as a Path, after checking that a new run may start there (what ``train --dry-run`` checks).
+
+    Raises:
+        AdvnetsError: ``out`` already holds a run (:func:`holds_run`; resume it instead), or is a file.
+    """
+    out = Path(out)
+    if holds_run(out):
+        raise AdvnetsError(f"--out {out} already holds a run; add --resume to continue it")
+    if out.exists() and not out.is_dir():
+        raise AdvnetsError(f"--out {out} is a file; expected a directory for the run")
+    return out
+
+
 def prepare_run_dir(out: Path | None, cfg: RunConfig, root: Path = RUNS_ROOT) -> Path:
     """The directory of a new run: ``out`` (created; refused when it already holds a run), or
     ``root/NNNNN-PRESET-DATA`` with the next free number when ``out`` is None.
@@ -74,9 +88,7 @@ def prepare_run_dir(out: Path | None, cfg: RunConfig, root: Path = RUNS_ROOT) ->
         AdvnetsError: ``out`` already holds a run (:func:`holds_run`; resume it instead).
     """
     if out is not None:
-        out = Path(out)
-        if holds_run(out):
-            raise AdvnetsError(f"--out {out} already holds a run; add --resume to continue it")
+        out = check_new_run_dir(out)
         out.mkdir(parents=True, exist_ok=True)
         return out
     data_name = Path(cfg.data.source).name if cfg.data.source not in ("embedded",) else "embedded"

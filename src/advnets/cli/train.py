@@ -166,7 +166,7 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         help="continue the run in --out from its latest checkpoint; before the first checkpoint, from step 0 with "
         "its stored config; on an empty or missing --out, start it. So the same command, rerun after any kill "
         "(a cluster's requeue), finishes the run")),
-    ("--dry-run", None, dict(action="store_true", help="print the resolved config as JSON and exit")),
+    ("--dry-run", None, dict(action="store_true", help="check the data and --out, print the config as JSON, exit")),
     ("--no-progress", None, dict(action="store_true", help="no progress bar")),
     ("--nproc", None, dict(
         type=positive_int, metavar="N",
@@ -249,8 +249,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         dataset = load_dataset(cfg.data, data_dir=args.data_dir)
         cfg = with_condition(cfg, "inpaint", math.prod(dataset.image_shape))
-    if args.dry_run:
+    if args.dry_run:  # check what the real run would stop on (the data loads, --out is free), write nothing
+        from advnets.data import load_dataset
+        from advnets.runs import check_new_run_dir
+
+        if dataset is None:
+            dataset = load_dataset(cfg.data, data_dir=args.data_dir)
+        if args.out is not None and state is None and start.stored is None:
+            check_new_run_dir(args.out)
         print(json.dumps(to_dict(cfg), indent=2))
+        print(f"dry run: {dataset.name} loads ({len(dataset.train)} train images); nothing written", file=sys.stderr)
         return 0
     if args.nproc is not None:  # this command again, in N processes under torchrun (checked once, here)
         return distributed.launch(args)
