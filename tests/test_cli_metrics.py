@@ -33,6 +33,7 @@ def arrays(tmp_path_factory, digits):
     np.save(d / "T.npy", digits.test.numpy())
     np.save(d / "V.npy", digits.valid.numpy())
     np.save(d / "wide.npy", np.zeros((300, 65), np.float32))
+    np.save(d / "S255.npy", digits.train[:300].numpy() * 255)  # 8-bit scale, not divided by 255
     nan = digits.train[:300].numpy().copy()
     nan[3, 0, 2, 2] = np.nan
     np.save(d / "nan.npy", nan)
@@ -103,6 +104,20 @@ def test_samples_fd_matches_the_float64_formula_and_out_chooses_the_file(arrays,
     expected = _fd_float64(net(digits.test).double().numpy(), net(digits.train[:300]).double().numpy())
     assert doc["rows"]["samples"]["fd"] == pytest.approx(expected, rel=1e-6)
     assert f"{expected:.4g}" in text
+
+
+def test_samples_outside_0_1_are_named_in_a_warning_and_in_range_ones_are_not(arrays, tmp_path):
+    import warnings
+
+    with pytest.warns(UserWarning, match=r"--samples .*S255\.npy: values lie in \[0, 255\], not \[0, 1\]"):
+        code, _, err = cli_in_process("evaluate", "--samples", arrays / "S255.npy", "--test", arrays / "T.npy",
+                                      "--metrics", "fd", "--out", tmp_path / "a.json")  # fmt: skip
+    assert code == 0, err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # S.npy is in [0, 1]: no warning may be raised
+        code, _, err = cli_in_process("evaluate", "--samples", arrays / "S.npy", "--test", arrays / "T.npy",
+                                      "--metrics", "fd", "--out", tmp_path / "b.json")  # fmt: skip
+    assert code == 0, err
 
 
 def test_samples_with_a_dataset_get_the_context_rows_and_all_metrics(arrays, tmp_path):

@@ -16,13 +16,25 @@ from typing import Any
 
 
 def _npy_images(path: Path, option: str):
-    """A float image array from ``option``'s .npy file, its shape kept (N x d or N x [C x] H x W)."""
+    """A float image array from ``option``'s .npy file, its shape kept (N x d or N x [C x] H x W); a warning
+    when its values are not in [0, 1] (8-bit images not divided by 255 would otherwise score silently wrong)."""
+    import warnings
+
     import numpy as np
 
     from advnets.cli.common import load_array
+    from advnets.evaluate.parzen import check_unit_range
 
     flat = load_array(path, option)  # the clear errors for missing / unreadable / empty files
     shape = np.load(path, mmap_mode="r").shape
+    if not check_unit_range(flat):
+        warnings.warn(
+            f"{option} {path}: values lie in [{float(flat.min()):.4g}, {float(flat.max()):.4g}], not [0, 1]; "
+            "the feature networks, Parzen's σ grid and the paper's numbers assume pixels in [0, 1] "
+            "(divide 8-bit images by 255)",
+            UserWarning,
+            stacklevel=2,
+        )
     return flat.reshape(shape) if len(shape) > 2 else flat
 
 
