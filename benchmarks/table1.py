@@ -48,6 +48,7 @@ from advnets.errors import AdvnetsError  # noqa: E402
 from advnets.evaluate.protocol import REFERENCE_NUM_SAMPLES, baseline_rows, format_row  # noqa: E402
 from advnets.evaluate.table1 import (  # noqa: E402
     kept_checkpoints,
+    plateau_fit,
     plot_validation_curves,
     score_best,
     summarize,
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label}: epoch {e['epoch']:6.1f} (step {e['step']}): validation LL {e['valid_ll']:7.2f} "
                   f"(σ = {e['sigma']:.4f})")  # fmt: skip
         curves[f"{recipe}, seed {seed}"] = curve
+        print(f"{label}: {describe_plateau(plateau_fit(curve))}")
         best = score_best(run, dataset, curve, num_samples=args.test_samples, cache=cache, **kw)
         print(f"{label}: best on validation at epoch {best['epoch']:.0f}; " + format_row("test", best))
         results.setdefault(recipe, {})[seed] = best
@@ -175,6 +177,20 @@ def main(argv: list[str] | None = None) -> int:
         append_results(args, dataset, table, curves, results, took, argv)
         print(f"-> {args.figure}, {args.results}")
     return 0
+
+
+def describe_plateau(fit: dict) -> str:
+    """One line of advnets.evaluate.table1.plateau_fit: the recent slope; the asymptote once the curve has bent."""
+    if not fit["n_points"]:
+        return "no checkpoint past the fit's first epoch yet"
+    slope = f"{fit['slope_per_50']:+.1f} nats per 50 epochs" if fit["slope_per_50"] is not None else "no slope yet"
+    text = f"epochs {fit['first_epoch']:.0f}-{fit['last_epoch']:.0f}: last 50 epochs {slope}"
+    if fit["identified"]:
+        return text + (
+            f"; a saturating exponential fitted from epoch {fit['first_epoch']:.0f} levels off at "
+            f"{fit['asymptote']:.1f} ± {fit['asymptote_se']:.1f} (time constant {fit['tau']:.0f} epochs)"
+        )
+    return text + "; not yet bent enough to fit a level (no asymptote claimed)"
 
 
 def append_results(args, dataset, table: str, curves: dict, results: dict, took: dict, argv: list[str] | None) -> None:
@@ -195,6 +211,7 @@ def append_results(args, dataset, table: str, curves: dict, results: dict, took:
     for label, curve in curves.items():
         pts = ", ".join(f"{e['epoch']:.0f}: {e['valid_ll']:.1f}" for e in curve)
         lines.append(f"- {label}: {pts}")
+        lines.append(f"  - where it is heading: {describe_plateau(plateau_fit(curve))}")
     lines += [
         "",
         f"- Test: the {n_test} test images, {args.test_samples} samples of G (seed 0), σ from "

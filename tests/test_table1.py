@@ -15,6 +15,7 @@ from advnets.evaluate.table1 import (
     CACHE_FILE,
     best_entry,
     kept_checkpoints,
+    plateau_fit,
     plot_validation_curves,
     score_best,
     summarize,
@@ -103,6 +104,44 @@ def test_the_best_checkpoint_is_chosen_on_validation_and_scored_by_the_full_prot
 def test_ties_go_to_the_earliest_checkpoint():
     curve = [{"step": 10, "valid_ll": 5.0}, {"step": 20, "valid_ll": 7.0}, {"step": 30, "valid_ll": 7.0}]
     assert best_entry(curve)["step"] == 20
+
+
+def _asymptote_by_grid(e, ll, taus):
+    """The same least-squares fit found another way: for a fixed tau the model is linear in (asymptote, A),
+    so solve that exactly (numpy lstsq, float64) on a fine grid of tau and keep the best."""
+    best = None
+    for tau in taus:
+        design = np.stack([np.ones_like(e), -np.exp(-(e - e[0]) / tau)], axis=1)
+        coef, *_ = np.linalg.lstsq(design, ll, rcond=None)
+        sse = float(((design @ coef - ll) ** 2).sum())
+        if best is None or sse < best[0]:
+            best = (sse, coef[0], tau)
+    return best[1], best[2]
+
+
+def test_plateau_fit_finds_a_known_asymptote_and_agrees_with_an_exact_grid_search(tmp_path):
+    e = np.arange(60.0, 501.0, 10.0)
+    wiggle = 1.5 * np.sin(e / 7.0)  # deterministic "noise" of a validation curve's size
+    ll = 200.0 - 70.0 * np.exp(-(e - 100.0) / 90.0) + wiggle
+    curve = [{"epoch": x, "valid_ll": y} for x, y in zip(e, ll, strict=True)]
+    fit = plateau_fit(curve, from_epoch=100)
+    assert fit["n_points"] == 41 and fit["first_epoch"] == 100 and fit["last_epoch"] == 500
+    assert fit["identified"] and abs(fit["asymptote"] - 200.0) < 1.5 and abs(fit["tau"] - 90.0) < 10
+    assert 0 < fit["asymptote_se"] < 2
+    kept = e >= 100
+    asymptote, tau = _asymptote_by_grid(e[kept], ll[kept], np.arange(80.0, 100.0, 0.001))
+    assert fit["asymptote"] == pytest.approx(asymptote, abs=0.01) and fit["tau"] == pytest.approx(tau, abs=0.01)
+    with Image.open(plot_validation_curves({"synthetic": curve}, tmp_path / "v.png")) as im:  # with its fit drawn
+        assert im.format == "PNG" and im.size == (700, 450)
+
+
+def test_plateau_fit_on_a_straight_line_reports_only_the_slope():
+    curve = [{"epoch": x, "valid_ll": 100.0 + 0.2 * x} for x in range(100, 300, 10)]
+    fit = plateau_fit(curve)
+    assert fit["slope_per_50"] == pytest.approx(10.0) and not fit["identified"]  # no bend: no asymptote claimed
+    few = plateau_fit(curve[:3])
+    assert few["asymptote"] is None and few["slope_per_50"] == pytest.approx(10.0) and not few["identified"]
+    assert plateau_fit(curve, from_epoch=1000)["n_points"] == 0
 
 
 def test_summary_table_and_figure(run, digits, tmp_path):
