@@ -100,6 +100,10 @@ def test_train_sample_resume_end_to_end(tmp_path):
         (["train", "--d-lr-scale", "-1"], "--d-lr-scale"),
         (["train", "--max-restarts", "2", "--dry-run"], "--max-restarts goes with --nproc"),
         (["train", "--eval-metrics", "fd", "--dry-run"], "train.eval_metrics"),
+        (["train", "--eval-metrics", "foo", "--dry-run"], "unknown foo"),  # named before "needs --eval-every"
+        (["train", "--seed", "99999999999999999999", "--dry-run"], "--seed: expected a seed: an integer from 0 to"),
+        (["sample", "--run", "r", "--seed", "-1"], "--seed: expected a seed"),
+        (["evaluate", "--run", "r", "--seed", str(2**31)], "--seed: expected a seed"),
         (["evaluate", "--run", "r", "--test", "t.npy"], "--test and --valid go with --samples"),
         (["sample", "--run", "r", "--rows", "3", "--spherical"], "--rows, --spherical: these go with --interpolate"),
         (["sample", "--run", "r", "--check-size", "5"], "--check-size goes with --nearest"),

@@ -65,6 +65,9 @@ def test_wrong_type_is_an_error_naming_the_field(section, key, value):
         ("discriminator", {"pieces": (5,)}, "pieces"),
         ("train", {"k": 2, "update": "simultaneous"}, "k"),
         ("discriminator", {"input_include_prob": 0.0}, "input_include_prob"),
+        ("train", {"seed": -1}, "seed"),
+        ("train", {"seed": 2**31}, "seed"),  # beyond what every RNG it reaches accepts
+        ("train", {"eval_every": 1, "eval_metrics": "fd,nope"}, "eval_metrics 'fd,nope': unknown nope"),
     ],
 )
 def test_impossible_values_are_rejected(section, change, field):

@@ -31,6 +31,9 @@ CONDITIONS = ("none", "class", "inpaint")
 PRECISIONS = ("fp32", "bf16")
 PREPROCESSING = ("none", "gcn")
 CONDITIONAL_CLASSES = 10  # `advnets train --conditional`: the digit datasets' classes
+# Seeds reach torch, NumPy and scikit-learn (the k-means baseline), and some are offset (seed + 1, ...):
+# below 2**31 every one of them accepts them.
+SEED_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -272,7 +275,10 @@ def _validate_optim(o: OptimConfig) -> None:
 
 
 def _validate_train(t: TrainConfig) -> None:
+    from advnets.evaluate.metrics import parse_metrics  # here, not at the top: advnets.evaluate imports config
+
     _need(t.epochs >= 1, "train.epochs", "a positive integer", t.epochs)
+    _need(0 <= t.seed <= SEED_MAX, "train.seed", f"an integer from 0 to {SEED_MAX}", t.seed)
     _need(t.batch_size >= 1, "train.batch_size", "a positive integer", t.batch_size)
     _need(t.k >= 1, "train.k", "a positive integer", t.k)
     _need(t.g_loss in G_LOSSES, "train.g_loss", f"one of {G_LOSSES}", t.g_loss)
@@ -291,6 +297,7 @@ def _validate_train(t: TrainConfig) -> None:
     _need(t.on_collapse in ON_COLLAPSE, "train.on_collapse", f"one of {ON_COLLAPSE}", t.on_collapse)
     _need(t.eval_every >= 0, "train.eval_every", ">= 0 epochs (0 = no validation checks)", t.eval_every)
     _need(t.eval_sigma is None or t.eval_sigma > 0, "train.eval_sigma", "> 0, or null to choose it", t.eval_sigma)
+    parse_metrics(t.eval_metrics, "train.eval_metrics")  # unknown names first: a ConfigError naming them
     _need(
         t.eval_every > 0 or t.eval_metrics == "parzen",
         "train.eval_metrics",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from advnets.cli.common import add_command, add_data_dir, add_run, positive_int
+from advnets.cli.common import add_command, add_data_dir, add_run, positive_int, seed_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_run(c)
     add_data_dir(c)
     c.add_argument("-n", type=positive_int, default=1000, help="samples to classify (default 1000)")
-    c.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    c.add_argument("--seed", type=seed_int, default=0, help="noise seed (default 0)")
     c.add_argument("--out", type=Path, default=None, metavar="FILE.json", help="default: RUN/classes.json")
     c.set_defaults(func=cmd_classes)
 

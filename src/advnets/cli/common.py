@@ -6,6 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
+from advnets.config import SEED_MAX
 from advnets.errors import AdvnetsError, DataError
 
 FORMATTER = argparse.RawDescriptionHelpFormatter  # keeps the examples in the epilogs as written
@@ -67,6 +68,7 @@ positive_int = _number_type(int, lambda v: v >= 1, "a positive integer", "positi
 nonneg_int = _number_type(int, lambda v: v >= 0, "an integer >= 0", "nonneg_int")
 nonneg_float = _number_type(float, lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0", "nonneg_float")
 positive_float = _number_type(float, lambda v: v > 0 and math.isfinite(v), "a positive number", "positive_float")
+seed_int = _number_type(int, lambda v: 0 <= v <= SEED_MAX, f"a seed: an integer from 0 to {SEED_MAX}", "seed_int")
 
 
 def positive_int_list(text: str) -> tuple[int, ...]:

@@ -13,6 +13,7 @@ from advnets.cli.common import (
     check_output_path,
     load_array,
     positive_int,
+    seed_int,
 )
 
 EXAMPLES = """\
@@ -104,7 +105,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="candidate bandwidths: 'logspace:A:B:N' or a list like 0.1,0.2 (default logspace:-1:0:10)",
     )
     e.add_argument("--split", choices=("test", "valid", "train"), default="test", help="images to score (default test)")
-    e.add_argument("--seed", type=int, default=None, help="seed of G's noise (default 0; --pretrained: the model's)")
+    e.add_argument("--seed", type=seed_int, default=None, help="seed of G's noise (default 0; --pretrained: its own)")
     e.add_argument(
         "--baselines",
         action="store_true",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from advnets.cli.common import add_command, add_data_dir, add_run, nonneg_int, positive_float, positive_int
+from advnets.cli.common import add_command, add_data_dir, add_run, nonneg_int, positive_float, positive_int, seed_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="SIZES",
         help="widths of E's ReLU hidden layers, comma-separated (default 1200,1200)",
     )
-    inf.add_argument("--seed", type=int, default=0, help="seed of E's initialisation and noise (default 0)")
+    inf.add_argument("--seed", type=seed_int, default=0, help="seed of E's initialisation and noise (default 0)")
     inf.add_argument(
         "--eval-samples",
         type=positive_int,

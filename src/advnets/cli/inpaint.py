@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from advnets.cli.common import add_command, add_data_dir, add_run, check_png, load_array, positive_int
+from advnets.cli.common import add_command, add_data_dir, add_run, check_png, load_array, positive_int, seed_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ip.add_argument("-n", type=positive_int, default=10, help="images in the figure (default 10)")
     ip.add_argument("--completions", type=positive_int, default=5, help="completions per image (default 5)")
     ip.add_argument("--eval-size", type=positive_int, default=500, help="held-out images scored (default 500)")
-    ip.add_argument("--seed", type=int, default=0, help="seed of the masks and noise (default 0)")
+    ip.add_argument("--seed", type=seed_int, default=0, help="seed of the masks and noise (default 0)")
     ip.add_argument("--out", type=Path, default=None, metavar="FILE.png", help="default: RUN/inpainting/MASK-seedS.png")
     ip.set_defaults(func=cmd_inpaint)
 

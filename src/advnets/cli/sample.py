@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from advnets.cli.common import add_command, add_data_dir, check_png, nonneg_int, positive_int
+from advnets.cli.common import add_command, add_data_dir, check_png, nonneg_int, positive_int, seed_int
 
 EXAMPLES = """\
 examples:
@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="K",
         help="conditional models: samples of class K only (default: one class per grid row)",
     )
-    s.add_argument("--seed", type=int, default=0, help="noise seed (default 0); the same seed gives the same grid")
+    s.add_argument("--seed", type=seed_int, default=0, help="noise seed (default 0); the same seed gives the same grid")
     s.add_argument(
         "--out",
         type=Path,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from advnets.cli.common import add_command, add_data_dir, add_run, positive_int, positive_int_list
+from advnets.cli.common import add_command, add_data_dir, add_run, positive_int, positive_int_list, seed_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ss.add_argument(
         "--draws", type=positive_int, default=5, help="random balanced draws of each labelled set (default 5)"
     )
-    ss.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    ss.add_argument("--seed", type=seed_int, default=0, help="seed of the draws (default 0)")
     ss.add_argument(
         "--with-encoder",
         action="store_true",

@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from advnets.cli.common import add_command, positive_int
+from advnets.cli.common import add_command, positive_int, seed_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="data distribution (default gaussian)",
     )
     t.add_argument("--steps", type=positive_int, default=None, help="training steps (default: per dataset)")
-    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     t.add_argument(
         "--g-steps-per-d",
         type=positive_int,

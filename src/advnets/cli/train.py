@@ -24,6 +24,7 @@ from advnets.cli.common import (
     nonneg_int,
     positive_float,
     positive_int,
+    seed_int,
 )
 from advnets.config import (
     CONDITIONAL_CLASSES,
@@ -86,7 +87,7 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         help="sgd with the paper's momentum/lr schedules (default) or adam (lr 2e-4, betas 0.5/0.999)")),
     ("--lr", "optim.lr", dict(
         type=positive_float, help="initial learning rate (default: the preset's; mnist 0.1)")),
-    ("--seed", "train.seed", dict(type=int, help="random seed (default 0)")),
+    ("--seed", "train.seed", dict(type=seed_int, help="random seed (default 0)")),
     ("--noise-prior", "generator.noise", dict(
         choices=NOISE_PRIORS,
         help="p_z: 'uniform' on [-sqrt(3), sqrt(3)] per dimension (the presets', after the reference mnist.yaml's "
