@@ -48,7 +48,8 @@ def test_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path):
     assert cfg["generator"]["noise"] == "normal"  # the preset's is "uniform"
     assert cfg["generator"]["hidden_sizes"] == [1200, 1200]
     assert list(tmp_path.iterdir()) == []
-    assert "dry run: embedded-mnist loads (4000 train images)" in out.stderr and "nothing written" in out.stderr
+    # 7 epochs x 40 minibatches / k = 2
+    assert "dry run: embedded-mnist (4000 train images); would train 140 steps; nothing written" in out.stderr
     out = run("train", "--dry-run", "--out", tmp_path / "new", cwd=tmp_path)  # a free --out is not created
     assert out.returncode == 0 and list(tmp_path.iterdir()) == []
 
@@ -93,6 +94,7 @@ def test_train_sample_resume_end_to_end(tmp_path):
         (["train", "--preset", "nope"], "--preset"),
         (["train", "--data", "/no/such/dir"], "/no/such/dir"),
         (["train", "--data", "/no/such/dir", "--dry-run"], "/no/such/dir"),  # a dry run checks the data too
+        (["train", "--data", "embedded-digits", "--batch-size", "100000", "--dry-run"], "training split"),
         (["train", "--resume"], "--resume"),
         (["train", "--k", "3", "--update", "simultaneous", "--dry-run"], "train.k"),
         (["train", "--real-label", "1.5", "--dry-run"], "train.real_label"),
@@ -176,6 +178,16 @@ def test_a_runs_checkpoints_folder_and_latest_pointer_mean_its_latest_checkpoint
         with pytest.raises(CheckpointError, match="is not an advnets checkpoint") as e:
             load_checkpoint(path)
         assert "weights_only" not in str(e.value)
+
+
+def test_dry_run_of_a_resume_loads_the_checkpoint_and_writes_nothing(trained_run):
+    before = sorted(p.name for p in trained_run.rglob("*"))
+    out = run("train", "--out", trained_run, "--resume", "--epochs", "2", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert f"would resume {trained_run} at step 14 of 28; nothing written" in out.stderr
+    out = run("train", "--out", trained_run, "--resume", "--data", "embedded", "--dry-run")  # 28x28, not 8x8
+    assert out.returncode == 2 and "(embedded-mnist) has (1, 28, 28); resume on the run's own data" in out.stderr
+    assert sorted(p.name for p in trained_run.rglob("*")) == before
 
 
 def test_sample_refuses_a_non_png_output(tmp_path, trained_run):

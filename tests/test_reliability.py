@@ -334,7 +334,7 @@ def test_resume_refuses_data_of_another_image_shape(digits):
 
     state = Trainer(tiny_config(), digits).state_dict()  # 8 x 8 digits
     other = Trainer(tiny_config(), load_dataset("embedded"))  # 28 x 28 digits, same architecture config
-    with pytest.raises(CheckpointError, match=r"\(1, 8, 8\) images, this dataset has \(1, 28, 28\)"):
+    with pytest.raises(CheckpointError, match=r"\(1, 8, 8\) images, this dataset \(embedded-mnist\) has \(1, 28, 28\)"):
         other.load_state_dict(state)
 
 

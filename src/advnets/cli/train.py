@@ -231,7 +231,7 @@ def config_from_argv(argv: list[str]):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from advnets import distributed
-    from advnets.config import RunConfig, config_changes, from_dict, to_dict, with_condition
+    from advnets.config import RunConfig, config_changes, from_dict, with_condition
 
     torchrun = distributed.torchrun_env()  # None unless torchrun started this process
     if args.max_restarts and args.nproc is None and torchrun is None:
@@ -250,18 +250,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         dataset = load_dataset(cfg.data, data_dir=args.data_dir)
         cfg = with_condition(cfg, "inpaint", math.prod(dataset.image_shape))
-    if args.dry_run:  # check what the real run would stop on (the data loads, --out is free), write nothing
-        from advnets.data import load_dataset
-        from advnets.runs import check_new_run_dir
-
-        if dataset is None:
-            dataset = load_dataset(cfg.data, data_dir=args.data_dir)
-        if args.out is not None and state is None and start.stored is None:
-            check_new_run_dir(args.out)
-        print(json.dumps(to_dict(cfg), indent=2))
-        print(f"dry run: {dataset.name} loads ({len(dataset.train)} train images); nothing written", file=sys.stderr)
-        return 0
-    if args.nproc is not None:  # this command again, in N processes under torchrun (checked once, here)
+    if args.nproc is not None and not args.dry_run:  # this command again, in N processes under torchrun
         return distributed.launch(args)
 
     from advnets.data import load_dataset
@@ -270,6 +259,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if dataset is None:
         dataset = load_dataset(cfg.data, data_dir=args.data_dir)
+    if args.dry_run:
+        return _dry_run(args, cfg, dataset, start)
     if torchrun is None:
         trainer = Trainer(cfg, dataset, classifier=_collapse_classifier(cfg, dataset, resolve_device(cfg.train.device)))
     else:
@@ -309,6 +300,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     final = run_dir / "samples" / f"step-{trainer.step:08d}.png"
     print(f"run directory: {run_dir}\nsamples: {final}\ncheckpoint: {run_dir / 'checkpoints'}")
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, cfg, dataset, start) -> int:
+    """Everything the real run does before its first step, nothing written: the data has loaded; build the
+    trainer (the nets, the batch against the split, the validation monitor), load a resumed checkpoint (its
+    architecture and image shape) or check that --out is free; then print the config."""
+    from advnets.config import to_dict
+    from advnets.runs import check_new_run_dir
+    from advnets.train import Trainer
+
+    trainer = Trainer(cfg, dataset)
+    if start.state is not None:
+        trainer.load_state_dict(start.state)
+        plan = f"would resume {args.out} at step {trainer.step} of {trainer.total_steps}"
+    elif start.stored is not None:
+        trainer.continue_run(start.stored)
+        plan = f"would continue {args.out} from step 0 (it has no checkpoint yet)"
+    else:
+        if args.out is not None:
+            check_new_run_dir(args.out)
+        plan = f"would train {trainer.total_steps} steps"
+    print(json.dumps(to_dict(cfg), indent=2))
+    print(f"dry run: {dataset.name} ({len(dataset.train)} train images); {plan}; nothing written", file=sys.stderr)
     return 0
 
 

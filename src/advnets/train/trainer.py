@@ -328,8 +328,9 @@ class Trainer:
         stored_shape = tuple(int(n) for n in state["image_shape"])
         if stored_shape != self.dataset.image_shape:
             raise CheckpointError(
-                f"cannot resume: the checkpoint was trained on {stored_shape} images, this dataset has "
-                f"{self.dataset.image_shape}"
+                f"cannot resume: the checkpoint was trained on {stored_shape} images, this dataset "
+                f"({self.dataset.name}) has {self.dataset.image_shape}; resume on the run's own data "
+                "(leave out --data, or give the one it was trained on)"
             )
         self.g.load_state_dict(state["generator"])
         self.d.load_state_dict(state["discriminator"])
