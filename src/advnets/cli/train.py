@@ -219,7 +219,27 @@ def train_config(args: argparse.Namespace):
         raise AdvnetsError("--resume needs --out DIR, the run to continue")
     start = start_point(args.preset, args.out if args.resume else None, option="--out")
     options = {field: getattr(args, _dest(flag)) for flag, field, _ in OPTIONS if field is not None}
-    return train_config_from_options(options, start.base, conditional=args.conditional), start
+    cfg = train_config_from_options(options, start.base, conditional=args.conditional)
+    _check_data_options(args, cfg.data.source)
+    return cfg, start
+
+
+def _check_data_options(args: argparse.Namespace, source: str) -> None:
+    """The data options that only some sources read are refused for the others (they were saved in
+    config.json but changed nothing)."""
+    from advnets.errors import AdvnetsError
+
+    folder = source.startswith("folder:")
+    sized = [flag for flag in ("--image-size", "--channels") if getattr(args, _dest(flag)) is not None]
+    if sized and not folder:
+        verb = "goes" if len(sized) == 1 else "go"
+        raise AdvnetsError(f"{', '.join(sized)} {verb} with folder:DIR data; --data {source} has its own image size")
+    fixed = folder or source in ("embedded", "embedded-digits", "tfd") or source.startswith("tfd:")
+    if args.valid_size is not None and (fixed or source.lower().endswith(".mat")):
+        raise AdvnetsError(
+            f"--valid-size goes with IDX or CIFAR-10 data (validation images from the end of the training files); "
+            f"--data {source} has fixed splits"
+        )
 
 
 def config_from_argv(argv: list[str]):
