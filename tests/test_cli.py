@@ -193,6 +193,25 @@ def test_dry_run_of_a_resume_loads_the_checkpoint_and_writes_nothing(trained_run
     assert sorted(p.name for p in trained_run.rglob("*")) == before
 
 
+def test_resuming_a_finished_run_says_so_and_writes_nothing(trained_run):
+    before = sorted(p.name for p in trained_run.rglob("*"))
+    out = run("train", "--out", trained_run, "--resume", "--no-progress")  # a requeued command, rerun after the end
+    assert out.returncode == 0
+    assert f"{trained_run} is complete: step 14 of 14 (1 epochs); nothing to train" in out.stderr
+    assert sorted(p.name for p in trained_run.rglob("*")) == before  # no new TensorBoard file, no config change
+    out = run("train", "--out", trained_run, "--resume", "--epochs", "1", "--dry-run")
+    assert out.returncode == 0 and "is complete" in out.stderr
+
+
+def test_resuming_with_fewer_epochs_than_trained_is_refused(tmp_path, digits):
+    from advnets.train import Trainer
+    from conftest import cli_in_process, tiny_config
+
+    Trainer(tiny_config(epochs=2), digits).fit(tmp_path / "run", progress=False, tensorboard=False)
+    code, _, err = cli_in_process("train", "--out", tmp_path / "run", "--resume", "--epochs", "1")
+    assert code == 2 and "--epochs 1: the run in" in err and "has already trained 2 epochs" in err
+
+
 def test_sample_refuses_a_non_png_output(tmp_path, trained_run):
     out = run("sample", "--run", trained_run, "--out", tmp_path / "grid.jpg")
     assert out.returncode == 2 and ".png" in out.stderr

@@ -298,6 +298,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             trainer.continue_run(start.stored)
             said = start.note
         run_dir = args.out
+        # A requeued command on a finished run: nothing to do, nothing written (single process: under torchrun
+        # every rank must reach fit(), which ends at once).
+        if torchrun is None and _complete(trainer, args.out):
+            return 0
         stored = from_dict(RunConfig, state["config"]) if state is not None else start.stored
         changes = config_changes(stored, cfg)
         shown = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
@@ -323,6 +327,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _complete(trainer, out: Path) -> bool:
+    """Whether the resumed run in ``out`` has no steps left (said on stderr: the run is complete).
+
+    Raises:
+        AdvnetsError: --epochs ends before the epochs the run has already trained.
+    """
+    if trainer.step < trainer.total_steps:
+        return False
+    epochs = trainer.cfg.train.epochs
+    if epochs < trainer.epoch:
+        from advnets.errors import AdvnetsError
+
+        raise AdvnetsError(
+            f"--epochs {epochs}: the run in {out} has already trained {trainer.epoch} epochs (step {trainer.step}); "
+            "give more epochs to continue it"
+        )
+    print(f"{out} is complete: step {trainer.step} of {trainer.total_steps} ({epochs} epochs); nothing to train "
+          f"(continue it with --resume --epochs N, N > {epochs})", file=sys.stderr)  # fmt: skip
+    return True
+
+
 def _dry_run(args: argparse.Namespace, cfg, dataset, start) -> int:
     """Everything the real run does before its first step, nothing written: the data has loaded; build the
     trainer (the nets, the batch against the split, the validation monitor), load a resumed checkpoint (its
@@ -335,6 +360,8 @@ def _dry_run(args: argparse.Namespace, cfg, dataset, start) -> int:
     if start.state is not None:
         trainer.load_state_dict(start.state)
         plan = f"would resume {args.out} at step {trainer.step} of {trainer.total_steps}"
+        if _complete(trainer, args.out):
+            return 0
     elif start.stored is not None:
         trainer.continue_run(start.stored)
         plan = f"would continue {args.out} from step 0 (it has no checkpoint yet)"
