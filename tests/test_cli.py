@@ -95,6 +95,7 @@ def test_train_sample_resume_end_to_end(tmp_path):
         (["train", "--data", "/no/such/dir"], "/no/such/dir"),
         (["train", "--data", "/no/such/dir", "--dry-run"], "/no/such/dir"),  # a dry run checks the data too
         (["train", "--data", "embedded-digits", "--batch-size", "100000", "--dry-run"], "training split"),
+        (["train", "--data", "embedded-digits", "--out", "/dev/null/run"], "--out /dev/null/run: cannot create"),
         (["train", "--channels", "3", "--dry-run"], "--channels goes with folder:DIR data; --data embedded has"),
         (["train", "--image-size", "32", "--channels", "3"], "--image-size, --channels go with folder:DIR data"),
         (["train", "--data", "embedded-digits", "--valid-size", "100"], "--valid-size goes with IDX or CIFAR-10"),

@@ -89,7 +89,10 @@ def prepare_run_dir(out: Path | None, cfg: RunConfig, root: Path = RUNS_ROOT) ->
     """
     if out is not None:
         out = check_new_run_dir(out)
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise AdvnetsError(f"--out {out}: cannot create the run directory ({e.strerror or e})") from None
         return out
     data_name = Path(cfg.data.source).name if cfg.data.source not in ("embedded",) else "embedded"
     return new_run_dir(Path(root), f"{cfg.preset}-{data_name}")
