@@ -109,6 +109,7 @@ def test_train_sample_resume_end_to_end(tmp_path):
         (["train", "--eval-metrics", "foo", "--dry-run"], "unknown foo"),  # named before "needs --eval-every"
         (["train", "--seed", "99999999999999999999", "--dry-run"], "--seed: expected a seed: an integer from 0 to"),
         (["sample", "--run", "r", "--seed", "-1"], "--seed: expected a seed"),
+        (["sample", "--run", "r", "-n", "1000000"], "-n: expected a number of images from 1 to 10,000"),
         (["evaluate", "--run", "r", "--seed", str(2**31)], "--seed: expected a seed"),
         (["evaluate", "--run", "r", "--test", "t.npy"], "--test and --valid go with --samples"),
         (["sample", "--run", "r", "--rows", "3", "--spherical"], "--rows, --spherical: these go with --interpolate"),

@@ -16,7 +16,7 @@ import pytest
 
 import advnets
 import advnets.evaluate
-from advnets.cli.common import nonneg_float, nonneg_int, positive_float, positive_int
+from advnets.cli.common import nonneg_float, nonneg_int, positive_float, positive_int, seed_int
 from advnets.cli.train import OPTIONS, config_from_argv
 from advnets.config import PRESETS, RunConfig, override, train_config_from_options
 from advnets.errors import AdvnetsError, ConfigError
@@ -106,9 +106,16 @@ def test_every_train_option_row_names_a_real_config_field_once():
 
 
 SAMPLE_TEXT = {positive_int: "3", nonneg_int: "2", nonneg_float: "0.25", positive_float: "0.5", float: "0.75", int: "5"}
+SAMPLE_TEXT[seed_int] = "7"
 
-
-NEEDS = {"--eval-metrics": {"--eval-every": 1}}
+# The options a flag goes with (refused without them): metrics are logged at the validation checks; the
+# image size and channels are read from folders only; --valid-size splits IDX and CIFAR-10 files.
+NEEDS = {
+    "--eval-metrics": {"--eval-every": 1},
+    "--image-size": {"--data": "folder:images"},
+    "--channels": {"--data": "folder:images"},
+    "--valid-size": {"--data": "mnist"},
+}
 
 
 @pytest.mark.parametrize("row", [r for r in OPTIONS if r[1] is not None], ids=lambda r: r[0])

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from advnets.cli.common import add_command, add_data_dir, add_run, check_png, load_array, positive_int, seed_int
+from advnets.cli.common import (
+    add_command,
+    add_data_dir,
+    add_run,
+    check_png,
+    figure_count,
+    load_array,
+    positive_int,
+    seed_int,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="'test' or 'valid' (the run's dataset split), or a .npy array of images (N x H x W or N x d, "
         "in the model's pixel range); default test",
     )
-    ip.add_argument("-n", type=positive_int, default=10, help="images in the figure (default 10)")
+    ip.add_argument("-n", type=figure_count, default=10, help="images in the figure (default 10)")
     ip.add_argument("--completions", type=positive_int, default=5, help="completions per image (default 5)")
     ip.add_argument("--eval-size", type=positive_int, default=500, help="held-out images scored (default 500)")
     ip.add_argument("--seed", type=seed_int, default=0, help="seed of the masks and noise (default 0)")

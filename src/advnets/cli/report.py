@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from advnets.cli.common import add_command, add_run, positive_int, seed_int
+from advnets.cli.common import add_command, add_run, figure_count, positive_int, seed_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="default RUN/report.html; FILE.md and FILE_files/ are written beside it",
     )
     r.add_argument("--seed", type=seed_int, default=0, help="noise seed of Figures 2 and 3 (default 0)")
-    r.add_argument("-n", type=positive_int, default=100, help="samples in Figure 2 (default 100)")
+    r.add_argument("-n", type=figure_count, default=100, help="samples in Figure 2 (default 100)")
     r.add_argument(
         "--check-size",
         type=positive_int,

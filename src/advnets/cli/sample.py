@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from advnets.cli.common import add_command, add_data_dir, check_png, nonneg_int, positive_int, seed_int
+from advnets.cli.common import add_command, add_data_dir, check_png, figure_count, nonneg_int, positive_int, seed_int
 
 EXAMPLES = """\
 examples:
@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "training split)",
     )
     add_data_dir(s)
-    s.add_argument("-n", type=positive_int, default=100, help="number of samples (default 100)")
+    s.add_argument("-n", type=figure_count, default=100, help="number of samples (default 100)")
     s.add_argument(
         "--class",
         dest="label",
