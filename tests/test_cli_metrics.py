@@ -38,6 +38,8 @@ def arrays(tmp_path_factory, digits):
     nan[3, 0, 2, 2] = np.nan
     np.save(d / "nan.npy", nan)
     (d / "zero.npy").write_bytes(b"")  # a file left empty by a crash
+    (d / "demo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))  # not a .npy at all
+    np.save(d / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     np.savez(d / "Z.npz", images=digits.train[:300].numpy())
     np.save(d / "complex.npy", digits.train[:300].numpy().astype(np.complex64))
     (d / "outdir.json").mkdir()
@@ -161,6 +163,9 @@ def test_samples_with_a_dataset_get_the_context_rows_and_all_metrics(arrays, tmp
         (("--samples", "S.npy", "--data", "embedded-digits"), "--samples --data goes with --metrics"),
         (("--samples", "S.npy", "--test", "T.npy", "--metrics", "fd", "--split", "valid"), "--split are Parzen"),
         (("--samples", "zero.npy", "--test", "T.npy", "--metrics", "fd"), "not a readable .npy array (an empty file)"),
+        (("--samples", "demo.png", "--test", "T.npy", "--metrics", "fd"), "demo.png: not a .npy file (expected an"),
+        (("--samples", "S.npy", "--valid", "V.npy", "--test", "demo.png"), "demo.png: not a .npy file (expected"),
+        (("--samples", "objects.npy", "--test", "T.npy"), "not a readable .npy array (pickled objects)"),
         (("--samples", "Z.npz", "--test", "T.npy", "--metrics", "fd"), "an .npz archive; expected one .npy array"),
         (
             ("--samples", "complex.npy", "--test", "T.npy", "--metrics", "fd"),
@@ -174,7 +179,7 @@ def test_samples_with_a_dataset_get_the_context_rows_and_all_metrics(arrays, tmp
     ],
 )
 def test_bad_metrics_input_exits_2_with_one_clear_line(arrays, extra, expected):
-    args = [arrays / a if a.endswith((".npy", ".npz", ".json")) or "/" in a else a for a in extra]
+    args = [arrays / a if a.endswith((".npy", ".npz", ".json", ".png")) or "/" in a else a for a in extra]
     code, out, err = cli_in_process("evaluate", *args)
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
 
