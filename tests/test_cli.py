@@ -168,10 +168,12 @@ def test_a_runs_checkpoints_folder_and_latest_pointer_mean_its_latest_checkpoint
     assert out.returncode == 0 and (tmp_path / "g.png").is_file(), out.stderr
     from advnets.checkpoint import load_checkpoint
 
-    for path in (trained_run / "config.json", trained_run / "metrics.jsonl"):
+    for path in (trained_run / "config.json", trained_run / "metrics.jsonl", want.with_suffix(".sha256")):
         with pytest.raises(CheckpointError, match="is not an advnets checkpoint") as e:
             load_checkpoint(path)
         assert "weights_only" not in str(e.value)
+    out = run("sample", "--run", want.with_suffix(".sha256"), "--out", tmp_path / "h.png")
+    assert out.returncode == 2 and "is not an advnets checkpoint (expected a step-*.pt" in out.stderr, out.stderr
 
 
 def test_sample_refuses_a_non_png_output(tmp_path, trained_run):
