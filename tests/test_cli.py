@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from advnets.errors import AdvnetsError
+from conftest import cli_in_process
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
@@ -119,16 +119,40 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path, args, expected):
 
 @pytest.mark.parametrize("where", ["before the command", "after it", "after data list"])
 def test_debug_shows_the_traceback_wherever_it_is_given(tmp_path, where):
-    from advnets.cli import build_parser, main
+    """--debug adds the traceback; the exit code stays 2 (a user error), as without it."""
+    from advnets.cli import build_parser
 
     if where == "after data list":  # a nested action's parser accepts it too
         assert build_parser().parse_args(["data", "list", "--debug"]).debug is True
         return
     argv = ["sample", "--run", str(tmp_path / "nowhere")]
+    code, _, err = cli_in_process(*argv)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     argv = ["--debug", *argv] if where == "before the command" else [*argv, "--debug"]
-    with pytest.raises(AdvnetsError, match="nowhere"):
-        main(argv)
+    code, _, err = cli_in_process(*argv)
+    assert code == 2 and "Traceback" in err and "CheckpointError" in err, err
+    assert err.strip().splitlines()[-1].startswith("advnets: error: --run") and "nowhere" in err
     assert build_parser().parse_args(argv[1:] if where == "before the command" else argv[:-1]).debug is False
+
+
+def test_debug_on_a_refused_file_shows_the_traceback_and_exits_2(monkeypatch):
+    from advnets.cli import data
+
+    def refused(args):
+        raise PermissionError(13, "Permission denied", "/data/mnist")
+
+    monkeypatch.setattr(data, "cmd_data_list", refused)
+    code, _, err = cli_in_process("data", "list")
+    assert code == 2 and err == "advnets: error: /data/mnist: Permission denied\n"
+    code, _, err = cli_in_process("--debug", "data", "list")
+    assert code == 2 and "Traceback" in err and err.endswith("advnets: error: /data/mnist: Permission denied\n"), err
+
+    def no_file(args):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(data, "cmd_data_list", no_file)  # no file to name: Python's own report, as before
+    with pytest.raises(OSError, match="Input/output"):
+        cli_in_process("--debug", "data", "list")
 
 
 @pytest.mark.parametrize("holds", ["a checkpoint", "only config.json"])
