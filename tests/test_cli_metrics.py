@@ -148,6 +148,20 @@ def test_samples_with_a_dataset_get_the_context_rows_and_all_metrics(arrays, tmp
     assert {r["n_real"] for r in rows.values()} == {179}  # all the test digits there are
 
 
+def test_kid_of_two_whole_sets_prints_no_std_and_writes_null(arrays, tmp_path):
+    """At --num-samples 179 both sets are whole (179 test digits): every KID subset is the same pair of sets."""
+    out = tmp_path / "q.json"
+    args = ("--samples", arrays / "S.npy", "--test", arrays / "T.npy", "--metrics", "fd,kid", "--json", out)
+    code, text, err = cli_in_process("evaluate", *args, "--num-samples", 179)
+    assert code == 0, err
+    row = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in quality.json"))["rows"]["samples"]
+    assert row["kid_std"] is None and np.isfinite(row["kid"]) and row["n_generated"] == row["n_real"] == 179
+    assert f"{row['kid']:.4g} ± n/a" in text
+    code, text, err = cli_in_process("evaluate", *args)  # 300 samples: their subsets differ, so a std
+    row = json.loads(out.read_text())["rows"]["samples"]
+    assert code == 0 and row["kid_std"] > 0 and f"± {row['kid_std']:.2g}" in text, err
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
