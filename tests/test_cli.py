@@ -102,6 +102,7 @@ def test_train_sample_resume_end_to_end(tmp_path):
         (["train", "--eval-metrics", "fd", "--dry-run"], "train.eval_metrics"),
         (["evaluate", "--run", "r", "--test", "t.npy"], "--test and --valid go with --samples"),
         (["sample", "--run", "r", "--rows", "3", "--spherical"], "--rows, --spherical: these go with --interpolate"),
+        (["sample", "--run", "r", "--rows", "3"], "--rows goes with --interpolate (Figure 3)"),
         (["sample", "--run", "r", "--check-size", "5"], "--check-size goes with --nearest"),
         (["sample", "--run", "r", "--data", "embedded-digits"], "--data goes with --pretrained --nearest"),
         (["sample", "--run", "/no/such/run"], "/no/such/run"),

@@ -181,7 +181,8 @@ def _refuse_ignored_options(args: argparse.Namespace) -> None:
     figure3 = [flag for flag, value in (("--rows", args.rows), ("--steps", args.steps)) if value is not None]
     figure3 += ["--spherical"] if args.spherical else []
     if figure3 and not args.interpolate:
-        raise AdvnetsError(f"{', '.join(figure3)}: these go with --interpolate (Figure 3)")
+        which = f"{', '.join(figure3)}: these go with" if len(figure3) > 1 else f"{figure3[0]} goes with"
+        raise AdvnetsError(f"{which} --interpolate (Figure 3)")
     if args.check_size is not None and not args.nearest:
         raise AdvnetsError("--check-size goes with --nearest (Figure 2's memorisation check)")
     if args.pretrained is None and args.data is not None:
