@@ -216,6 +216,10 @@ def test_sample_nearest_writes_figure2_and_a_memorisation_check(tmp_path, traine
     mem = report["memorization"]
     assert mem["samples"]["n"] == 179 and mem["heldout"]["n"] == 179  # the whole test split
     assert mem["ratio"] > 0 and "ratio of medians" in out.stdout
+    assert "(--check-size 1000 capped at 179: the test split holds 179 images)" in out.stdout  # the default
+    small = ("--nearest", "--check-size", 50, "--out", tmp_path / "small.png")
+    code, text, err = cli_in_process("sample", "--run", trained_run, *small)
+    assert code == 0 and "  50 held-out images:" in text and "capped" not in text, err
     assert Image.open(png).size == (2 * (4 * 10 + 2), 2 * (3 * 10 + 2))  # 4 columns x 3 rows of 8x8
 
 
