@@ -195,6 +195,17 @@ def readme_api_imports() -> dict[str, set[str]]:
     return names
 
 
+def test_nothing_shipped_cites_paper_md():
+    """PAPER.md lives outside the repository: a clone cannot follow a reference to it (cite the paper's own
+    sections or its reference code, github.com/goodfeli/adversarial)."""
+    root = README.parent
+    files = [root / "Makefile", root / "pyproject.toml", *root.glob("*.md")]
+    files += [
+        f for d in ("src", "docs", "benchmarks", "scripts") for f in (root / d).rglob("*") if f.suffix in (".py", ".md")
+    ]
+    assert [str(f.relative_to(root)) for f in files if "PAPER.md" in f.read_text(encoding="utf-8")] == []
+
+
 def test_every_public_name_imports():
     for module in (advnets, advnets.evaluate):
         for name in module.__all__:
