@@ -15,8 +15,8 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 venv: $(BIN)/.installed
 
-# The paper's MNIST model (PAPER.md §4) on the embedded 5k MNIST digits, with
-# D at twice G's learning rate and instance noise: the paper's recipe alone
+# The paper's MNIST model (mnist.yaml of its reference code, github.com/goodfeli/adversarial)
+# on the embedded 5k MNIST digits, with D at twice G's learning rate and instance noise: the paper's recipe alone
 # collapses on about 1 seed in 5 at this budget (docs/stability.md, "When training collapses").
 demo: $(BIN)/.installed
 	$(BIN)/advnets train --preset mnist --data embedded --epochs 100 --d-lr-scale 2 --instance-noise 0.1

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from advnets.errors import AdvnetsError
+from conftest import cli_in_process
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
@@ -113,6 +113,7 @@ def test_train_sample_resume_end_to_end(tmp_path):
         (["evaluate", "--run", "r", "--seed", str(2**31)], "--seed: expected a seed"),
         (["evaluate", "--run", "r", "--test", "t.npy"], "--test and --valid go with --samples"),
         (["sample", "--run", "r", "--rows", "3", "--spherical"], "--rows, --spherical: these go with --interpolate"),
+        (["sample", "--run", "r", "--rows", "3"], "--rows goes with --interpolate (Figure 3)"),
         (["sample", "--run", "r", "--check-size", "5"], "--check-size goes with --nearest"),
         (["sample", "--run", "r", "--data", "embedded-digits"], "--data goes with --pretrained --nearest"),
         (["sample", "--run", "/no/such/run"], "/no/such/run"),
@@ -130,16 +131,40 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path, args, expected):
 
 @pytest.mark.parametrize("where", ["before the command", "after it", "after data list"])
 def test_debug_shows_the_traceback_wherever_it_is_given(tmp_path, where):
-    from advnets.cli import build_parser, main
+    """--debug adds the traceback; the exit code stays 2 (a user error), as without it."""
+    from advnets.cli import build_parser
 
     if where == "after data list":  # a nested action's parser accepts it too
         assert build_parser().parse_args(["data", "list", "--debug"]).debug is True
         return
     argv = ["sample", "--run", str(tmp_path / "nowhere")]
+    code, _, err = cli_in_process(*argv)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     argv = ["--debug", *argv] if where == "before the command" else [*argv, "--debug"]
-    with pytest.raises(AdvnetsError, match="nowhere"):
-        main(argv)
+    code, _, err = cli_in_process(*argv)
+    assert code == 2 and "Traceback" in err and "CheckpointError" in err, err
+    assert err.strip().splitlines()[-1].startswith("advnets: error: --run") and "nowhere" in err
     assert build_parser().parse_args(argv[1:] if where == "before the command" else argv[:-1]).debug is False
+
+
+def test_debug_on_a_refused_file_shows_the_traceback_and_exits_2(monkeypatch):
+    from advnets.cli import data
+
+    def refused(args):
+        raise PermissionError(13, "Permission denied", "/data/mnist")
+
+    monkeypatch.setattr(data, "cmd_data_list", refused)
+    code, _, err = cli_in_process("data", "list")
+    assert code == 2 and err == "advnets: error: /data/mnist: Permission denied\n"
+    code, _, err = cli_in_process("--debug", "data", "list")
+    assert code == 2 and "Traceback" in err and err.endswith("advnets: error: /data/mnist: Permission denied\n"), err
+
+    def no_file(args):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(data, "cmd_data_list", no_file)  # no file to name: Python's own report, as before
+    with pytest.raises(OSError, match="Input/output"):
+        cli_in_process("--debug", "data", "list")
 
 
 @pytest.mark.parametrize("holds", ["a checkpoint", "only config.json"])
@@ -179,10 +204,12 @@ def test_a_runs_checkpoints_folder_and_latest_pointer_mean_its_latest_checkpoint
     assert out.returncode == 0 and (tmp_path / "g.png").is_file(), out.stderr
     from advnets.checkpoint import load_checkpoint
 
-    for path in (trained_run / "config.json", trained_run / "metrics.jsonl"):
+    for path in (trained_run / "config.json", trained_run / "metrics.jsonl", want.with_suffix(".sha256")):
         with pytest.raises(CheckpointError, match="is not an advnets checkpoint") as e:
             load_checkpoint(path)
         assert "weights_only" not in str(e.value)
+    out = run("sample", "--run", want.with_suffix(".sha256"), "--out", tmp_path / "h.png")
+    assert out.returncode == 2 and "is not an advnets checkpoint (expected a step-*.pt" in out.stderr, out.stderr
 
 
 def test_dry_run_of_a_resume_loads_the_checkpoint_and_writes_nothing(trained_run):
@@ -229,6 +256,10 @@ def test_sample_nearest_writes_figure2_and_a_memorisation_check(tmp_path, traine
     mem = report["memorization"]
     assert mem["samples"]["n"] == 179 and mem["heldout"]["n"] == 179  # the whole test split
     assert mem["ratio"] > 0 and "ratio of medians" in out.stdout
+    assert "(--check-size 1000 capped at 179: the test split holds 179 images)" in out.stdout  # the default
+    small = ("--nearest", "--check-size", 50, "--out", tmp_path / "small.png")
+    code, text, err = cli_in_process("sample", "--run", trained_run, *small)
+    assert code == 0 and "  50 held-out images:" in text and "capped" not in text, err
     assert Image.open(png).size == (2 * (4 * 10 + 2), 2 * (3 * 10 + 2))  # 4 columns x 3 rows of 8x8
 
 

@@ -38,6 +38,8 @@ def arrays(tmp_path_factory, digits):
     nan[3, 0, 2, 2] = np.nan
     np.save(d / "nan.npy", nan)
     (d / "zero.npy").write_bytes(b"")  # a file left empty by a crash
+    (d / "demo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))  # not a .npy at all
+    np.save(d / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     np.savez(d / "Z.npz", images=digits.train[:300].numpy())
     np.save(d / "complex.npy", digits.train[:300].numpy().astype(np.complex64))
     (d / "outdir.json").mkdir()
@@ -146,6 +148,20 @@ def test_samples_with_a_dataset_get_the_context_rows_and_all_metrics(arrays, tmp
     assert {r["n_real"] for r in rows.values()} == {179}  # all the test digits there are
 
 
+def test_kid_of_two_whole_sets_prints_no_std_and_writes_null(arrays, tmp_path):
+    """At --num-samples 179 both sets are whole (179 test digits): every KID subset is the same pair of sets."""
+    out = tmp_path / "q.json"
+    args = ("--samples", arrays / "S.npy", "--test", arrays / "T.npy", "--metrics", "fd,kid", "--json", out)
+    code, text, err = cli_in_process("evaluate", *args, "--num-samples", 179)
+    assert code == 0, err
+    row = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in quality.json"))["rows"]["samples"]
+    assert row["kid_std"] is None and np.isfinite(row["kid"]) and row["n_generated"] == row["n_real"] == 179
+    assert f"{row['kid']:.4g} ± n/a" in text
+    code, text, err = cli_in_process("evaluate", *args)  # 300 samples: their subsets differ, so a std
+    row = json.loads(out.read_text())["rows"]["samples"]
+    assert code == 0 and row["kid_std"] > 0 and f"± {row['kid_std']:.2g}" in text, err
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
@@ -161,6 +177,9 @@ def test_samples_with_a_dataset_get_the_context_rows_and_all_metrics(arrays, tmp
         (("--samples", "S.npy", "--data", "embedded-digits"), "--samples --data goes with --metrics"),
         (("--samples", "S.npy", "--test", "T.npy", "--metrics", "fd", "--split", "valid"), "--split are Parzen"),
         (("--samples", "zero.npy", "--test", "T.npy", "--metrics", "fd"), "not a readable .npy array (an empty file)"),
+        (("--samples", "demo.png", "--test", "T.npy", "--metrics", "fd"), "demo.png: not a .npy file (expected an"),
+        (("--samples", "S.npy", "--valid", "V.npy", "--test", "demo.png"), "demo.png: not a .npy file (expected"),
+        (("--samples", "objects.npy", "--test", "T.npy"), "not a readable .npy array (pickled objects)"),
         (("--samples", "Z.npz", "--test", "T.npy", "--metrics", "fd"), "an .npz archive; expected one .npy array"),
         (
             ("--samples", "complex.npy", "--test", "T.npy", "--metrics", "fd"),
@@ -174,7 +193,7 @@ def test_samples_with_a_dataset_get_the_context_rows_and_all_metrics(arrays, tmp
     ],
 )
 def test_bad_metrics_input_exits_2_with_one_clear_line(arrays, extra, expected):
-    args = [arrays / a if a.endswith((".npy", ".npz", ".json")) or "/" in a else a for a in extra]
+    args = [arrays / a if a.endswith((".npy", ".npz", ".json", ".png")) or "/" in a else a for a in extra]
     code, out, err = cli_in_process("evaluate", *args)
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
 

@@ -36,8 +36,32 @@ def test_kid_with_one_full_subset_is_the_mmd2_of_the_sets():
     x, y = rng.standard_normal((15, 4)), rng.standard_normal((15, 4)) * 1.5
     got = kernel_distance(x, y, subsets=3, subset_size=15)
     assert got["kid"] == pytest.approx(direct_mmd2(x, y), rel=1e-12)
-    assert got["kid_std"] == pytest.approx(0.0, abs=1e-15)  # every subset is the whole set
+    assert got["kid_std"] is None  # every subset is the whole set: no spread to report
     assert (got["subsets"], got["subset_size"], got["n_real"], got["dim"]) == (3, 15, 15, 4)
+
+
+def _direct_subset_mmd2s(x: np.ndarray, y: np.ndarray, subsets: int, size: int, seed: int) -> list[float]:
+    """The MMD² of each subset pair, drawn as kernel_distance documents (real, then generated, per subset)."""
+    rng = np.random.default_rng(seed)
+    pairs = [(rng.choice(len(x), size, replace=False), rng.choice(len(y), size, replace=False)) for _ in range(subsets)]
+    return [direct_mmd2(x[i], y[j]) for i, j in pairs]
+
+
+def test_kid_std_is_reported_only_when_the_subsets_differ():
+    """subset_size = N_r = N_g: every draw reorders the same two sets, so the direct MMD²s agree to rounding
+    (the 9e-16 'uncertainty' evaluate printed); kid_std is None. On smaller subsets it is their std."""
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((20, 4)), rng.standard_normal((20, 4)) + 0.3
+    whole = kernel_distance(x, y, subsets=5, subset_size=20, seed=3)
+    direct = _direct_subset_mmd2s(x, y, 5, 20, seed=3)
+    assert np.std(direct) < 1e-12 and whole["kid_std"] is None
+    assert whole["kid"] == pytest.approx(np.mean(direct), rel=1e-12)
+    part = kernel_distance(x, y, subsets=5, subset_size=12, seed=3)
+    direct = _direct_subset_mmd2s(x, y, 5, 12, seed=3)
+    assert part["kid"] == pytest.approx(np.mean(direct), rel=1e-12)
+    assert part["kid_std"] == pytest.approx(np.std(direct), rel=1e-9) and part["kid_std"] > 1e-6
+    uneven = kernel_distance(x, y[:15], subsets=5)  # the 15 generated are whole, the 20 real are not
+    assert uneven["subset_size"] == 15 and uneven["kid_std"] > 1e-6
 
 
 @pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save all extracted features")

@@ -4,6 +4,7 @@ made through the Python API."""
 
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 import json
@@ -85,6 +86,21 @@ def test_every_command_lists_the_same_options_as_before_the_split(command):
     code, out, err = cli_in_process(*command.split(), "--help")
     assert code == 0, err
     assert options_in_help(out) == set(ORIGINAL_OPTIONS[command]) | set(ADDED_OPTIONS.get(command, []))
+
+
+def test_the_data_commands_summary_names_only_the_actions_it_has():
+    """advnets --help once promised to 'list, fetch and locate' datasets; data has no 'locate'."""
+    from advnets.cli import build_parser
+
+    def subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    commands = subcommands(build_parser())
+    actions = set(subcommands(commands.choices["data"]).choices)
+    summary = next(c.help for c in commands._choices_actions if c.dest == "data")
+    assert actions == {"list", "fetch"} and set(re.findall(r"\w+", summary)) - {"and", "datasets"} == actions
+    code, out, err = cli_in_process("--help")
+    assert code == 0 and summary in out, err
 
 
 # ---------------------------------------------------------------------------- the train options table
@@ -184,6 +200,17 @@ def readme_api_imports() -> dict[str, set[str]]:
             if isinstance(node, ast.ImportFrom):
                 names.setdefault(node.module, set()).update(a.name for a in node.names)
     return names
+
+
+def test_nothing_shipped_cites_paper_md():
+    """PAPER.md lives outside the repository: a clone cannot follow a reference to it (cite the paper's own
+    sections or its reference code, github.com/goodfeli/adversarial)."""
+    root = README.parent
+    files = [root / "Makefile", root / "pyproject.toml", *root.glob("*.md")]
+    files += [
+        f for d in ("src", "docs", "benchmarks", "scripts") for f in (root / d).rglob("*") if f.suffix in (".py", ".md")
+    ]
+    assert [str(f.relative_to(root)) for f in files if "PAPER.md" in f.read_text(encoding="utf-8")] == []
 
 
 def test_every_public_name_imports():

@@ -87,6 +87,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.suffix == ".sha256":  # the checksum beside a checkpoint: checked against itself it would read as corrupt
+        raise CheckpointError(
+            f"{path} is not an advnets checkpoint (expected a step-*.pt file; this is the SHA-256 beside one)"
+        )
     data = path.read_bytes()
     digest_file = path.with_suffix(".sha256")
     if digest_file.is_file():

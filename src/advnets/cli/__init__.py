@@ -1,7 +1,7 @@
 """The ``advnets`` command: one module per command (parse, call the library, print).
 
 Every user mistake (a bad option, a missing path, an impossible value) ends
-with one line on stderr and exit code 2; ``--debug`` shows the traceback.
+with one line on stderr and exit code 2; ``--debug`` shows the traceback before that line (still exit 2).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+import traceback
 
 from advnets import __version__
 from advnets.cli import classes, data, evaluate, infer, inpaint, report, sample, semisup, toy, train
@@ -64,13 +65,15 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, (TrainingInterrupted, TrainingCollapsed)):  # not user errors: 130/143 for signals, 3
             print(f"advnets: {e}", file=sys.stderr)
             return e.exit_code
-        if args.debug:
-            raise
+        if args.debug:  # the traceback as well, not instead: still a user error, still exit 2
+            traceback.print_exc(file=sys.stderr)
         print(f"advnets: error: {textwrap.shorten(str(e), 2000)}", file=sys.stderr)
         return 2
     except OSError as e:  # the file system refused (permissions, a full disk, ...): name the file, exit 2
-        if args.debug or e.filename is None:
+        if e.filename is None:
             raise
+        if args.debug:
+            traceback.print_exc(file=sys.stderr)
         print(f"advnets: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

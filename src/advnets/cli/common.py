@@ -114,6 +114,8 @@ def load_array(path: Path | None, option: str):
     except IsADirectoryError:
         raise DataError(f"{option} {path}: is a directory; expected a .npy file") from None
     except (ValueError, OSError, EOFError) as e:  # EOFError: an empty file
+        if not isinstance(e, EOFError) and not _starts_like_npy(path):  # np.load tried it as a pickle
+            raise DataError(f"{option} {path}: not a .npy file (expected an array saved by numpy.save)") from None
         why = "an empty file" if isinstance(e, EOFError) else "pickled objects" if "pickle" in str(e) else str(e)
         raise DataError(f"{option} {path}: not a readable .npy array ({why})") from None
     if not isinstance(array, np.ndarray):  # np.load opens .npz archives as NpzFile
@@ -124,6 +126,18 @@ def load_array(path: Path | None, option: str):
     if array.ndim < 2 or array.shape[0] == 0:
         raise DataError(f"{option} {path}: expected N x d or N x H x W[x C] with N >= 1, got shape {array.shape}")
     return array.reshape(len(array), -1).astype(np.float64)
+
+
+def _starts_like_npy(path: Path) -> bool:
+    """Whether the file begins with numpy's .npy magic (``\\x93NUMPY``); np.load reads anything else that is
+    not a .npz archive as a pickle, so a PNG or a text file would otherwise be reported as pickled objects."""
+    from numpy.lib.format import MAGIC_PREFIX
+
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC_PREFIX)) == MAGIC_PREFIX
+    except OSError:
+        return True  # unreadable: np.load's own error says why
 
 
 def check_output_path(path: Path | None, option: str) -> None:

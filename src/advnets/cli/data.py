@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     dp = add_command(
         sub,
         "data",
-        help="list, fetch and locate datasets",
+        help="list and fetch datasets",
         description="Datasets live in the data directory: --data-dir, else $ADVNETS_DATA, else ~/.cache/advnets.",
         epilog=EXAMPLES,
     )

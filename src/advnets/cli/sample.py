@@ -81,7 +81,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=None,
         metavar="N",
-        help="--nearest: generated and held-out images compared in the memorisation check (default 1000)",
+        help="--nearest: generated and held-out images compared in the memorisation check (default 1000, "
+        "at most the test split's size)",
     )
     s.set_defaults(func=cmd_sample)
 
@@ -170,6 +171,8 @@ def _nearest(args: argparse.Namespace, g, cfg, shape: tuple[int, ...], step: int
     print(f"distance to the nearest of {len(data.train)} training images (Euclidean, pixel space):")
     print(f"  {n:5d} samples of G:     median {s['median']:.3f}  p5 {s['p5']:.3f}  min {s['min']:.3f}")
     print(f"  {n:5d} held-out images:  median {h['median']:.3f}  p5 {h['p5']:.3f}  min {h['min']:.3f}")
+    if n < args.check_size:  # memorization_check takes at most the whole test split
+        print(f"  (--check-size {args.check_size} capped at {n}: the test split holds {len(data.test)} images)")
     print(f"  ratio of medians {check['ratio']:.3f}: {memorization_verdict(check['ratio'])} -> {json_path}")
     return 0
 
@@ -181,7 +184,8 @@ def _refuse_ignored_options(args: argparse.Namespace) -> None:
     figure3 = [flag for flag, value in (("--rows", args.rows), ("--steps", args.steps)) if value is not None]
     figure3 += ["--spherical"] if args.spherical else []
     if figure3 and not args.interpolate:
-        raise AdvnetsError(f"{', '.join(figure3)}: these go with --interpolate (Figure 3)")
+        which = f"{', '.join(figure3)}: these go with" if len(figure3) > 1 else f"{figure3[0]} goes with"
+        raise AdvnetsError(f"{which} --interpolate (Figure 3)")
     if args.check_size is not None and not args.nearest:
         raise AdvnetsError("--check-size goes with --nearest (Figure 2's memorisation check)")
     if args.pretrained is None and args.data is not None:

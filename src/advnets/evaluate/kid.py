@@ -11,6 +11,13 @@ with the defaults of torchmetrics' ``KernelInceptionDistance`` and
 torch-fidelity (100 subsets of 1,000). Unlike FD it is unbiased, so it can be
 used with few samples: ``subset_size`` defaults to ``min(1000, N_r, N_g)``.
 
+When ``subset_size`` equals both set sizes, every subset pair is the two whole
+sets in another order, and MMD²_u does not depend on the order: the std is 0 by
+construction (or rounding noise such as 9e-16), not an uncertainty. It is then
+reported as None (JSON null; NaN would make quality.json invalid JSON). When
+only the smaller set is whole, the std reflects the subsampling of the larger
+set alone.
+
 Subsets are drawn with ``numpy.random.default_rng(seed).choice(n, m,
 replace=False)``, so a result is reproducible for a given seed. The sums are
 taken in float64.
@@ -82,7 +89,8 @@ def kernel_distance(
         seed: seeds the subset draws.
 
     Returns:
-        ``{"kid", "kid_std", "subsets", "subset_size", "n_real", "n_generated", "dim"}``.
+        ``{"kid", "kid_std", "subsets", "subset_size", "n_real", "n_generated", "dim"}``; ``kid_std`` is None
+        when ``subset_size`` equals both ``N_r`` and ``N_g`` (every subset is the whole set: no spread to report).
 
     Raises:
         DataError: shapes, NaN / infinite values, or options out of range.
@@ -108,7 +116,7 @@ def kernel_distance(
         values[s] = mmd2_unbiased(r[ri], g[gi], degree, float(coef))
     return {
         "kid": float(values.mean()),
-        "kid_std": float(values.std()),
+        "kid_std": None if m == len(r) == len(g) else float(values.std()),
         "subsets": subsets,
         "subset_size": m,
         "n_real": len(r),

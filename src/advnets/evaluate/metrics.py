@@ -296,8 +296,9 @@ def _cell(row: dict[str, Any], name: str) -> str:
     v = row.get(m.keys[0])
     if v is None:
         return "-"
-    if name == "kid":
-        return f"{v:.4g} ± {row['kid_std']:.2g}"
+    if name == "kid":  # no std when every subset was the whole set (advnets.evaluate.kid)
+        std = row.get("kid_std")
+        return f"{v:.4g} ± " + ("n/a" if std is None else f"{std:.2g}")
     if name == "parzen":
         return f"{v:.1f} ± {row['parzen_se']:.1f}"
     if name == "class_coverage":
