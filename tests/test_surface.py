@@ -202,15 +202,16 @@ def readme_api_imports() -> dict[str, set[str]]:
     return names
 
 
-def test_nothing_shipped_cites_paper_md():
-    """PAPER.md lives outside the repository: a clone cannot follow a reference to it (cite the paper's own
-    sections or its reference code, github.com/goodfeli/adversarial)."""
+def test_nothing_shipped_cites_paper_md_or_design_md():
+    """PAPER.md and DESIGN.md live outside the repository: a clone cannot follow a reference to them (cite the
+    paper's own sections or its reference code, github.com/goodfeli/adversarial)."""
     root = README.parent
     files = [root / "Makefile", root / "pyproject.toml", *root.glob("*.md")]
     files += [
         f for d in ("src", "docs", "benchmarks", "scripts") for f in (root / d).rglob("*") if f.suffix in (".py", ".md")
     ]
-    assert [str(f.relative_to(root)) for f in files if "PAPER.md" in f.read_text(encoding="utf-8")] == []
+    for name in ("PAPER.md", "DESIGN.md"):
+        assert [str(f.relative_to(root)) for f in files if name in f.read_text(encoding="utf-8")] == [], name
 
 
 def test_every_public_name_imports():

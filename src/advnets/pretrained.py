@@ -5,7 +5,7 @@ A shipped model is one safetensors file under ``advnets/assets/`` holding G's
 tensors, with the run's configuration and image shape in the file's metadata
 (safetensors' ``__metadata__``: strings only, so JSON). Nothing in it is
 executable: the nets are rebuilt from the stored config by
-:func:`advnets.nets.build_nets` (DESIGN.md habit 3), never unpickled.
+:func:`advnets.nets.build_nets` (configuration as data, weights as tensors), never unpickled.
 
 :data:`REGISTRY` pins each shipped file by SHA-256 together with the number it
 reproduces (the reference protocol's Parzen log-likelihood, its SE and σ), the
