@@ -1,7 +1,7 @@
 """The issue-17 table's reference rows on a dataset: every metric for the honest context "models".
 
 Usage (full MNIST; one CPU thread, about ten minutes):
-    OMP_NUM_THREADS=1 python scripts/metrics_table.py --data ../shared/data/mnist [--json out.json]
+    OMP_NUM_THREADS=1 python scripts/metrics_table.py --data mnist [--json out.json]
 
 Rows, each scored against the test split with advnets.evaluate.metrics.evaluate_table
 (features: the shipped digit network; Parzen σ chosen on --valid-size validation images):
@@ -36,7 +36,7 @@ from advnets.evaluate.metrics import evaluate_table, format_table  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="a --data value, e.g. ../shared/data/mnist")
+    p.add_argument("--data", required=True, help="mnist (the data directory's) or a directory of IDX files")
     p.add_argument("--metrics", default="all", help="default all")
     p.add_argument("--num-samples", type=int, default=10000, help="'samples' per row (default 10000)")
     p.add_argument("--valid-size", type=int, default=1000, help="validation images for Parzen's σ (default 1000)")

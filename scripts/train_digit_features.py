@@ -1,7 +1,7 @@
 """Train the shipped digit feature network (advnets.evaluate.digit_features) on full MNIST.
 
 Usage (one CPU thread, a few minutes):
-    OMP_NUM_THREADS=1 python scripts/train_digit_features.py --data ../shared/data/mnist
+    OMP_NUM_THREADS=1 python scripts/train_digit_features.py --data mnist
 
 Trains advnets' DigitClassifier on all 60,000 MNIST training images with the
 classifier module's own recipe (seed 0, EPOCHS passes), reports its accuracy

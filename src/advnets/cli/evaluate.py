@@ -25,8 +25,8 @@ examples:
   advnets evaluate --run runs/00001-mnist-embedded --metrics fd,kid,precision,recall,density,coverage
   advnets evaluate --run runs/00001-mnist-embedded --metrics all --num-samples 2000
   advnets evaluate --samples S.npy --test T.npy --metrics fd,kid --features digits
-  advnets evaluate --pretrained mnist-paper --data ../shared/data/mnist            # the shipped number
-  advnets evaluate --pretrained mnist-paper --data ../shared/data/mnist --baselines
+  advnets evaluate --pretrained mnist-paper --data mnist            # the shipped number
+  advnets evaluate --pretrained mnist-paper --data mnist --baselines
 """
 
 

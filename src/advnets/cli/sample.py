@@ -14,7 +14,7 @@ examples:
   advnets sample --run runs/00001-mnist-embedded --nearest           # Figure 2 + memorisation check
   advnets sample --run runs/00001-mnist-embedded --interpolate --rows 10 --steps 12   # Figure 3
   advnets sample --run runs/cond --class 3 -n 25                     # a conditional model's 3s
-  advnets sample --pretrained mnist-paper --data ../shared/data/mnist --nearest   # Figure 2, shipped G
+  advnets sample --pretrained mnist-paper --data mnist --nearest   # Figure 2, shipped G
   advnets sample --pretrained mnist-paper --interpolate --out figure3.png         # Figure 3, shipped G
 """
 
