@@ -113,8 +113,14 @@ def test_a_bit_flip_inside_the_weights_is_caught_by_the_sha256(tmp_path, digits)
     assert at > 0
     data[at + 10] ^= 0x01
     path.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=rf"{path.name} is corrupt .*SHA-256"):
+    with pytest.raises(CheckpointError, match=rf"{path.name} is corrupt .*no earlier checkpoint in its folder"):
         load_checkpoint(path)
+    later = path.rename(path.with_name("step-00000009.pt"))  # with an earlier one, the error names it and says how
+    path.with_suffix(".sha256").rename(later.with_suffix(".sha256"))
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"the newest earlier one is step-00000000\.pt: give it as --run, or"):
+        load_checkpoint(later)
+    path = later
     path.with_suffix(".sha256").unlink()
     damaged = load_checkpoint(path)  # without the digest the change goes unnoticed
     assert not torch.equal(damaged["generator"]["output.weight"], tr.g.output.weight.detach())

@@ -82,6 +82,15 @@ def point_latest_at_or_before(run_dir: Path, step: int) -> Path | None:
     return candidates[-1]
 
 
+def _instead(corrupt: Path) -> str:
+    """What to do about a corrupt checkpoint: the newest earlier one in its folder, and how to use it."""
+    earlier = sorted(p for p in corrupt.parent.glob("step-*.pt") if _NAME.match(p.name) and p.name < corrupt.name)
+    if not earlier:
+        return "there is no earlier checkpoint in its folder"
+    latest = corrupt.parent / LATEST
+    return f"the newest earlier one is {earlier[-1].name}: give it as --run, or write its name into {latest} to resume"
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely: verify its SHA-256, then ``weights_only=True``."""
     path = Path(path)
@@ -97,8 +106,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         expected = digest_file.read_text().strip()
         if hashlib.sha256(data).hexdigest() != expected:
             raise CheckpointError(
-                f"checkpoint {path} is corrupt (its SHA-256 does not match {digest_file.name}); "
-                "resume from an earlier checkpoint in the same folder"
+                f"checkpoint {path} is corrupt (its SHA-256 does not match {digest_file.name}); {_instead(path)}"
             )
     try:
         state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
