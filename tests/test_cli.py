@@ -101,7 +101,7 @@ def test_train_sample_resume_end_to_end(tmp_path):
         (["train", "--data", "embedded-digits", "--valid-size", "100"], "--valid-size goes with IDX or CIFAR-10"),
         (["train", "--resume"], "--resume"),
         (["train", "--k", "3", "--update", "simultaneous", "--dry-run"], "train.k"),
-        (["train", "--real-label", "1.5", "--dry-run"], "train.real_label"),
+        (["train", "--real-label", "1.5", "--dry-run"], "--real-label: train.real_label must be in (0.5, 1]"),
         (["train", "--instance-noise", "-1"], "--instance-noise"),
         (["train", "--d-lr-scale", "-1"], "--d-lr-scale"),
         (["train", "--max-restarts", "2", "--dry-run"], "--max-restarts goes with --nproc"),

@@ -212,14 +212,18 @@ def train_config(args: argparse.Namespace):
     """The RunConfig of ``advnets train ARGS`` (before --inpaint, which needs the data) and where
     it starts (advnets.runs.StartPoint: with --resume, what --out holds)."""
     from advnets.config import train_config_from_options
-    from advnets.errors import AdvnetsError
+    from advnets.errors import AdvnetsError, ConfigError
     from advnets.runs import start_point
 
     if args.resume and args.out is None:
         raise AdvnetsError("--resume needs --out DIR, the run to continue")
     start = start_point(args.preset, args.out if args.resume else None, option="--out")
     options = {field: getattr(args, _dest(flag)) for flag, field, _ in OPTIONS if field is not None}
-    cfg = train_config_from_options(options, start.base, conditional=args.conditional)
+    try:
+        cfg = train_config_from_options(options, start.base, conditional=args.conditional)
+    except ConfigError as e:  # name the option the user typed beside the config field it sets
+        flag = next((f for f, field, _ in OPTIONS if field and str(e).startswith(f"{field} ")), None)
+        raise ConfigError(f"{flag}: {e}" if flag else str(e)) from None
     _check_data_options(args, cfg.data.source)
     return cfg, start
 
