@@ -101,7 +101,8 @@ def test_samples_fd_matches_the_float64_formula_and_out_chooses_the_file(arrays,
     )
     assert code == 0, err
     doc = json.loads(out.read_text())
-    assert list(doc["rows"]) == ["samples"] and doc["step"] is None  # no dataset: no context rows
+    assert list(doc["rows"]) == ["samples"] and doc["step"] is None  # no dataset: no context rows, and it says so
+    assert "no context rows (real images, k-means, Gaussian fit): they need --data" in err
     net = get_extractor("digits")
     expected = _fd_float64(net(digits.test).double().numpy(), net(digits.train[:300]).double().numpy())
     assert doc["rows"]["samples"]["fd"] == pytest.approx(expected, rel=1e-6)

@@ -127,6 +127,8 @@ def cmd_metrics(args: argparse.Namespace, device: str) -> int:
                 note=lambda text: print(f"advnets: note: {text}", file=sys.stderr),
             )
         )
+    elif train is None:  # --samples with --test files: no training images to build the context rows from
+        print("advnets: note: no context rows (real images, k-means, Gaussian fit): they need --data", file=sys.stderr)
     options = {}
     if "parzen" in names:
         if valid is None:
