@@ -127,8 +127,6 @@ def cmd_metrics(args: argparse.Namespace, device: str) -> int:
                 note=lambda text: print(f"advnets: note: {text}", file=sys.stderr),
             )
         )
-    elif train is None:  # --samples with --test files: no training images to build the context rows from
-        print("advnets: note: no context rows (real images, k-means, Gaussian fit): they need --data", file=sys.stderr)
     options = {}
     if "parzen" in names:
         if valid is None:
@@ -154,6 +152,8 @@ def cmd_metrics(args: argparse.Namespace, device: str) -> int:
         device=device,
         options=options,
     )
+    if train is None:  # --samples with --test files: no training images to build the context rows from
+        print("advnets: note: no context rows (real images, k-means, Gaussian fit): they need --data", file=sys.stderr)
     first = table[what["label"]]
     print(
         f"Sample quality of {first['n_generated']} images against {first['n_real']} test images"
