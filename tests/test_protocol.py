@@ -136,7 +136,7 @@ def test_evaluate_scores_any_models_samples_like_the_direct_formula(tmp_path):
         (lambda p: None, "no such file"),
         (lambda p: np.save(p, np.zeros(5)), "shape"),
         (lambda p: np.save(p, np.zeros((4, 7))), "features per image"),
-        (lambda p: p.write_bytes(b"not numpy"), "readable"),
+        (lambda p: p.write_bytes(b"not numpy"), "not a .npy file"),
     ],
 )
 def test_evaluate_bad_arrays_exit_2_naming_the_file(tmp_path, make, expected):
