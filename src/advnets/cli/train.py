@@ -231,6 +231,7 @@ def train_config(args: argparse.Namespace):
 def _check_data_options(args: argparse.Namespace, source: str) -> None:
     """The data options that only some sources read are refused for the others (they were saved in
     config.json but changed nothing)."""
+    from advnets.data import EMBEDDED
     from advnets.errors import AdvnetsError
 
     folder = source.startswith("folder:")
@@ -238,7 +239,7 @@ def _check_data_options(args: argparse.Namespace, source: str) -> None:
     if sized and not folder:
         verb = "goes" if len(sized) == 1 else "go"
         raise AdvnetsError(f"{', '.join(sized)} {verb} with folder:DIR data; --data {source} has its own image size")
-    fixed = folder or source in ("embedded", "embedded-digits", "tfd") or source.startswith("tfd:")
+    fixed = folder or source in (*EMBEDDED, "tfd") or source.startswith("tfd:")  # splits shipped as they are
     if args.valid_size is not None and (fixed or source.lower().endswith(".mat")):
         raise AdvnetsError(
             f"--valid-size goes with IDX or CIFAR-10 data (validation images from the end of the training files); "
