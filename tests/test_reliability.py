@@ -335,6 +335,34 @@ def test_a_second_sigint_inside_a_step_aborts_that_step_and_keeps_the_last_check
     assert signal.getsignal(signal.SIGINT) == before  # handlers restored
 
 
+def test_a_second_sigint_while_a_checkpoint_is_written_aborts_once_it_is_whole(tmp_path, digits, monkeypatch):
+    """Ctrl-C twice, the second while the stop's checkpoint is being written: the abort waits until the
+    checkpoint, its digest and `latest` are all written (an abort between them used to leave `latest` on
+    the previous checkpoint, losing the steps since)."""
+    import advnets.checkpoint as checkpoint
+
+    tr = Trainer(tiny_config(update="simultaneous", checkpoint_every=2), digits)
+    real_step, real_write = tr._simultaneous_step, checkpoint.atomic_write_bytes
+
+    def step_then_sigint():
+        out = real_step()
+        if tr.step == 5:  # the sixth step
+            os.kill(os.getpid(), signal.SIGINT)  # graceful: checkpoint at step 6, then stop
+        return out
+
+    def write_with_a_sigint_after_the_checkpoint_file(path, data):
+        real_write(path, data)
+        if path.name == "step-00000006.pt":
+            os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, before the digest and `latest`
+
+    tr._simultaneous_step = step_then_sigint
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", write_with_a_sigint_after_the_checkpoint_file)
+    with pytest.raises(KeyboardInterrupt):
+        tr.fit(tmp_path, progress=False, tensorboard=False)
+    assert latest_checkpoint(tmp_path).name == "step-00000006.pt"
+    assert load_checkpoint(latest_checkpoint(tmp_path))["step"] == 6  # its digest was written and matches
+
+
 def test_resume_refuses_data_of_another_image_shape(digits):
     from advnets.data import load_dataset
 

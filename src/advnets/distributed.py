@@ -185,7 +185,7 @@ class _GroupStop(StopOnSignal):
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: abort now; checkpoints on disk stay whole
+            self._second_sigint()
         self.received = signum
 
     def poll(self) -> bool:

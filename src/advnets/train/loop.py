@@ -189,7 +189,8 @@ def fit(trainer: Any, run_dir: Path | None, progress: bool, log) -> dict[str, fl
                         due = parallel.any_rank(time.monotonic() - saved_at >= every_s)
                     if due or stopping:
                         check_finite(tr, first_bad)
-                        path = tr.save(run_dir)
+                        with stop.writing():
+                            path = tr.save(run_dir)
                         saved_at = time.monotonic()
                 if stopping:
                     raise _interrupted(tr, stop.signum, run_dir, path)

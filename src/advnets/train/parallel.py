@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,19 +21,43 @@ import torch
 
 class StopOnSignal:
     """While active, SIGINT/SIGTERM only ask the loop to stop after the current
-    step (it then checkpoints and exits); a second SIGINT aborts at once. Only
-    the main thread can own signal handlers, elsewhere this does nothing."""
+    step (it then checkpoints and exits); a second SIGINT aborts at once, or,
+    while a checkpoint is being written (:meth:`writing`), as soon as it is
+    whole. Only the main thread can own signal handlers, elsewhere this does
+    nothing."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self._writing = False
+        self._abort_when_written = False
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: abort now; checkpoints on disk stay whole
+            self._second_sigint()
         self.signum = signum
+
+    def _second_sigint(self) -> None:
+        """Ctrl-C pressed again: abort now, unless a checkpoint is being written (then right after it)."""
+        if self._writing:
+            self._abort_when_written = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """A block that writes a checkpoint: a second Ctrl-C inside it aborts only once the block is done, so
+        that the checkpoint, its digest and ``latest`` are written together (an abort between them would leave
+        ``latest`` on the previous checkpoint, losing the steps since)."""
+        self._writing = True
+        try:
+            yield
+        finally:
+            self._writing = False
+        if self._abort_when_written:
+            raise KeyboardInterrupt
 
     def __enter__(self) -> StopOnSignal:
         if threading.current_thread() is threading.main_thread():
