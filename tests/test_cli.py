@@ -350,7 +350,8 @@ def test_named_datasets_come_from_the_data_directory(tmp_path):
     listing = subprocess.run([sys.executable, "-m", "advnets", "data", "list"], capture_output=True, text=True, env=env)
     assert listing.returncode == 0
     row = next(line for line in listing.stdout.splitlines() if line.startswith("mnist "))
-    assert " yes " in row and str(mnist) in row
+    assert " yes " in row
+    assert f"mnist\n  where    {mnist}\n" in listing.stdout
     out = subprocess.run(
         [
             sys.executable,

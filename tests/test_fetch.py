@@ -478,13 +478,21 @@ def test_dataset_status_reports_presence(tmp_path):
 
 
 def test_format_status_table_is_aligned(tmp_path):
-    text = F.format_status_table(F.dataset_status(tmp_path))
-    lines = text.splitlines()
+    rows = F.dataset_status(tmp_path)
+    text = F.format_status_table(rows)
+    table, *blocks = text.split("\n\n")
+    lines = table.splitlines()
     assert len(lines) == 7 and lines[0].startswith("DATASET")
     col = lines[0].index("PRESENT")
-    where = lines[0].index("WHERE")
-    for line, name in zip(lines[1:], ["embedded", "embedded-digits", "mnist", "cifar10", "tfd", "folder"], strict=True):
+    splits = lines[0].index("TRAIN / VALID / TEST")
+    names = ["embedded", "embedded-digits", "mnist", "cifar10", "tfd", "folder"]
+    for line, name in zip(lines[1:], names, strict=True):
         assert line.startswith(name)
         assert line[col - 1] == " " and line[col] != " "
-        assert line[where - 1] == " " and line[where] != " "
+        assert line[splits - 1] == " " and line[splits] != " "
+    assert max(len(line) for line in text.splitlines()) < 120  # readable in a terminal, no 300-column rows
+    # Then one block per dataset: its name, then where it lives, how to get it and its licence.
+    assert [b.splitlines()[0] for b in blocks] == names
+    mnist = blocks[names.index("mnist")]
+    assert f"  where    {tmp_path / 'mnist'}" in mnist.splitlines()
     assert "advnets data fetch mnist" in text and "Krizhevsky" in text

@@ -326,24 +326,25 @@ def _human(n: int | None) -> str:
 
 
 def format_status_table(rows: Sequence[dict]) -> str:
-    """``rows`` from :func:`dataset_status` as an aligned text table (no trailing newline)."""
-    header = ("DATASET", "PRESENT", "SIZE", "TRAIN / VALID / TEST", "WHERE", "HOW TO GET", "LICENCE")
-    body = []
-    for r in rows:
-        present = {True: "yes", False: "no", None: "-"}[r.get("present")]
-        body.append(
-            (
-                str(r["name"]),
-                present,
-                _human(r.get("size_bytes")),
-                str(r.get("splits", "")),
-                str(r.get("path", "-")),
-                str(r.get("get", "")),
-                str(r.get("licence", "")),
-            )
+    """``rows`` from :func:`dataset_status` as text (no trailing newline): an aligned table of what each
+    dataset is and holds, then one block per dataset with where it lives, how to get it and its licence
+    (these are long: as table columns they made lines over 300 characters wide)."""
+    header = ("DATASET", "PRESENT", "SIZE", "TRAIN / VALID / TEST")
+    body = [
+        (
+            str(r["name"]),
+            {True: "yes", False: "no", None: "-"}[r.get("present")],
+            _human(r.get("size_bytes")),
+            str(r.get("splits", "")),
         )
+        for r in rows
+    ]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in [header, *body]
     ]
+    for r in rows:
+        lines += ["", str(r["name"])]
+        lines += [f"  {label:<8} {r[key]}" for label, key in (("where", "path"), ("get", "get"), ("licence", "licence"))
+                  if r.get(key) not in (None, "", "-")]  # fmt: skip
     return "\n".join(lines)
