@@ -56,6 +56,10 @@ def test_report_evaluate_sample_and_classes_work_on_an_api_run(api_run, tmp_path
     assert out.returncode == 0 and png.stat().st_size > 0, out.stderr
     out = advnets("classes", "--run", api_run, "-n", "200", "--data-dir", tmp_path / "data")
     assert out.returncode == 0, out.stderr
+    assert (
+        f"training a digit classifier on embedded-digits (once; cached in {tmp_path / 'data' / 'classifiers'})"
+        in out.stderr
+    )
     assert sum(json.loads((api_run / "classes.json").read_text())["coverage"]["counts"]) == 200
 
 

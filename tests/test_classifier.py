@@ -94,8 +94,10 @@ def test_bad_datasets_are_refused(digits):
 
 
 def test_cache_round_trip_does_not_retrain(digits, tmp_path, counted_training):
-    first = load_or_train_classifier(digits, tmp_path, seed=0)
+    said = []
+    first = load_or_train_classifier(digits, tmp_path, seed=0, announce=said.append)
     assert counted_training == ["embedded-digits"] and not first.from_cache
+    assert said == [f"training a digit classifier on embedded-digits (once; cached in {tmp_path})"]
     weights, meta_file = cache_paths(tmp_path, "embedded-digits", 0)
     assert weights.is_file() and meta_file.is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([weights.name, meta_file.name])  # no temp files
@@ -105,8 +107,9 @@ def test_cache_round_trip_does_not_retrain(digits, tmp_path, counted_training):
     assert meta["test_accuracy"] == first.test_accuracy
     mtimes = (weights.stat().st_mtime_ns, meta_file.stat().st_mtime_ns)
 
-    second = load_or_train_classifier(digits, tmp_path, seed=0)
+    second = load_or_train_classifier(digits, tmp_path, seed=0, announce=said.append)
     assert counted_training == ["embedded-digits"]  # not retrained
+    assert len(said) == 1  # nothing said when it comes from the cache
     assert second.from_cache and second.test_accuracy == first.test_accuracy
     assert (weights.stat().st_mtime_ns, meta_file.stat().st_mtime_ns) == mtimes
     assert torch.equal(second.predict_proba(digits.test), first.predict_proba(digits.test))

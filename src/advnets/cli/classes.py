@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
 from pathlib import Path
 
 from advnets.cli.common import add_command, add_data_dir, add_run, positive_int, seed_int
@@ -44,7 +46,8 @@ def cmd_classes(args: argparse.Namespace) -> int:
     data = load_dataset(cfg.data, data_dir=args.data_dir)
     if data.train_labels is None:
         raise AdvnetsError(f"--run {args.run}: {data.name} has no class labels to classify against")
-    classifier = load_or_train_classifier(data, data_root(args.data_dir) / "classifiers")
+    say = functools.partial(print, file=sys.stderr)
+    classifier = load_or_train_classifier(data, data_root(args.data_dir) / "classifiers", announce=say)
     result = class_evaluation(g, data, classifier, n=args.n, seed=args.seed)
     result["step"] = state["step"]
     cov = result["coverage"]

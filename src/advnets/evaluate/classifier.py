@@ -60,6 +60,7 @@ import math
 import re
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -421,12 +422,15 @@ def load_or_train_classifier(
     *,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    announce: Callable[[str], None] | None = None,
 ) -> DigitClassifier:
     """The classifier of ``dataset`` from ``cache_dir``, trained and cached first if needed.
 
     The cache files are ``digit-classifier-<dataset name>-seed<seed>.safetensors``
     and ``.json`` (see the module docstring for what must match for a cache to be
-    reused). ``from_cache`` on the result says which way it went.
+    reused). ``from_cache`` on the result says which way it went. ``announce``, if
+    given, is called with one line before a training (up to a minute or so on a CPU),
+    so that a command does not sit silent through it.
     """
     seed = _check_seed(seed)
     num_classes = _check_dataset(dataset)
@@ -440,6 +444,8 @@ def load_or_train_classifier(
     if cached is not None:
         return cached.to(device)
 
+    if announce is not None:
+        announce(f"training a digit classifier on {dataset.name} (once; cached in {cache_dir})")
     model = train_digit_classifier(dataset, seed=seed, device=device)
     from safetensors.torch import save as save_safetensors
 
