@@ -86,7 +86,8 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         choices=OPTIMIZERS,
         help="sgd with the paper's momentum/lr schedules (default) or adam (lr 2e-4, betas 0.5/0.999)")),
     ("--lr", "optim.lr", dict(
-        type=positive_float, help="initial learning rate (default: the preset's; mnist 0.1)")),
+        type=positive_float, help="learning rate at step 0 (default: the preset's; mnist 0.1); the sgd presets "
+        "divide it by 1.000004 per step, so after --resume the rate in use at step t is LR / 1.000004**t")),
     ("--seed", "train.seed", dict(type=seed_int, help="random seed (default 0)")),
     ("--noise-prior", "generator.noise", dict(
         choices=NOISE_PRIORS,
