@@ -38,20 +38,21 @@ def test_help_shows_runnable_examples_and_module_equals_script():
         assert subprocess.run([script, "--help"], capture_output=True, text=True).stdout == out.stdout
 
 
-def test_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path):
-    out = run(
-        "train", "--preset", "mnist", "--epochs", "7", "--k", "2", "--noise-prior", "normal", "--dry-run", cwd=tmp_path
+def test_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where the default --out (runs/...) would be created
+    code, out, err = cli_in_process(
+        "train", "--preset", "mnist", "--epochs", "7", "--k", "2", "--noise-prior", "normal", "--dry-run"
     )
-    assert out.returncode == 0, out.stderr
-    cfg = json.loads(out.stdout)
+    assert code == 0, err
+    cfg = json.loads(out)
     assert cfg["train"]["epochs"] == 7 and cfg["train"]["k"] == 2 and cfg["train"]["update"] == "alternating"
     assert cfg["generator"]["noise"] == "normal"  # the preset's is "uniform"
     assert cfg["generator"]["hidden_sizes"] == [1200, 1200]
     assert list(tmp_path.iterdir()) == []
     # 7 epochs x 40 minibatches / k = 2
-    assert "dry run: embedded-mnist (4000 train images); would train 140 steps; nothing written" in out.stderr
-    out = run("train", "--dry-run", "--out", tmp_path / "new", cwd=tmp_path)  # a free --out is not created
-    assert out.returncode == 0 and list(tmp_path.iterdir()) == []
+    assert "dry run: embedded-mnist (4000 train images); would train 140 steps; nothing written" in err
+    code, _, _ = cli_in_process("train", "--dry-run", "--out", tmp_path / "new")  # a free --out is not created
+    assert code == 0 and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow  # train, sample and resume as subprocesses (~40 s)
@@ -177,9 +178,9 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path, holds):
     else:
         (tmp_path / "run" / "config.json").write_text("{}\n")
     for dry_run in ([], ["--dry-run"]):  # the dry run says so too, instead of printing a config that cannot start
-        out = run("train", "--data", "embedded-digits", "--out", tmp_path / "run", *dry_run)
-        assert out.returncode == 2 and "already holds a run; add --resume" in out.stderr
-        assert out.stdout == ""
+        code, out, err = cli_in_process("train", "--data", "embedded-digits", "--out", tmp_path / "run", *dry_run)
+        assert code == 2 and "already holds a run; add --resume" in err
+        assert out == ""
 
 
 @pytest.fixture(scope="module")
@@ -214,22 +215,22 @@ def test_a_runs_checkpoints_folder_and_latest_pointer_mean_its_latest_checkpoint
 
 def test_dry_run_of_a_resume_loads_the_checkpoint_and_writes_nothing(trained_run):
     before = sorted(p.name for p in trained_run.rglob("*"))
-    out = run("train", "--out", trained_run, "--resume", "--epochs", "2", "--dry-run")
-    assert out.returncode == 0, out.stderr
-    assert f"would resume {trained_run} at step 14 of 28; nothing written" in out.stderr
-    out = run("train", "--out", trained_run, "--resume", "--data", "embedded", "--dry-run")  # 28x28, not 8x8
-    assert out.returncode == 2 and "(embedded-mnist) has (1, 28, 28); resume on the run's own data" in out.stderr
+    code, _, err = cli_in_process("train", "--out", trained_run, "--resume", "--epochs", "2", "--dry-run")
+    assert code == 0, err
+    assert f"would resume {trained_run} at step 14 of 28; nothing written" in err
+    code, _, err = cli_in_process("train", "--out", trained_run, "--resume", "--data", "embedded", "--dry-run")
+    assert code == 2 and "(embedded-mnist) has (1, 28, 28); resume on the run's own data" in err  # 28x28, not 8x8
     assert sorted(p.name for p in trained_run.rglob("*")) == before
 
 
 def test_resuming_a_finished_run_says_so_and_writes_nothing(trained_run):
     before = sorted(p.name for p in trained_run.rglob("*"))
-    out = run("train", "--out", trained_run, "--resume", "--no-progress")  # a requeued command, rerun after the end
-    assert out.returncode == 0
-    assert f"{trained_run} is complete: step 14 of 14 (1 epochs); nothing to train" in out.stderr
+    code, _, err = cli_in_process("train", "--out", trained_run, "--resume", "--no-progress")  # a requeued command
+    assert code == 0
+    assert f"{trained_run} is complete: step 14 of 14 (1 epochs); nothing to train" in err
     assert sorted(p.name for p in trained_run.rglob("*")) == before  # no new TensorBoard file, no config change
-    out = run("train", "--out", trained_run, "--resume", "--epochs", "1", "--dry-run")
-    assert out.returncode == 0 and "is complete" in out.stderr
+    code, _, err = cli_in_process("train", "--out", trained_run, "--resume", "--epochs", "1", "--dry-run")
+    assert code == 0 and "is complete" in err
 
 
 def test_resuming_with_fewer_epochs_than_trained_is_refused(tmp_path, digits):
