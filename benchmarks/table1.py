@@ -88,6 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baselines", action="store_true", help="add real images, k-means and a Gaussian fit")
     p.add_argument("--device", default=None, help="where the Parzen sums run (default: CUDA if present)")
     p.add_argument("--figure", type=Path, default=REPO / "docs" / "table1_validation.png")
+    p.add_argument("--title", default="Validation Parzen LL on full MNIST (advnets)", help="the figure's title")
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     p.add_argument("--no-record", action="store_true", help="print only: no figure, nothing appended to --results")
     return p.parse_args(argv)
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         spread = f" ± {sd:.1f} (sd over {len(by_seed)} seeds)" if len(by_seed) > 1 else " (one seed)"
         print(f"{recipe}: {mean:.1f}{spread}; paper: 225 ± 2")
     if not args.no_record and curves:
-        plot_validation_curves(curves, args.figure, title="Validation Parzen LL on full MNIST (advnets)")
+        plot_validation_curves(curves, args.figure, title=args.title)
         took = {"all": time.time() - started, "scoring": time.time() - scoring_started}
         append_results(args, dataset, table, curves, results, took, argv)
         print(f"-> {args.figure}, {args.results}")
