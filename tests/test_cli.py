@@ -30,9 +30,9 @@ def test_help_shows_runnable_examples_and_module_equals_script():
     out = run("--help")
     assert out.returncode == 0
     assert "examples:" in out.stdout and "advnets train --preset mnist" in out.stdout
-    for sub in ("train", "sample"):
-        h = run(sub, "--help")
-        assert h.returncode == 0 and "examples:" in h.stdout
+    for sub in ("train", "sample"):  # in-process: only the top-level call needs to be the real program
+        code, text, _ = cli_in_process(sub, "--help")
+        assert code == 0 and "examples:" in text
     script = shutil.which("advnets", path=str(Path(sys.executable).parent))
     if script:  # the installed console script prints the same help
         assert subprocess.run([script, "--help"], capture_output=True, text=True).stdout == out.stdout
@@ -296,6 +296,7 @@ def _write_idx(path, array):
         f.write(header + array.tobytes())
 
 
+@pytest.mark.slow  # trains through a subprocess (~12 s); the IDX reader and --valid-size are tested in-process
 def test_train_on_a_directory_of_idx_files_with_a_custom_validation_size(tmp_path):
     import numpy as np
 

@@ -220,6 +220,7 @@ def test_a_killed_rank_makes_torchrun_restart_the_group_which_resumes_and_comple
     assert json.loads((run_dir / "config.json").read_text())["resumes"][0]["step"] > 0
 
 
+@pytest.mark.slow  # two real torchrun processes stopped (~15 s); the one-process signal tests run by default
 def test_sigterm_to_the_launcher_stops_every_rank_with_one_complete_checkpoint_and_all_listen_on_loopback(tmp_path):
     run_dir = tmp_path / "run"
     args = ["train", *DIGITS, "--nproc", 2, "--epochs", 500, "--log-every", 1, "--checkpoint-every", 100000]
@@ -247,6 +248,7 @@ def test_sigterm_to_the_launcher_stops_every_rank_with_one_complete_checkpoint_a
     assert all(torch.isfinite(v).all() for v in state["generator"].values())
 
 
+@pytest.mark.slow  # two real torchrun processes (~15 s); the other two-process tests run by default
 def test_only_rank_0_writes_files(tmp_path):
     """Plain `torchrun ... advnets train` (here through a helper that records every file opened
     for writing): rank 0 writes the metrics, TensorBoard events, grids, checkpoints; rank 1 nothing."""

@@ -265,6 +265,7 @@ def test_bad_train_arguments():
         train_toy({"dataset": "gaussian"})
 
 
+@pytest.mark.slow  # trains through a subprocess (~18 s); train_toy is tested in-process
 def test_toy_cli_writes_figure_and_summary_and_rejects_bad_input(tmp_path):
     import json
     import subprocess
