@@ -92,6 +92,7 @@ def test_train_sample_resume_end_to_end(tmp_path):
     [
         (["train", "--epochs", "0"], "--epochs"),
         (["train", "--lr", "-1"], "--lr"),
+        (["train", "--lr-decay", "0.99"], "--lr-decay: expected a factor >= 1, got '0.99'"),
         (["train", "--preset", "nope"], "--preset"),
         (["train", "--data", "/no/such/dir"], "/no/such/dir"),
         (["train", "--data", "/no/such/dir", "--dry-run"], "/no/such/dir"),  # a dry run checks the data too
@@ -240,6 +241,26 @@ def test_resuming_with_fewer_epochs_than_trained_is_refused(tmp_path, digits):
     Trainer(tiny_config(epochs=2), digits).fit(tmp_path / "run", progress=False, tensorboard=False)
     code, _, err = cli_in_process("train", "--out", tmp_path / "run", "--resume", "--epochs", "1")
     assert code == 2 and "--epochs 1: the run in" in err and "has already trained 2 epochs" in err
+
+
+def test_lr_decay_sets_the_rate_of_every_step_and_can_change_on_resume(tmp_path):
+    """--lr-decay D: step t uses the rate LR / D**t (the reference's schedule, made faster or slower). The
+    rate is a function of the step alone, so a resume with another D follows the new schedule from step 0's
+    rate, as --lr's help says."""
+    run_dir = tmp_path / "run"
+    common = ("--data", "embedded-digits", "--out", run_dir, "--no-progress", "--log-every", "1")
+    code, _, err = cli_in_process("train", *common, "--epochs", "1", "--lr", "0.1", "--lr-decay", "1.05")
+    assert code == 0, err
+    code, _, err = cli_in_process("train", *common, "--resume", "--epochs", "2", "--lr-decay", "1")
+    assert code == 0, err
+    assert "optim.lr_decay 1.05 -> 1" in err  # the resume says what it changes
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    lr = {row["step"]: row["lr"] for row in rows if "lr" in row}
+    assert sorted(lr) == list(range(1, 29))  # 14 steps per epoch, a row after each
+    for step in range(1, 15):  # the row after step s shows the rate step s used: 0.1 / 1.05**(s - 1)
+        assert lr[step] == pytest.approx(0.1 / 1.05 ** (step - 1), rel=1e-12)
+    for step in range(15, 29):  # decay 1 from step 14 on: 0.1 / 1**t, not the 0.1 / 1.05**13 the first leg reached
+        assert lr[step] == pytest.approx(0.1, rel=1e-12)
 
 
 def test_sample_refuses_a_non_png_output(tmp_path, trained_run):

@@ -68,6 +68,7 @@ positive_int = _number_type(int, lambda v: v >= 1, "a positive integer", "positi
 nonneg_int = _number_type(int, lambda v: v >= 0, "an integer >= 0", "nonneg_int")
 nonneg_float = _number_type(float, lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0", "nonneg_float")
 positive_float = _number_type(float, lambda v: v > 0 and math.isfinite(v), "a positive number", "positive_float")
+decay_factor = _number_type(float, lambda v: v >= 1 and math.isfinite(v), "a factor >= 1", "decay_factor")
 # A picture of more images than this is no longer something to look at, and a million of them took 20 GB
 # before the kernel killed the process; more samples than this: advnets.sampling.generate.
 MAX_FIGURE_IMAGES = 10_000
