@@ -93,7 +93,7 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         type=decay_factor, metavar="DECAY",
         help="divide the learning rate by DECAY after every step, floored at 1e-6 (default: the preset's, the "
         "reference's 1.000004, which reaches LR/10 only after 575,650 steps: 1,151 epochs of MNIST; 1 = "
-        "constant; adam: 1)")),
+        "constant; --optimizer adam without --lr: 1)")),
     ("--seed", "train.seed", dict(type=seed_int, help="random seed (default 0)")),
     ("--noise-prior", "generator.noise", dict(
         choices=NOISE_PRIORS,
