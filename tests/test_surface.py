@@ -63,7 +63,8 @@ ADDED_OPTIONS = {
     "train": ["--eval-every", "--eval-sigma", "--eval-metrics"]  # issue 15: the validation monitor; 17: its metrics
     + ["--checkpoint-minutes"]  # issue 18: a wall-clock checkpoint interval
     + ["--noise-prior"]  # issue 15: the reference code's two noise draws, one measured difference
-    + ["--lr-decay"],  # issue 15: the learning rate's schedule, the measured cause of the gap to Table 1
+    + ["--lr-decay"]  # issue 15: the learning rate's schedule, the measured cause of the gap to Table 1
+    + ["--branch-from"],  # issue 15: a run continued at another rate in a directory of its own
     # issue 17: the metrics table (--out: the same option as --json); issue 15: shipped models
     "evaluate": ["--metrics", "--features", "--no-tensorboard", "--out", "--pretrained", "--data"]
     + ["--no-context"],  # issue 17: the model's row alone

@@ -195,11 +195,13 @@ class StartPoint:
 
     ``state``: the latest checkpoint's state (resume from its step), or None. ``stored``: the config of
     a run that has a config.json but no checkpoint yet (it restarts from step 0 with it), or None.
-    ``note``: one line to print about the choice, or ""."""
+    ``origin``: the checkpoint file ``state`` was read from when a new run branches from another
+    run's checkpoint (:func:`branch_point`), else None. ``note``: one line to print about the choice, or ""."""
 
     base: RunConfig
     state: dict[str, Any] | None = None
     stored: RunConfig | None = None
+    origin: Path | None = None
     note: str = ""
 
 
@@ -260,6 +262,20 @@ def start_point(preset: str | None = None, resume: Path | None = None, option: s
     return StartPoint(get_preset(preset or "mnist"), note=f"{option} {resume} {what} yet: starting a new run there")
 
 
+def branch_point(source: Path, preset: str | None = None, option: str = "--branch-from") -> StartPoint:
+    """Where a new run that branches from another run's checkpoint begins: ``source`` is a run directory (its
+    latest checkpoint) or a checkpoint file; the new run continues that checkpoint's step, weights, optimiser
+    state, schedules and random streams in a directory of its own, and ``source`` is only read.
+
+    Raises:
+        CheckpointError: ``source`` is neither a run with a checkpoint nor a checkpoint file, or cannot be loaded.
+        AdvnetsError: ``preset`` is given and is not the one ``source`` was trained with.
+    """
+    origin = resolve_checkpoint(source, option)
+    cfg, state = resume_state(origin, preset, option)
+    return StartPoint(cfg, state=state, origin=origin)
+
+
 def _check_preset(stored: RunConfig, preset: str | None, run_dir: Path) -> None:
     if preset is not None and preset != stored.preset:
         raise AdvnetsError(f"--preset {preset}: the run in {run_dir} was trained with {stored.preset!r}")
@@ -314,6 +330,27 @@ def rewind_metrics(run_dir: Path, step: int) -> list[int]:
     if dropped:
         atomic_write_bytes(path, "".join(kept).encode())
     return dropped
+
+
+def copy_metrics(source_run: Path, run_dir: Path, step: int) -> int:
+    """Start ``run_dir``'s metrics.jsonl with the rows of ``source_run``'s logged at steps 0 to ``step`` (a
+    branch's history up to where it branched), written to a temporary and renamed; returns how many.
+
+    Raises:
+        OSError: the source's metrics.jsonl exists but cannot be read, or the new one cannot be written.
+    """
+    path = Path(source_run) / METRICS_FILE
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.is_file() else []
+    kept = []
+    for line in lines:
+        try:
+            row_step = json.loads(line).get("step")
+        except (json.JSONDecodeError, AttributeError):
+            continue  # a torn last line of a killed run
+        if line.endswith("\n") and isinstance(row_step, int) and 0 <= row_step <= step:
+            kept.append(line)
+    atomic_write_bytes(Path(run_dir) / METRICS_FILE, "".join(kept).encode())
+    return len(kept)
 
 
 def describe_rewind(dropped: list[int], step: int) -> str:

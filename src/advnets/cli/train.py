@@ -44,6 +44,7 @@ examples:
   advnets train --preset mnist --data embedded-digits --epochs 20 --out runs/digits
   advnets train --preset mnist --update alternating --k 2 --g-loss minimax
   advnets train --out runs/digits --resume --epochs 40   # continue a run
+  advnets train --branch-from runs/digits --out runs/digits-lr0.01 --lr 0.01 --lr-decay 1 --epochs 50
   advnets train --preset mnist --optimizer adam --dry-run
   advnets train --preset mnist --conditional --out runs/cond     # p(x | class), Section 7.1
   advnets train --preset mnist --on-collapse stop --monitor-classes
@@ -174,6 +175,13 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         help="continue the run in --out from its latest checkpoint; before the first checkpoint, from step 0 with "
         "its stored config; on an empty or missing --out, start it. So the same command, rerun after any kill "
         "(a cluster's requeue), finishes the run")),
+    ("--branch-from", None, dict(
+        type=Path, metavar="RUN",
+        help="start a new run (in --out) from the latest checkpoint of the run RUN, or from a checkpoint file: "
+        "its weights, optimiser state, step, schedules and random streams, with the options given here changed "
+        "(say --lr 0.01 --lr-decay 1 --epochs E); RUN is only read. The new run begins with that checkpoint and "
+        "RUN's log up to it. With --resume, an --out that already holds a run is continued instead, so the same "
+        "command finishes the branch after a kill")),
     ("--dry-run", None, dict(action="store_true", help="check the data and --out, print the config as JSON, exit")),
     ("--no-progress", None, dict(action="store_true", help="no progress bar")),
     ("--nproc", None, dict(
@@ -220,11 +228,17 @@ def train_config(args: argparse.Namespace):
     it starts (advnets.runs.StartPoint: with --resume, what --out holds)."""
     from advnets.config import train_config_from_options
     from advnets.errors import AdvnetsError, ConfigError
-    from advnets.runs import start_point
+    from advnets.runs import branch_point, holds_run, start_point
 
     if args.resume and args.out is None:
         raise AdvnetsError("--resume needs --out DIR, the run to continue")
-    start = start_point(args.preset, args.out if args.resume else None, option="--out")
+    if args.branch_from is not None and args.nproc is not None:
+        raise AdvnetsError("--branch-from goes without --nproc: branch in one process, then continue the new run "
+                           "with --resume --nproc N")  # fmt: skip
+    if args.branch_from is not None and not (args.resume and holds_run(args.out)):
+        start = branch_point(args.branch_from, args.preset)
+    else:
+        start = start_point(args.preset, args.out if args.resume else None, option="--out")
     options = {field: getattr(args, _dest(flag)) for flag, field, _ in OPTIONS if field is not None}
     try:
         cfg = train_config_from_options(options, start.base, conditional=args.conditional)
@@ -301,7 +315,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer = distributed.DistributedTrainer(cfg, dataset, group, classifier=classifier)
         if trainer.rank != 0:  # rank 0 checks and writes the run directory and reports; the others train
             return distributed.follow(trainer, state, args.out)
-    if state is not None or start.stored is not None:
+    if start.origin is not None:
+        run_dir = _branch(trainer, cfg, dataset, start, args.out)
+    elif state is not None or start.stored is not None:
         # Both refuse another architecture (or image shape); fit() records the resume in config.json.
         if state is not None:
             trainer.load_state_dict(state)
@@ -339,6 +355,42 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _branch(trainer, cfg, dataset, start, out: Path | None) -> Path:
+    """A new run from the checkpoint ``start.origin`` (--branch-from): its directory holds, before the first
+    step, that checkpoint (so that --resume after a kill continues the branch, never a run from step 0), the
+    config with the branch recorded, and the source's log up to the branch's step.
+
+    Raises:
+        AdvnetsError: --out already holds a run, or --epochs leaves nothing to train after the checkpoint.
+        CheckpointError: the checkpoint is of another architecture or image shape.
+    """
+    from advnets.config import RunConfig, config_changes, from_dict
+    from advnets.runs import copy_metrics, prepare_run_dir, run_dir_of
+
+    _start_branch(trainer, start)
+    run_dir = prepare_run_dir(out, cfg)
+    trainer.save(run_dir)
+    trainer.write_run_config(run_dir)
+    copy_metrics(run_dir_of(start.origin), run_dir, trainer.step)
+    changes = config_changes(from_dict(RunConfig, start.state["config"]), cfg)
+    shown = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
+    print(f"branching {start.origin} at step {trainer.step} into {run_dir}" + (f" with changes: {shown}" if shown
+          else ""), file=sys.stderr)  # fmt: skip
+    return run_dir
+
+
+def _start_branch(trainer, start) -> None:
+    """Load the checkpoint a branch starts from into ``trainer``; AdvnetsError when --epochs leaves no step."""
+    trainer.branch_from(start.state, start.origin)
+    if trainer.step >= trainer.total_steps:
+        from advnets.errors import AdvnetsError
+
+        raise AdvnetsError(
+            f"--epochs {trainer.cfg.train.epochs}: {start.origin} has already trained {trainer.epoch} epochs "
+            f"(step {trainer.step}); give more epochs to branch from it"
+        )
+
+
 def _complete(trainer, out: Path) -> bool:
     """Whether the resumed run in ``out`` has no steps left (said on stderr: the run is complete).
 
@@ -369,7 +421,12 @@ def _dry_run(args: argparse.Namespace, cfg, dataset, start) -> int:
     from advnets.train import Trainer
 
     trainer = Trainer(cfg, dataset)
-    if start.state is not None:
+    if start.origin is not None:
+        _start_branch(trainer, start)
+        if args.out is not None:
+            check_new_run_dir(args.out)
+        plan = f"would branch {start.origin} at step {trainer.step} into a new run of {trainer.total_steps} steps"
+    elif start.state is not None:
         trainer.load_state_dict(start.state)
         plan = f"would resume {args.out} at step {trainer.step} of {trainer.total_steps}"
         if _complete(trainer, args.out):

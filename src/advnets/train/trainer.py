@@ -352,6 +352,17 @@ class Trainer:
         self._resumed = {"step": self.step, "changes": config_changes(stored, self.cfg)}
         self._continues_run = True
 
+    def branch_from(self, state: dict[str, Any], origin: Path) -> None:
+        """Start a new run from another run's checkpoint ``state`` (read from the file ``origin``): as
+        load_state_dict, but the new run's config.json lists the branch as its first resume,
+        ``{"step", "changes", "branched_from": origin}``, rather than continuing the other run's list. With
+        train.eval_every, ``checkpoints/best`` is chosen among the new run's own checkpoints."""
+        self.load_state_dict(state)
+        if self.validation is not None:
+            self.validation.best = None
+        self._resumed = {**(self._resumed or {}), "branched_from": str(Path(origin).resolve())}
+        self._continues_run = False
+
     def continue_run(self, stored: RunConfig) -> None:
         """Continue, from step 0, a run that stopped before its first checkpoint (its config.json holds
         ``stored``): fit() records the resume and what ``self.cfg`` changes; CheckpointError for another
