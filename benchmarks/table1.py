@@ -83,6 +83,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-checkpoints", type=int, default=None, metavar="K", help="score K evenly spaced, last included"
     )
+    p.add_argument(
+        "--up-to-epoch",
+        type=float,
+        default=None,
+        metavar="E",
+        help="choose each run's best among its checkpoints at or before epoch E (seeds compared at equal length)",
+    )
     p.add_argument("--valid-samples", type=int, default=REFERENCE_NUM_SAMPLES, help="samples of G per checkpoint")
     p.add_argument("--test-samples", type=int, default=REFERENCE_NUM_SAMPLES, help="samples of G for the test score")
     p.add_argument("--baselines", action="store_true", help="add real images, k-means and a Gaussian fit")
@@ -157,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         cache = args.cache_dir / f"{label}.json" if args.cache_dir else None
         paths = subset(kept_checkpoints(run), args.max_checkpoints)
         curve = validation_curve(run, dataset, num_samples=args.valid_samples, cache=cache, checkpoints=paths, **kw)
+        if args.up_to_epoch is not None:
+            curve = [e for e in curve if e["epoch"] <= args.up_to_epoch + 1e-9]
+            if not curve:
+                raise AdvnetsError(f"--up-to-epoch {args.up_to_epoch:g}: {run} has no checkpoint at or before it")
+            recipe = f"{recipe}, up to epoch {args.up_to_epoch:g}"
         for e in curve:
             print(f"{label}: epoch {e['epoch']:6.1f} (step {e['step']}): validation LL {e['valid_ll']:7.2f} "
                   f"(σ = {e['sigma']:.4f})")  # fmt: skip

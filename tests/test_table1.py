@@ -185,3 +185,35 @@ def test_the_benchmark_trains_resumes_and_records(tmp_path):
     assert (tmp_path / "R.md").read_text().count("## Table 1 on embedded-digits") == 2
     with Image.open(tmp_path / "v.png") as im:
         assert im.format == "PNG"
+
+
+def _benchmark():
+    """benchmarks/table1.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "table1.py"
+    spec = importlib.util.spec_from_file_location("table1_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_up_to_epoch_chooses_the_best_among_the_checkpoints_before_it(run, digits, tmp_path, capsys):
+    """--up-to-epoch E: seeds compared at equal length; the best is the best-by-validation of those at or before E,
+    as best_entry finds it on the restricted curve, and a run with none before E is refused by name."""
+    bench = _benchmark()
+    common = ["--run", str(run), "--data", "embedded-digits", "--cache-dir", str(tmp_path), "--no-record"]
+    common += ["--valid-samples", str(M), "--test-samples", str(M)]
+    assert bench.main([*common, "--up-to-epoch", "1.5"]) == 0
+    out = capsys.readouterr().out
+    curve = validation_curve(run, digits, num_samples=M, cache=tmp_path / f"{run.name}.json")
+    assert [e["step"] for e in curve] == [50, 100, 142]
+    assert "(step 100)" in out and "(step 142)" not in out  # epoch 2.0 is left out of the curve and the choice
+    assert "(step 100)" in out and "(step 142)" not in out  # epoch 2.0 is left out of the curve and the choice
+    expected = best_entry([e for e in curve if e["epoch"] <= 1.5])
+    assert f"best on validation at epoch {expected['epoch']:.0f};" in out
+    assert f"| advnets, run {run.name}, up to epoch 1.5, seed 0 |" in out
+    assert f"| {expected['epoch']:.0f} | {expected['valid_ll']:.1f} |" in out
+    with pytest.raises(bench.AdvnetsError, match="--up-to-epoch 0.5: .* has no checkpoint at or before it"):
+        bench.main([*common, "--up-to-epoch", "0.5"])
