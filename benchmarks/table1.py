@@ -79,6 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--run", type=Path, action="append", default=None, metavar="DIR", help="score this existing run (repeatable)"
     )
+    p.add_argument(
+        "--as-seeds",
+        metavar="LABEL",
+        default=None,
+        help="the --run runs are seeds of one recipe named LABEL: one row each and their mean ± sd",
+    )
     p.add_argument("--cache-dir", type=Path, default=None, help="keep the score caches here, not in the runs")
     p.add_argument(
         "--max-checkpoints", type=int, default=None, metavar="K", help="score K evenly spaced, last included"
@@ -125,12 +131,16 @@ def train_jobs(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
 def runs_to_score(args: argparse.Namespace) -> dict[str, tuple[str, int, Path]]:
     """label -> (recipe, seed, run directory) of every run with checkpoints."""
     if args.run:
-        found = {}
+        found, seeds = {}, set()
         for run in args.run:
             seed = read_config_json(run).get("train", {}).get("seed")  # config.json: RunConfig + run facts
             if not isinstance(seed, int):
                 raise AdvnetsError(f"--run {run}: expected a run directory with a config.json naming train.seed")
-            found[run.name] = (f"run {run.name}", seed, run)
+            if args.as_seeds is not None and seed in seeds:
+                raise AdvnetsError(f"--as-seeds: --run {run} has seed {seed}, as another --run has; expected one "
+                                   "run per seed")  # fmt: skip
+            seeds.add(seed)
+            found[run.name] = (args.as_seeds or f"run {run.name}", seed, run)
         return found
     found = {}
     for recipe in args.recipes:

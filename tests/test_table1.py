@@ -217,3 +217,29 @@ def test_up_to_epoch_chooses_the_best_among_the_checkpoints_before_it(run, digit
     assert f"| {expected['epoch']:.0f} | {expected['valid_ll']:.1f} |" in out
     with pytest.raises(bench.AdvnetsError, match="--up-to-epoch 0.5: .* has no checkpoint at or before it"):
         bench.main([*common, "--up-to-epoch", "0.5"])
+
+
+def test_as_seeds_gives_the_runs_rows_and_their_mean_and_refuses_a_repeated_seed(run, tmp_path, capsys):
+    """--as-seeds LABEL: the --run runs are seeds of one recipe (each config.json's train.seed), so the table ends
+    with their mean ± sd, as for the runs the benchmark trains itself."""
+    import shutil
+
+    bench = _benchmark()
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    config = json.loads((other / "config.json").read_text())
+    config["train"]["seed"] = 7
+    (other / "config.json").write_text(json.dumps(config))
+    common = ["--data", "embedded-digits", "--cache-dir", str(tmp_path), "--no-record", "--up-to-epoch", "1.5"]
+    common += ["--valid-samples", str(M), "--test-samples", str(M), "--as-seeds", "tiny recipe"]
+    assert bench.main([*common, "--run", str(run), "--run", str(other)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| advnets, tiny recipe, up to epoch 1.5, seed ")]
+    assert [r.split(" | ")[0] for r in rows] == ["| advnets, tiny recipe, up to epoch 1.5, seed 0"] + [
+        "| advnets, tiny recipe, up to epoch 1.5, seed 7"
+    ]
+    assert rows[0].split(" | ")[1:] == rows[1].split(" | ")[1:]  # the same checkpoints, so the same scores
+    mean = rows[0].split(" | ")[1].split(" ± ")[0]
+    assert f"| **advnets, tiny recipe, up to epoch 1.5, mean ± sd over 2 seeds** | **{mean} ± 0.0** |" in out
+    with pytest.raises(bench.AdvnetsError, match="--as-seeds: --run .* has seed 0, as another --run has"):
+        bench.main([*common, "--run", str(run), "--run", str(run)])
