@@ -14,6 +14,7 @@ module on first use (PEP 562), so importing one metric does not load the others.
 - frechet, kid, manifold: Fréchet distance, KID, precision/recall/density/coverage on feature arrays
 - features, digit_features: feature extractors (the shipped digit network, Inception-v3, a file) and their cache
 - table1: Table 1 from a run's kept checkpoints (validation curve, best by validation, test score)
+- annealing: the level a learning-rate drop reaches against the epochs before it, fitted and extrapolated
 """
 
 from __future__ import annotations
