@@ -70,3 +70,15 @@ def cli_subprocess(*args, timeout=600):
 
     cmd = [sys.executable, "-m", "advnets", *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def load_benchmark(name: str):
+    """benchmarks/NAME.py as a module (the benchmarks are scripts, not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

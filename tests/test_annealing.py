@@ -5,6 +5,7 @@ import pytest
 
 from advnets.errors import AdvnetsError
 from advnets.evaluate.annealing import fit_annealed_level
+from conftest import load_benchmark
 
 EPOCHS = np.array([100.0, 106.0, 160.0, 200.0, 250.0, 330.0, 400.0])
 
@@ -65,23 +66,13 @@ def test_bad_input_is_refused_with_the_reason(epochs, levels, model, message):
         fit_annealed_level(epochs, levels, model)
 
 
-def _script():
-    """benchmarks/anneal_level.py as a module (a script, not part of the package)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "anneal_level.py"
-    spec = importlib.util.spec_from_file_location("anneal_level_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_reference_rate_reaches_0_01_at_epoch_1151():
     # lr 0.1 divided by 1.000004 per minibatch, 500 minibatches per epoch (the reference's mnist.yaml):
     # the epoch by the direct formula
-    assert _script().reference_drop_epoch() == pytest.approx(np.log(10.0) / np.log(1.000004) / 500, rel=1e-12)
-    assert _script().reference_drop_epoch() == pytest.approx(1151.3, abs=0.1)
+    assert load_benchmark("anneal_level").reference_drop_epoch() == pytest.approx(
+        np.log(10.0) / np.log(1.000004) / 500, rel=1e-12
+    )
+    assert load_benchmark("anneal_level").reference_drop_epoch() == pytest.approx(1151.3, abs=0.1)
 
 
 def test_the_script_prints_both_predictions_and_draws_them(tmp_path, capsys):
@@ -90,7 +81,12 @@ def test_the_script_prints_both_predictions_and_draws_them(tmp_path, capsys):
     rows += [f"p{i},0,{e},{v},{v + 3.0 + 0.1 * (i % 2)}" for i, (e, v) in enumerate(zip(EPOCHS, levels, strict=True))]
     (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
     figure = tmp_path / "level.png"
-    assert _script().main(["--points", str(tmp_path / "p.csv"), "--at", "800", "--figure", str(figure)]) == 0
+    assert (
+        load_benchmark("anneal_level").main(
+            ["--points", str(tmp_path / "p.csv"), "--at", "800", "--figure", str(figure)]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     expected = 70.0 + 15.0 * np.log2(800.0)
     line = next(row for row in out.splitlines() if row.startswith("| log-linear |"))
@@ -102,6 +98,6 @@ def test_the_script_prints_both_predictions_and_draws_them(tmp_path, capsys):
 
 def test_the_script_refuses_a_malformed_csv_by_file_and_line(tmp_path, capsys):
     (tmp_path / "p.csv").write_text("run,seed,drop_epoch,valid_ll,test_ll\na,0,100,176.6,\nb,0,two hundred,194.0,\n")
-    assert _script().main(["--points", str(tmp_path / "p.csv"), "--no-figure"]) == 2
+    assert load_benchmark("anneal_level").main(["--points", str(tmp_path / "p.csv"), "--no-figure"]) == 2
     err = capsys.readouterr().err
     assert f"--points {tmp_path / 'p.csv'}, line 3" in err and "'two hundred'" in err

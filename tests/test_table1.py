@@ -24,7 +24,7 @@ from advnets.evaluate.table1 import (
 )
 from advnets.sampling import generate
 from advnets.train import Trainer
-from conftest import tiny_config
+from conftest import load_benchmark, tiny_config
 
 M = 300  # samples of G per checkpoint: small, the protocol is the same
 
@@ -187,22 +187,10 @@ def test_the_benchmark_trains_resumes_and_records(tmp_path):
         assert im.format == "PNG"
 
 
-def _benchmark():
-    """benchmarks/table1.py as a module (it is a script, not part of the package)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "table1.py"
-    spec = importlib.util.spec_from_file_location("table1_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_up_to_epoch_chooses_the_best_among_the_checkpoints_before_it(run, digits, tmp_path, capsys):
     """--up-to-epoch E: seeds compared at equal length; the best is the best-by-validation of those at or before E,
     as best_entry finds it on the restricted curve, and a run with none before E is refused by name."""
-    bench = _benchmark()
+    bench = load_benchmark("table1")
     common = ["--run", str(run), "--data", "embedded-digits", "--cache-dir", str(tmp_path), "--no-record"]
     common += ["--valid-samples", str(M), "--test-samples", str(M)]
     assert bench.main([*common, "--up-to-epoch", "1.5"]) == 0
@@ -224,7 +212,7 @@ def test_as_seeds_gives_the_runs_rows_and_their_mean_and_refuses_a_repeated_seed
     with their mean ± sd, as for the runs the benchmark trains itself."""
     import shutil
 
-    bench = _benchmark()
+    bench = load_benchmark("table1")
     other = tmp_path / "other"
     shutil.copytree(run, other)
     config = json.loads((other / "config.json").read_text())
