@@ -68,11 +68,18 @@ STEPS_PER_EPOCH = 50_000 // 100
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to train (default 0 1 2)")
     p.add_argument("--epochs", type=int, default=250, help="train each run to this many epochs (default 250)")
-    p.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
-    p.add_argument("--out", type=Path, default=REPO / "runs" / "table1", help="root of the run directories")
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "mnist", help="MNIST IDX files")
+    p.add_argument(
+        "--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES), help="recipes to train (default: both)"
+    )
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "table1", help="root of the runs (default runs/table1)")
+    p.add_argument(
+        "--data",
+        default=str(REPO.parent / "shared" / "data" / "mnist"),
+        help="full MNIST: a directory of the four IDX files, or 'mnist' after `advnets data fetch mnist` "
+        "(default ../shared/data/mnist beside the repository)",
+    )
     p.add_argument("--workers", type=int, default=1, help="training processes at a time, one thread each")
     p.add_argument("--checkpoint-epochs", type=int, default=10, help="keep a checkpoint every N epochs (default 10)")
     p.add_argument("--score-only", action="store_true", help="skip training; score the runs that exist")
@@ -100,9 +107,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-samples", type=int, default=REFERENCE_NUM_SAMPLES, help="samples of G for the test score")
     p.add_argument("--baselines", action="store_true", help="add real images, k-means and a Gaussian fit")
     p.add_argument("--device", default=None, help="where the Parzen sums run (default: CUDA if present)")
-    p.add_argument("--figure", type=Path, default=REPO / "docs" / "table1_validation.png")
+    p.add_argument(
+        "--figure",
+        type=Path,
+        default=REPO / "docs" / "table1_validation.png",
+        help="where to draw validation LL against epochs (default: docs/table1_validation.png, the README's)",
+    )
     p.add_argument("--title", default="Validation Parzen LL on full MNIST (advnets)", help="the figure's title")
-    p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=REPO / "benchmarks" / "RESULTS.md",
+        help="append a dated section to this file (default: benchmarks/RESULTS.md)",
+    )
     p.add_argument("--no-record", action="store_true", help="print only: no figure, nothing appended to --results")
     return p.parse_args(argv)
 

@@ -59,6 +59,8 @@ def test_power_law_standard_error_matches_the_spread_over_noise_draws():
         ([100, 200, 300], [1, 2, 3], "power-law", "at least 4 are needed"),
         ([0, 200, 400], [1, 2, 3], "log-linear", "must be finite and > 0"),
         ([100, 200, 400], [1, 2], "log-linear", "the same length"),
+        ([100, 100, 100], [1, 2, 3], "log-linear", "1 distinct epochs; it needs 2"),
+        ([100, 100, 200, 200, 200], [1, 2, 3, 4, 5], "power-law", "2 distinct epochs; it needs 3"),
     ],
 )
 def test_bad_input_is_refused_with_the_reason(epochs, levels, model, message):
@@ -96,8 +98,27 @@ def test_the_script_prints_both_predictions_and_draws_them(tmp_path, capsys):
     assert figure.stat().st_size > 10_000
 
 
-def test_the_script_refuses_a_malformed_csv_by_file_and_line(tmp_path, capsys):
-    (tmp_path / "p.csv").write_text("run,seed,drop_epoch,valid_ll,test_ll\na,0,100,176.6,\nb,0,two hundred,194.0,\n")
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"run,seed,drop_epoch,valid_ll,test_ll\na,0,100,176.6,\nb,0,two hundred,194.0,\n", "line 3: expected numbers"),
+        (b"run,epoch,valid_ll\na,100,176.6\n", "its header lacks drop_epoch"),
+        (b"run,seed,drop_epoch,valid_ll\n\xff\xfe,0,100,1\n", "not a UTF-8 text file"),
+        (b"run,seed,drop_epoch,valid_ll,test_ll\n", "no probes in it"),
+    ],
+)
+def test_the_script_refuses_a_malformed_csv_by_file_and_line(tmp_path, capsys, content, message):
+    (tmp_path / "p.csv").write_bytes(content)
     assert load_benchmark("anneal_level").main(["--points", str(tmp_path / "p.csv"), "--no-figure"]) == 2
     err = capsys.readouterr().err
-    assert f"--points {tmp_path / 'p.csv'}, line 3" in err and "'two hundred'" in err
+    assert f"--points {tmp_path / 'p.csv'}" in err and message in err
+
+
+def test_without_test_scores_the_script_prints_validation_only(tmp_path, capsys):
+    rows = ["run,seed,drop_epoch,valid_ll,test_ll"] + [
+        f"p{i},0,{e},{70 + 15 * np.log2(e)}," for i, e in enumerate(EPOCHS)
+    ]
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
+    assert load_benchmark("anneal_level").main(["--points", str(tmp_path / "p.csv"), "--no-figure"]) == 0
+    out = capsys.readouterr().out
+    assert "no probe has a test score: validation only" in out and "test LL" not in out

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from conftest import cli_in_process
@@ -212,6 +213,21 @@ def test_a_runs_checkpoints_folder_and_latest_pointer_mean_its_latest_checkpoint
         assert "weights_only" not in str(e.value)
     out = run("sample", "--run", want.with_suffix(".sha256"), "--out", tmp_path / "h.png")
     assert out.returncode == 2 and "is not an advnets checkpoint (expected a step-*.pt" in out.stderr, out.stderr
+
+
+def test_a_checkpoint_name_on_a_file_of_other_bytes_is_refused_for_its_content(tmp_path):
+    """A file named like a checkpoint but holding other bytes, or a torch.save of a non-dict, is refused by
+    what it holds (not by its name, which is right)."""
+    from advnets.checkpoint import load_checkpoint
+    from advnets.errors import CheckpointError
+
+    garbage = tmp_path / "step-00001000.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match=r"not a file that torch.save wrote"):
+        load_checkpoint(garbage)
+    torch.save([1, 2, 3], garbage)
+    with pytest.raises(CheckpointError, match=r"it holds a list, not a dict"):
+        load_checkpoint(garbage)
 
 
 def test_dry_run_of_a_resume_loads_the_checkpoint_and_writes_nothing(trained_run):

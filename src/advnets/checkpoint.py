@@ -112,11 +112,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         if not zipfile.is_zipfile(io.BytesIO(data)):  # not a torch.save file at all (a .json, a .npy, ...)
-            raise CheckpointError(f"{path} is not an advnets checkpoint (expected a step-*.pt file)") from e
+            raise CheckpointError(f"{path} is not an advnets checkpoint (not a file that torch.save wrote)") from e
         first = str(e).splitlines()[0] if str(e) else ""
         raise CheckpointError(f"cannot load checkpoint {path}: {type(e).__name__}: {first}") from e
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path} is not an advnets checkpoint (expected a step-*.pt file)")
+        raise CheckpointError(f"{path} is not an advnets checkpoint (it holds a {type(state).__name__}, not a dict)")
     missing = {"generator", "discriminator", "config", "step"} - set(state)
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(sorted(missing))}")

@@ -89,7 +89,8 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         help="sgd with the paper's momentum/lr schedules (default) or adam (lr 2e-4, betas 0.5/0.999)")),
     ("--lr", "optim.lr", dict(
         type=positive_float, help="learning rate at step 0 (default: the preset's; mnist 0.1); it is divided by "
-        "--lr-decay after every step, so after --resume the rate in use at step t is LR / DECAY**t")),
+        "--lr-decay after every step, so after --resume or --branch-from the rate in use at step t is LR / DECAY**t "
+        "(add --lr-decay 1 for a constant LR)")),
     ("--lr-decay", "optim.lr_decay", dict(
         type=decay_factor, metavar="DECAY",
         help="divide the learning rate by DECAY after every step, floored at 1e-6 (default: the preset's, the "
@@ -176,12 +177,12 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         "its stored config; on an empty or missing --out, start it. So the same command, rerun after any kill "
         "(a cluster's requeue), finishes the run")),
     ("--branch-from", None, dict(
-        type=Path, metavar="RUN",
+        type=Path, metavar="RUN|CHECKPOINT",
         help="start a new run (in --out) from the latest checkpoint of the run RUN, or from a checkpoint file: "
         "its weights, optimiser state, step, schedules and random streams, with the options given here changed "
-        "(say --lr 0.01 --lr-decay 1 --epochs E); RUN is only read. The new run begins with that checkpoint and "
-        "RUN's log up to it. With --resume, an --out that already holds a run is continued instead, so the same "
-        "command finishes the branch after a kill")),
+        "(say --lr 0.01 --lr-decay 1 --epochs E, E the total: more than the checkpoint's epoch); the source is only "
+        "read. The new run begins with that checkpoint and the source's log up to it. With --resume, an --out "
+        "that already holds a run is continued instead, so the same command finishes the branch after a kill")),
     ("--dry-run", None, dict(action="store_true", help="check the data and --out, print the config as JSON, exit")),
     ("--no-progress", None, dict(action="store_true", help="no progress bar")),
     ("--nproc", None, dict(

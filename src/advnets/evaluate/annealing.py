@@ -87,8 +87,8 @@ def fit_annealed_level(epochs, levels, model: str) -> LevelFit:
 
     Raises:
         AdvnetsError: an unknown model, shapes that differ, a non-positive or non-finite epoch or level, fewer
-            points than the model's parameters plus one (no residual left to estimate the error from), or a
-            power law that does not converge.
+            points than the model's parameters plus one (no residual left to estimate the error from), fewer
+            distinct epochs than parameters, or a fit that does not converge or leaves a parameter undetermined.
     """
     from scipy.optimize import curve_fit
 
@@ -103,6 +103,8 @@ def fit_annealed_level(epochs, levels, model: str) -> LevelFit:
         raise AdvnetsError("epochs must be finite and > 0, levels finite")
     if len(e) < len(names) + 1:
         raise AdvnetsError(f"{model}: {len(e)} points; at least {len(names) + 1} are needed to fit it with an error")
+    if len(np.unique(e)) < len(names):
+        raise AdvnetsError(f"{model}: the points have {len(np.unique(e))} distinct epochs; it needs {len(names)}")
     if model == "log-linear":
         p0, bounds = (float(y.mean()), 10.0), (-np.inf, np.inf)
     else:
@@ -112,5 +114,7 @@ def fit_annealed_level(epochs, levels, model: str) -> LevelFit:
         params, cov = curve_fit(f, e, y, p0=p0, bounds=bounds, maxfev=50000)
     except (RuntimeError, ValueError) as err:
         raise AdvnetsError(f"{model}: the fit did not converge ({err})") from err
+    if not np.isfinite(cov).all():  # curve_fit's sign that the points do not determine every parameter
+        raise AdvnetsError(f"{model}: these points do not determine its parameters (infinite covariance)")
     residual_sd = float(np.sqrt(np.mean((y - f(e, *params)) ** 2)))
     return LevelFit(model, dict(zip(names, map(float, params), strict=True)), cov, residual_sd, len(e))
