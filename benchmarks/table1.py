@@ -17,18 +17,24 @@ thread each) for ``--epochs`` epochs, keeping a checkpoint every
 Prints Table 1 per seed and mean ± sd over seeds beside the paper's rows, with
 ``--baselines`` (real training images, k-means centroids, a Gaussian fit) on the
 same protocol; draws validation LL against epochs (``--figure``); appends a
-dated section to ``--results``.
+dated section to ``--results``. With ``--probe-csv``, each scored run that
+`advnets train --branch-from` started (a learning-rate probe) gets its row in the
+CSV that benchmarks/anneal_level.py fits.
 
     python benchmarks/table1.py --seeds 0 1 2 --epochs 250 --workers 2        # train (resumable) and score
     python benchmarks/table1.py --score-only --baselines                      # score what exists under --out
     python benchmarks/table1.py --run /path/to/run --cache-dir /tmp/t1 --max-checkpoints 2 --no-record
                                                    # score an existing run read-only (cache elsewhere, nothing recorded)
+    python benchmarks/table1.py --run s1-e200-lr0.01 --cache-dir /tmp/t1 --no-record \
+        --probe-csv benchmarks/table1_anneal_probes.csv       # a probe's row for anneal_level.py
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
+import io
 import platform
 import shlex
 import sys
@@ -55,6 +61,7 @@ from advnets.evaluate.table1 import (  # noqa: E402
     table1_markdown,
     validation_curve,
 )
+from advnets.io import atomic_write_bytes  # noqa: E402
 from advnets.runs import read_config_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -102,6 +109,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         metavar="E",
         help="choose each run's best among its checkpoints at or before epoch E (seeds compared at equal length)",
+    )
+    p.add_argument(
+        "--probe-csv",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="for each --run started by `advnets train --branch-from` (a learning-rate probe): its row in FILE "
+        "(run, seed, drop_epoch, valid_ll, test_ll: the best on validation within --probe-window epochs of the "
+        "branch, and its test score), replacing the run's old row; benchmarks/anneal_level.py reads FILE",
+    )
+    p.add_argument(
+        "--probe-window", type=float, default=10.0, metavar="EPOCHS", help="see --probe-csv (default 10 epochs)"
     )
     p.add_argument("--valid-samples", type=int, default=REFERENCE_NUM_SAMPLES, help="samples of G per checkpoint")
     p.add_argument("--test-samples", type=int, default=REFERENCE_NUM_SAMPLES, help="samples of G for the test score")
@@ -204,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         best = score_best(run, dataset, curve, num_samples=args.test_samples, cache=cache, **kw)
         print(f"{label}: best on validation at epoch {best['epoch']:.0f}; " + format_row("test", best))
         results.setdefault(recipe, {})[seed] = best
+        drop = branch_step(run)
+        if args.probe_csv is not None and drop is not None:
+            record_probe(args, run, seed, drop, curve, dataset, cache, kw)
     baselines = baseline_rows(dataset, args.test_samples, cache_dir=args.cache_dir, **kw) if args.baselines else None
     table = table1_markdown(results, baselines)
     print(table)
@@ -217,6 +239,36 @@ def main(argv: list[str] | None = None) -> int:
         append_results(args, dataset, table, curves, results, took, argv)
         print(f"-> {args.figure}, {args.results}")
     return 0
+
+
+def branch_step(run: Path) -> int | None:
+    """The step at which ``run`` was branched from another run (`advnets train --branch-from`), or None."""
+    first = (read_config_json(run).get("resumes") or [{}])[0]
+    return first.get("step") if "branched_from" in first else None
+
+
+def record_probe(args, run: Path, seed: int, drop: int, curve: list, dataset, cache, kw: dict) -> None:
+    """The probe's row in --probe-csv: the best on validation among its checkpoints within --probe-window epochs
+    of the branch (``drop``, its step) and that checkpoint's test score; an older row of the run is replaced, and
+    the file is rewritten atomically."""
+    start = next((e["epoch"] for e in curve if e["step"] == drop), None)
+    if start is None:  # the branch's own checkpoint is not kept: its epoch from another's steps per epoch
+        start = drop * curve[0]["epoch"] / curve[0]["step"]
+    window = [e for e in curve if start - 1e-9 <= e["epoch"] <= start + args.probe_window + 1e-9]
+    best = score_best(run, dataset, window, num_samples=args.test_samples, cache=cache, **kw)
+    row = {"run": run.name, "seed": seed, "drop_epoch": f"{start:.1f}", "valid_ll": f"{best['valid_ll']:.1f}"}
+    row["test_ll"] = f"{best['mean']:.1f}"
+    rows = []
+    if args.probe_csv.is_file():
+        with args.probe_csv.open(newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get("run") != run.name]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(row), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([*rows, row])
+    atomic_write_bytes(args.probe_csv, out.getvalue().encode())
+    print(f"{run.name}: probe from epoch {start:.1f}: best on validation within {args.probe_window:g} epochs "
+          f"{best['valid_ll']:.1f} (epoch {best['epoch']:.1f}), test {best['mean']:.1f}: {args.probe_csv}")  # fmt: skip
 
 
 def describe_plateau(fit: dict) -> str:

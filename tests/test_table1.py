@@ -198,7 +198,6 @@ def test_up_to_epoch_chooses_the_best_among_the_checkpoints_before_it(run, digit
     curve = validation_curve(run, digits, num_samples=M, cache=tmp_path / f"{run.name}.json")
     assert [e["step"] for e in curve] == [50, 100, 142]
     assert "(step 100)" in out and "(step 142)" not in out  # epoch 2.0 is left out of the curve and the choice
-    assert "(step 100)" in out and "(step 142)" not in out  # epoch 2.0 is left out of the curve and the choice
     expected = best_entry([e for e in curve if e["epoch"] <= 1.5])
     assert f"best on validation at epoch {expected['epoch']:.0f};" in out
     assert f"| advnets, run {run.name}, up to epoch 1.5, seed 0 |" in out
@@ -231,3 +230,44 @@ def test_as_seeds_gives_the_runs_rows_and_their_mean_and_refuses_a_repeated_seed
     assert f"| **advnets, tiny recipe, up to epoch 1.5, mean ± sd over 2 seeds** | **{mean} ± 0.0** |" in out
     with pytest.raises(bench.AdvnetsError, match="--as-seeds: --run .* has seed 0, as another --run has"):
         bench.main([*common, "--run", str(run), "--run", str(run)])
+
+
+def test_probe_csv_records_a_branched_runs_best_within_the_window_and_replaces_its_old_row(
+    run, digits, tmp_path, capsys
+):
+    """--probe-csv: a run started by --branch-from gets one row (the drop's epoch, the best on validation within
+    --probe-window epochs of it, that checkpoint's test score), rewritten on a rerun; other runs get none."""
+    import csv
+
+    from conftest import cli_in_process
+
+    probe = tmp_path / "probe"
+    origin = run / "checkpoints" / "step-00000050.pt"
+    args = ["--out", probe, "--epochs", "2", "--lr", "0.01", "--lr-decay", "1", "--checkpoint-every", "20"]
+    code, _, err = cli_in_process("train", "--branch-from", origin, "--data", "embedded-digits", *args, "--no-progress")
+    assert code == 0, err
+    table = tmp_path / "probes.csv"
+    table.write_text("run,seed,drop_epoch,valid_ll,test_ll\nprobe,0,1.0,1.0,\nother,3,100,176.6,178.5\n")
+    bench = load_benchmark("table1")
+    common = ["--data", "embedded-digits", "--cache-dir", str(tmp_path), "--no-record", "--probe-csv", str(table)]
+    common += ["--valid-samples", str(M), "--test-samples", str(M), "--probe-window", "0.5"]
+    for _ in range(2):
+        assert bench.main([*common, "--run", str(probe), "--run", str(run)]) == 0
+    rows = list(csv.DictReader(table.open()))
+    assert [r["run"] for r in rows] == ["other", "probe"]  # the probe's old row replaced, the fixture run has none
+
+    curve = validation_curve(probe, digits, num_samples=M, cache=tmp_path / "probe.json")
+    start = 50 / 71  # the branch's epoch: step 50 of 71 per epoch
+    window = [e for e in curve if start - 1e-9 <= e["epoch"] <= start + 0.5]
+    assert [e["step"] for e in window] == [50, 60, 80]
+    best = best_entry(window)
+    assert best["step"] != best_entry(curve)["step"]  # so the window decides the choice here
+    assert f"within 0.5 epochs {best['valid_ll']:.1f} (epoch {best['epoch']:.1f})" in capsys.readouterr().out
+    scored = score_best(probe, digits, window, num_samples=M, cache=tmp_path / "probe.json")
+    assert rows[1] == {
+        "run": "probe",
+        "seed": "0",
+        "drop_epoch": f"{start:.1f}",
+        "valid_ll": f"{best['valid_ll']:.1f}",
+        "test_ll": f"{scored['mean']:.1f}",
+    }
