@@ -25,7 +25,7 @@ CSV that benchmarks/anneal_level.py fits.
     python benchmarks/table1.py --score-only --baselines                      # score what exists under --out
     python benchmarks/table1.py --run /path/to/run --cache-dir /tmp/t1 --max-checkpoints 2 --no-record
                                                    # score an existing run read-only (cache elsewhere, nothing recorded)
-    python benchmarks/table1.py --run s1-e200-lr0.01 --cache-dir /tmp/t1 --no-record \
+    python benchmarks/table1.py --run s1-e200-lr0.01 --cache-dir /tmp/t1 --no-record \\
         --probe-csv benchmarks/table1_anneal_probes.csv       # a probe's row for anneal_level.py
 """
 
