@@ -223,8 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         best = score_best(run, dataset, curve, num_samples=args.test_samples, cache=cache, **kw)
         print(f"{label}: best on validation at epoch {best['epoch']:.0f}; " + format_row("test", best))
         results.setdefault(recipe, {})[seed] = best
-        drop = branch_step(run)
-        if args.probe_csv is not None and drop is not None:
+        if args.probe_csv is not None and (drop := branch_step(run)) is not None:
             record_probe(args, run, seed, drop, curve, dataset, cache, kw)
     baselines = baseline_rows(dataset, args.test_samples, cache_dir=args.cache_dir, **kw) if args.baselines else None
     table = table1_markdown(results, baselines)
