@@ -111,7 +111,7 @@ def test_near_duplicate_fraction(digits):
         near_duplicate_fraction(x, -1.0)
 
 
-def test_input_errors():
+def test_mean_pairwise_distance_refuses_one_row_nan_a_flat_vector_and_strings():
     with pytest.raises(DataError, match="at least 2"):
         mean_pairwise_distance(np.zeros((1, 5)))
     with pytest.raises(DataError, match="NaN"):

@@ -52,7 +52,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "uses",
         (
             "advnets.evaluate",  # the package's lazy face and evaluate.protocol
-            "advnets.extensions",
             "advnets.conditional",
             "advnets.infer",
             "advnets.semisup",
@@ -122,9 +121,15 @@ def test_every_module_has_a_layer():
         layer_of(module)
 
 
+def test_every_layer_entry_names_a_module_that_exists():
+    """A stale entry (a module renamed or removed) would silently place nothing."""
+    stale = [p for _, prefixes in LAYERS for p in prefixes if p not in MODULES]
+    assert not stale, f"LAYERS names modules that do not exist: {stale}"
+
+
 def test_no_module_imports_a_higher_layer():
     """errors/io <- config/nets/losses/metrics <- checkpoint/runs/data/figures/sampling <- train <-
-    evaluate, extensions <- report <- cli, with the KNOWN exceptions only."""
+    evaluate <- report <- cli, with the KNOWN exceptions only."""
     names = [name for name, _ in LAYERS]
     bad = sorted(
         f"{mod} ({names[layer_of(mod)]}) imports {dep} ({names[layer_of(dep)]})"

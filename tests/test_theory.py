@@ -219,7 +219,7 @@ def test_far_tails_need_logits():
 # ---------------------------------------------------------------- divergences
 
 
-def test_js_properties():
+def test_js_divergence_is_symmetric_positive_and_log2_on_disjoint_supports():
     rng = np.random.default_rng(11)
     for _ in range(200):
         p, q = _random_pair(rng, int(rng.integers(3, 60)))

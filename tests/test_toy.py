@@ -212,7 +212,7 @@ def test_figures_reject_the_wrong_kind_of_run(gaussian_run, ring8_runs, tmp_path
 # ------------------------------------------------------------------------------ bad input
 
 
-def test_registry():
+def test_toy_datasets_are_the_four_named_and_each_builds_its_config():
     assert TOY_DATASETS == ("gaussian", "mixture", "ring8", "grid25")
     for name in TOY_DATASETS:
         assert toy_config(name).dataset == name
