@@ -36,6 +36,7 @@ def test_a_frozen_discriminator_makes_g_collapse_and_trips_the_detector(tmp_path
     step, message = tr.monitor.detector.warnings[0]
     assert "possible mode collapse" in message and f"step {step}" in message
     assert "--d-lr-scale 2 --instance-noise 0.1" in message  # the remedy the stability benchmark measured
+    assert "(this run has --d-lr-scale 0)" in message  # the advice is this run's, not the paper recipe's
     assert step >= tr.total_steps // 4  # G never became diverse: judged after the warm-up quarter
     assert "possible mode collapse" in capsys.readouterr().err
     logged = [r for r in read_metrics(tmp_path) if "warning" in r]

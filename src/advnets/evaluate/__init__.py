@@ -38,7 +38,6 @@ _HOME = {
     "class_coverage": "advnets.evaluate.classifier",
     "diversity_ratio": "advnets.evaluate.diversity",
     "near_duplicate_fraction": "advnets.evaluate.diversity",
-    "CollapseDetector": "advnets.evaluate.diversity",
     "mode_coverage": "advnets.evaluate.modes",
     "evaluate_metrics": "advnets.evaluate.metrics",
     "evaluate_table": "advnets.evaluate.metrics",

@@ -19,7 +19,7 @@ from advnets.config import RunConfig, config_changes, from_dict, override, to_di
 from advnets.data import Dataset
 from advnets.errors import AdvnetsError, CheckpointError
 from advnets.losses import GENERATOR_LOSSES
-from advnets.monitor import MONITOR_BATCH, CollapseMonitor
+from advnets.monitor import MONITOR_BATCH, CollapseDetector, CollapseMonitor, collapse_advice
 from advnets.nets import build_nets, sample_noise
 from advnets.train import algorithm, loop
 from advnets.train.parallel import SingleProcess
@@ -293,7 +293,9 @@ class Trainer:
         if noise is None:
             return None
         real = self.data[torch.randperm(len(self.data), generator=gen)[:MONITOR_BATCH].to(self.device)]
-        return CollapseMonitor(real, noise.to(self.device), classifier, warmup_steps=self.total_steps // 4)
+        # The warning's advice names what this run does not already do (collapse_advice).
+        detector = CollapseDetector(advice=collapse_advice(self.cfg.optim.d_lr_scale, t.instance_noise))
+        return CollapseMonitor(real, noise.to(self.device), classifier, detector, warmup_steps=self.total_steps // 4)
 
     # ----- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
