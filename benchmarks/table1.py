@@ -51,17 +51,15 @@ from workers import run_workers  # noqa: E402
 from advnets.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
 from advnets.data import load_dataset  # noqa: E402
 from advnets.errors import AdvnetsError  # noqa: E402
+from advnets.evaluate.annealing import plateau_fit  # noqa: E402
 from advnets.evaluate.protocol import REFERENCE_NUM_SAMPLES, baseline_rows, format_row  # noqa: E402
 from advnets.evaluate.table1 import (  # noqa: E402
     kept_checkpoints,
-    plateau_fit,
-    plot_validation_curves,
     score_best,
-    summarize,
-    table1_markdown,
     validation_curve,
 )
 from advnets.io import atomic_write_bytes  # noqa: E402
+from advnets.report.table1 import plot_validation_curves, summarize, table1_markdown  # noqa: E402
 from advnets.runs import read_config_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

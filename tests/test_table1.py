@@ -9,19 +9,17 @@ from PIL import Image
 from scipy.special import logsumexp
 
 from advnets.checkpoint import load_models
+from advnets.evaluate.annealing import plateau_fit
 from advnets.evaluate.parzen import DEFAULT_SIGMAS, parzen_evaluate
 from advnets.evaluate.protocol import reference_protocol
 from advnets.evaluate.table1 import (
     CACHE_FILE,
     best_entry,
     kept_checkpoints,
-    plateau_fit,
-    plot_validation_curves,
     score_best,
-    summarize,
-    table1_markdown,
     validation_curve,
 )
+from advnets.report.table1 import plot_validation_curves, summarize, table1_markdown
 from advnets.sampling import generate
 from advnets.train import Trainer
 from conftest import load_benchmark, tiny_config

@@ -14,17 +14,21 @@ of the extrapolation:
 
 The first assumes the gains do not shrink, the second fits how fast they do; near the points they agree, far from
 them they part, which is why both are reported.
+
+:func:`plateau_fit` answers the question for one validation curve: where it is heading (a saturating
+exponential fitted to its later points) and its recent slope.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from advnets.errors import AdvnetsError
 
-__all__ = ["MODELS", "LevelFit", "fit_annealed_level"]
+__all__ = ["MODELS", "LevelFit", "fit_annealed_level", "plateau_fit"]
 
 MODELS = ("log-linear", "power-law")
 
@@ -118,3 +122,54 @@ def fit_annealed_level(epochs, levels, model: str) -> LevelFit:
         raise AdvnetsError(f"{model}: these points do not determine its parameters (infinite covariance)")
     residual_sd = float(np.sqrt(np.mean((y - f(e, *params)) ** 2)))
     return LevelFit(model, dict(zip(names, map(float, params), strict=True)), cov, residual_sd, len(e))
+
+
+def plateau_fit(curve: list[dict[str, Any]], from_epoch: float = 100.0, slope_window: float = 50.0) -> dict[str, Any]:
+    """Where a validation curve is heading, from its points at epoch >= ``from_epoch``.
+
+    Fits ``LL(e) = asymptote - A * exp(-(e - e0) / tau)`` (e0: the first fitted epoch; A >= 0, tau > 0) by
+    least squares (scipy.optimize.curve_fit), and the straight-line slope of the points in the last
+    ``slope_window`` epochs. The asymptote is an extrapolation: it is marked ``identified`` only when the fit
+    converged and ``tau`` is shorter than the fitted span, i.e. the curve has visibly bent; otherwise the
+    curve is still close to a straight line and only the slope says anything.
+
+    Args:
+        curve: :func:`advnets.evaluate.table1.validation_curve`'s entries (``epoch``, ``valid_ll``), any order.
+        from_epoch: fit only from here on (early training follows another course).
+        slope_window: the recent stretch the slope is measured over, in epochs.
+
+    Returns:
+        ``n_points``, ``first_epoch``, ``last_epoch``, ``slope_per_50`` (nats per 50 epochs; None with fewer
+        than 2 points in the window), ``asymptote`` and ``asymptote_se`` (nats, from the fit's covariance),
+        ``amplitude`` (A, nats), ``tau`` (epochs), ``identified``; the last five are None / False with fewer
+        than 4 points or no convergence.
+    """
+    from scipy.optimize import curve_fit
+
+    pts = sorted((float(e["epoch"]), float(e["valid_ll"])) for e in curve if e["epoch"] >= from_epoch)
+    out: dict[str, Any] = {"n_points": len(pts), "first_epoch": None, "last_epoch": None, "slope_per_50": None}
+    out.update(asymptote=None, asymptote_se=None, amplitude=None, tau=None, identified=False)
+    if not pts:
+        return out
+    e, ll = (np.array(v) for v in zip(*pts, strict=True))
+    out.update(first_epoch=float(e[0]), last_epoch=float(e[-1]))
+    recent = e >= e[-1] - slope_window
+    if recent.sum() >= 2 and np.ptp(e[recent]) > 0:
+        out["slope_per_50"] = float(np.polyfit(e[recent], ll[recent], 1)[0] * 50)
+    span = float(e[-1] - e[0])
+    if len(pts) < 4 or span <= 0:
+        return out
+
+    def model(x, asymptote, a, tau):
+        return asymptote - a * np.exp(-(x - e[0]) / tau)
+
+    start = (float(ll.max()) + 10.0, max(float(ll.max() - ll[0]), 1.0) + 10.0, span / 2)
+    bounds = ([-np.inf, 0.0, 1e-3], [np.inf, np.inf, 100.0 * span])
+    try:
+        params, cov = curve_fit(model, e, ll, p0=start, bounds=bounds, maxfev=20000)
+    except (RuntimeError, ValueError):  # no convergence: leave the asymptote unknown
+        return out
+    se = float(np.sqrt(cov[0, 0])) if np.isfinite(cov[0, 0]) else None
+    out.update(asymptote=float(params[0]), asymptote_se=se, amplitude=float(params[1]), tau=float(params[2]))
+    out["identified"] = bool(se is not None and params[2] < span)
+    return out

@@ -21,17 +21,14 @@ running) run directory:
    (:func:`advnets.evaluate.protocol.reference_protocol`) on the test images,
    cached likewise.
 
-:func:`summarize` and :func:`table1_markdown` turn the per-seed results into
-Table 1's row (mean ± sd over seeds) beside the paper's; :func:`plateau_fit` says where a
-curve is heading (a saturating exponential fitted to its later points, and its recent slope);
-:func:`plot_validation_curves` draws validation LL against epochs, with the fits.
+The table and the figure built from these results are in :mod:`advnets.report.table1`; where a
+curve is heading, in :func:`advnets.evaluate.annealing.plateau_fit`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -43,7 +40,6 @@ from advnets.checkpoint import CHECKPOINT_DIR, load_models
 from advnets.errors import CheckpointError
 from advnets.evaluate.parzen import DEFAULT_SIGMAS, select_sigma
 from advnets.evaluate.protocol import (
-    PAPER_TABLE1_MNIST,
     REFERENCE_NUM_SAMPLES,
     REFERENCE_VALID_SIZE,
     reference_protocol,
@@ -54,11 +50,7 @@ __all__ = [
     "CACHE_FILE",
     "best_entry",
     "kept_checkpoints",
-    "plateau_fit",
-    "plot_validation_curves",
     "score_best",
-    "summarize",
-    "table1_markdown",
     "validation_curve",
 ]
 
@@ -224,125 +216,3 @@ def score_best(
     done[best["checkpoint"]] = result
     _write_cache(cache_path, doc)
     return result
-
-
-def summarize(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof = 1; NaN for one value) over seeds."""
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0:
-        return math.nan, math.nan
-    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else math.nan
-
-
-def plateau_fit(curve: list[dict[str, Any]], from_epoch: float = 100.0, slope_window: float = 50.0) -> dict[str, Any]:
-    """Where a validation curve is heading, from its points at epoch >= ``from_epoch``.
-
-    Fits ``LL(e) = asymptote - A * exp(-(e - e0) / tau)`` (e0: the first fitted epoch; A >= 0, tau > 0) by
-    least squares (scipy.optimize.curve_fit), and the straight-line slope of the points in the last
-    ``slope_window`` epochs. The asymptote is an extrapolation: it is marked ``identified`` only when the fit
-    converged and ``tau`` is shorter than the fitted span, i.e. the curve has visibly bent; otherwise the
-    curve is still close to a straight line and only the slope says anything.
-
-    Args:
-        curve: :func:`validation_curve`'s entries (``epoch``, ``valid_ll``), any order.
-        from_epoch: fit only from here on (early training follows another course).
-        slope_window: the recent stretch the slope is measured over, in epochs.
-
-    Returns:
-        ``n_points``, ``first_epoch``, ``last_epoch``, ``slope_per_50`` (nats per 50 epochs; None with fewer
-        than 2 points in the window), ``asymptote`` and ``asymptote_se`` (nats, from the fit's covariance),
-        ``amplitude`` (A, nats), ``tau`` (epochs), ``identified``; the last five are None / False with fewer
-        than 4 points or no convergence.
-    """
-    from scipy.optimize import curve_fit
-
-    pts = sorted((float(e["epoch"]), float(e["valid_ll"])) for e in curve if e["epoch"] >= from_epoch)
-    out: dict[str, Any] = {"n_points": len(pts), "first_epoch": None, "last_epoch": None, "slope_per_50": None}
-    out.update(asymptote=None, asymptote_se=None, amplitude=None, tau=None, identified=False)
-    if not pts:
-        return out
-    e, ll = (np.array(v) for v in zip(*pts, strict=True))
-    out.update(first_epoch=float(e[0]), last_epoch=float(e[-1]))
-    recent = e >= e[-1] - slope_window
-    if recent.sum() >= 2 and np.ptp(e[recent]) > 0:
-        out["slope_per_50"] = float(np.polyfit(e[recent], ll[recent], 1)[0] * 50)
-    span = float(e[-1] - e[0])
-    if len(pts) < 4 or span <= 0:
-        return out
-
-    def model(x, asymptote, a, tau):
-        return asymptote - a * np.exp(-(x - e[0]) / tau)
-
-    start = (float(ll.max()) + 10.0, max(float(ll.max() - ll[0]), 1.0) + 10.0, span / 2)
-    bounds = ([-np.inf, 0.0, 1e-3], [np.inf, np.inf, 100.0 * span])
-    try:
-        params, cov = curve_fit(model, e, ll, p0=start, bounds=bounds, maxfev=20000)
-    except (RuntimeError, ValueError):  # no convergence: leave the asymptote unknown
-        return out
-    se = float(np.sqrt(cov[0, 0])) if np.isfinite(cov[0, 0]) else None
-    out.update(asymptote=float(params[0]), asymptote_se=se, amplitude=float(params[1]), tau=float(params[2]))
-    out["identified"] = bool(se is not None and params[2] < span)
-    return out
-
-
-def _pm(mean: float, spread: float, digits: int = 1) -> str:
-    return f"{mean:.{digits}f}" if math.isnan(spread) else f"{mean:.{digits}f} ± {spread:.{digits}f}"
-
-
-def table1_markdown(
-    results: dict[str, dict[int, dict[str, Any]]], baselines: dict[str, dict[str, Any]] | None = None
-) -> str:
-    """Table 1 (MNIST) as a Markdown table: the paper's rows, then per recipe one row per seed
-    (test LL ± SE, σ, the chosen checkpoint's epoch and validation LL) and the mean ± sd over
-    seeds, then the baselines scored by the same protocol.
-
-    ``results``: ``{recipe: {seed: score_best(...)}}``; ``baselines``: reference_protocol's rows.
-    """
-    lines = [
-        "| model | MNIST Parzen LL (nats) | σ | epoch (best on validation) | validation LL |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for name, (mean, se) in PAPER_TABLE1_MNIST.items():
-        lines.append(f"| {name} (paper, Table 1) | {mean:g} ± {se:g} |  |  |  |")
-    for recipe, by_seed in results.items():
-        for seed, r in sorted(by_seed.items()):
-            lines.append(
-                f"| advnets, {recipe}, seed {seed} | {_pm(r['mean'], r['se'])} | {r['sigma']:.4g} | "
-                f"{r['epoch']:.0f} | {r['valid_ll']:.1f} |"
-            )
-        if len(by_seed) > 1:
-            mean, sd = summarize([r["mean"] for r in by_seed.values()])
-            epochs = summarize([r["epoch"] for r in by_seed.values()])
-            lines.append(
-                f"| **advnets, {recipe}, mean ± sd over {len(by_seed)} seeds** | **{_pm(mean, sd)}** |  | "
-                f"{_pm(*epochs, digits=0)} |  |"
-            )
-    for name, row in (baselines or {}).items():
-        lines.append(f"| baseline: {name} | {_pm(row['mean'], row['se'])} | {row['sigma']:.4g} |  |  |")
-    return "\n".join(lines)
-
-
-def plot_validation_curves(curves: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "") -> Path:
-    """Validation LL against epochs, one line per run label, with the paper's test LL as a reference line."""
-    from advnets.figures import new_figure, save_figure
-
-    fig = new_figure(7.0, 4.5, layout="constrained")
-    ax = fig.add_subplot()
-    for label, curve in curves.items():
-        pts = sorted((e["epoch"], e["valid_ll"]) for e in curve)
-        if not pts:
-            continue
-        (line,) = ax.plot(*zip(*pts, strict=True), marker="o", markersize=3, label=label)
-        fit = plateau_fit(curve)
-        if fit["identified"]:  # the fitted course, carried a third past the last point
-            x = np.linspace(fit["first_epoch"], fit["last_epoch"] * 4 / 3, 100)
-            y = fit["asymptote"] - fit["amplitude"] * np.exp(-(x - fit["first_epoch"]) / fit["tau"])
-            ax.plot(x, y, linestyle=":", color=line.get_color(), label=f"fit: heading for {fit['asymptote']:.0f}")
-    paper, _ = PAPER_TABLE1_MNIST["Adversarial nets"]
-    ax.axhline(paper, color="black", linestyle="--", linewidth=1, label=f"paper, Table 1 (test): {paper:g}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("Parzen log-likelihood of validation images (nats)")
-    ax.set_title(title or "Validation log-likelihood while training (σ chosen per checkpoint)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
