@@ -17,7 +17,7 @@ SRC = Path(advnets.__file__).resolve().parent
 # Low -> high. A module belongs to the longest prefix that names it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # `advnets` itself: __version__, and the public names, resolved lazily by importlib, not imported.
-    ("ground", ("advnets", "advnets.errors", "advnets.io")),
+    ("ground", ("advnets", "advnets.errors", "advnets.io", "advnets.devices")),
     (
         "core",
         (

@@ -60,9 +60,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from advnets.config import RunConfig
 from advnets.data import Dataset
+from advnets.devices import resolve_device
 from advnets.errors import AdvnetsError, CheckpointError
 from advnets.runs import holds_run
-from advnets.train import Trainer, TrainingCollapsed, TrainingDiverged, TrainingInterrupted, resolve_device
+from advnets.train import Trainer, TrainingCollapsed, TrainingDiverged, TrainingInterrupted
 from advnets.train.parallel import Running, SingleProcess, StopOnSignal
 from advnets.train.streams import PER_RANK, stream_seed  # noqa: F401 (stream_seed: imported from here by tests)
 

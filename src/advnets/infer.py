@@ -425,10 +425,10 @@ def run_inference(
     """``advnets infer``: train E for a run's latest G, evaluate it, write its files; returns the metrics."""
     from advnets.checkpoint import load_models, resolve_checkpoint
     from advnets.data import load_dataset, to_display
+    from advnets.devices import resolve_device
     from advnets.figures import save_grid
     from advnets.io import atomic_write_json
     from advnets.runs import run_dir_of
-    from advnets.train import resolve_device
 
     run = Path(run)
     ckpt = resolve_checkpoint(run)

@@ -179,17 +179,14 @@ def _scores_of_samples(args: argparse.Namespace, sigmas, kw: dict) -> dict:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from advnets.errors import AdvnetsError
+    from advnets.devices import resolve_device
     from advnets.evaluate.protocol import evaluate_run, format_row, paper_row_for, parse_sigmas, parzen_record
     from advnets.io import atomic_write_json
     from advnets.runs import append_metrics, run_dir_of
 
     check_output_path(args.json, "--json")
     sigmas = parse_sigmas(args.sigmas)
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = "cpu" if device == "auto" else device
-    if device == "cuda" and not torch.cuda.is_available():
-        raise AdvnetsError("--device cuda: no CUDA device is available here")
+    device = resolve_device(args.device, float64=not args.float32)
     dtype = torch.float32 if args.float32 else torch.float64
     kw = {"dtype": dtype, "device": device, "progress": not args.no_progress}
     _check_combination(args)

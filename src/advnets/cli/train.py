@@ -301,8 +301,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return distributed.launch(args)
 
     from advnets.data import load_dataset
+    from advnets.devices import resolve_device
     from advnets.runs import create_run
-    from advnets.train import Trainer, resolve_device
+    from advnets.train import Trainer
 
     if dataset is None:
         dataset = load_dataset(cfg.data, data_dir=args.data_dir)

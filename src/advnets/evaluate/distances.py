@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from advnets.devices import resolve_device
 from advnets.errors import DataError
 
 __all__ = [
@@ -58,7 +59,6 @@ __all__ = [
     "pairwise_sq_distances",
     "plan_chunks",
     "prepare",
-    "resolve_device",
     "scores",
     "sq_distances",
     "sq_norms",
@@ -128,23 +128,6 @@ def check_dtype(dtype: torch.dtype) -> torch.dtype:
     if dtype not in _FLOAT_DTYPES:
         raise DataError(f"dtype: expected torch.float64 or torch.float32, got {dtype}")
     return dtype
-
-
-def resolve_device(device: Any = None, *tensors: torch.Tensor) -> torch.device:
-    """The device to compute on.
-
-    An explicit ``device`` wins; otherwise the device of the first CUDA tensor
-    among ``tensors``; otherwise CUDA when it is available, else the CPU.
-    """
-    if device is not None:
-        try:
-            return torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise DataError(f"device: expected a torch device such as 'cpu' or 'cuda', got {device!r}") from exc
-    for t in tensors:
-        if isinstance(t, torch.Tensor) and t.device.type != "cpu":
-            return t.device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @contextlib.contextmanager

@@ -39,13 +39,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from advnets.devices import resolve_device
 from advnets.evaluate.distances import (
     DEFAULT_MAX_BYTES,
     check_dtype,
     chunk_shape,
     no_tf32,
     prepare,
-    resolve_device,
     sq_norms,
 )
 

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from advnets.devices import resolve_device
 from advnets.errors import DataError
 from advnets.evaluate.distances import (
     DEFAULT_CACHE_BYTES,
@@ -49,7 +50,6 @@ from advnets.evaluate.distances import (
     no_tf32,
     plan_chunks,
     prepare,
-    resolve_device,
     scores,
 )
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from advnets import __version__
 from advnets.checkpoint import latest_checkpoint, load_models
+from advnets.devices import describe_device, resolve_device
 from advnets.errors import DataError
 from advnets.figures import figure_png, new_figure
 from advnets.report.page import Figure, Section
@@ -525,9 +526,7 @@ def _timing_section(rows: list[dict[str, Any]], cfg: Any, step: int, config_doc:
     facts.append(["training device (config)", str(cfg.train.device)])
     sec.table(["", ""], facts)
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        device += f" ({torch.cuda.get_device_name(0)})"
+    device = describe_device(resolve_device("auto"))
     import matplotlib
 
     env = [

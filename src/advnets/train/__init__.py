@@ -22,7 +22,7 @@ The rooms:
 
 from advnets.train.algorithm import TrainingDiverged, lr_at, momentum_at
 from advnets.train.loop import TrainingCollapsed, TrainingInterrupted
-from advnets.train.trainer import GRID_SIZE, Trainer, resolve_device
+from advnets.train.trainer import GRID_SIZE, Trainer
 
 __all__ = [
     "GRID_SIZE",
@@ -32,5 +32,4 @@ __all__ = [
     "TrainingInterrupted",
     "lr_at",
     "momentum_at",
-    "resolve_device",
 ]

@@ -17,6 +17,7 @@ import torch
 from advnets.conditioning import conditioning_for
 from advnets.config import RunConfig, config_changes, from_dict, override, to_dict
 from advnets.data import Dataset
+from advnets.devices import resolve_device
 from advnets.errors import AdvnetsError, CheckpointError
 from advnets.losses import GENERATOR_LOSSES
 from advnets.monitor import MONITOR_BATCH, CollapseDetector, CollapseMonitor, collapse_advice
@@ -27,23 +28,6 @@ from advnets.train.streams import DataOrder, Streams, one_off
 from advnets.train.validation import ValidationMonitor
 
 GRID_SIZE = 100  # fixed-noise samples drawn into every progress grid (10 x 10)
-
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device for ``train.device`` ("auto": CUDA, then MPS, then the CPU); AdvnetsError if absent."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise AdvnetsError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise AdvnetsError("--device mps: MPS is not available here; use --device cpu or auto")
-    if name not in ("cpu", "cuda", "mps"):
-        raise AdvnetsError(f"--device {name}: expected auto, cpu, cuda or mps")
-    return torch.device(name)
 
 
 class Trainer:
