@@ -52,7 +52,9 @@ from advnets.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
 from advnets.data import load_dataset  # noqa: E402
 from advnets.errors import AdvnetsError  # noqa: E402
 from advnets.evaluate.annealing import plateau_fit  # noqa: E402
-from advnets.evaluate.protocol import REFERENCE_NUM_SAMPLES, baseline_rows, format_row  # noqa: E402
+from advnets.evaluate.baselines import baseline_rows  # noqa: E402
+from advnets.evaluate.options import MetricOptions  # noqa: E402
+from advnets.evaluate.protocol import REFERENCE_NUM_SAMPLES, format_row  # noqa: E402
 from advnets.evaluate.table1 import (  # noqa: E402
     kept_checkpoints,
     score_best,
@@ -202,12 +204,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"failed: {', '.join(failed)} (their checkpoints are kept; run again to continue)", file=sys.stderr)
     scoring_started = time.time()
     dataset = load_dataset(str(args.data))
-    kw = {"device": args.device, "progress": True}
+    options = MetricOptions(device=args.device, progress=True)
     curves, results = {}, {}
     for label, (recipe, seed, run) in runs_to_score(args).items():
         cache = args.cache_dir / f"{label}.json" if args.cache_dir else None
         paths = subset(kept_checkpoints(run), args.max_checkpoints)
-        curve = validation_curve(run, dataset, num_samples=args.valid_samples, cache=cache, checkpoints=paths, **kw)
+        curve = validation_curve(
+            run, dataset, num_samples=args.valid_samples, cache=cache, checkpoints=paths, options=options
+        )
         if args.up_to_epoch is not None:
             curve = [e for e in curve if e["epoch"] <= args.up_to_epoch + 1e-9]
             if not curve:
@@ -218,12 +222,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"(σ = {e['sigma']:.4f})")  # fmt: skip
         curves[f"{recipe}, seed {seed}"] = curve
         print(f"{label}: {describe_plateau(plateau_fit(curve))}")
-        best = score_best(run, dataset, curve, num_samples=args.test_samples, cache=cache, **kw)
+        best = score_best(run, dataset, curve, num_samples=args.test_samples, cache=cache, options=options)
         print(f"{label}: best on validation at epoch {best['epoch']:.0f}; " + format_row("test", best))
         results.setdefault(recipe, {})[seed] = best
         if args.probe_csv is not None and (drop := branch_step(run)) is not None:
-            record_probe(args, run, seed, drop, curve, dataset, cache, kw)
-    baselines = baseline_rows(dataset, args.test_samples, cache_dir=args.cache_dir, **kw) if args.baselines else None
+            record_probe(args, run, seed, drop, curve, dataset, cache, options)
+    baselines = (
+        baseline_rows(dataset, args.test_samples, cache_dir=args.cache_dir, options=options) if args.baselines else None
+    )
     table = table1_markdown(results, baselines)
     print(table)
     for recipe, by_seed in results.items():
@@ -244,7 +250,7 @@ def branch_step(run: Path) -> int | None:
     return first.get("step") if "branched_from" in first else None
 
 
-def record_probe(args, run: Path, seed: int, drop: int, curve: list, dataset, cache, kw: dict) -> None:
+def record_probe(args, run: Path, seed: int, drop: int, curve: list, dataset, cache, options) -> None:
     """The probe's row in --probe-csv: the best on validation among its checkpoints within --probe-window epochs
     of the branch (``drop``, its step) and that checkpoint's test score; an older row of the run is replaced, and
     the file is rewritten atomically."""
@@ -252,7 +258,7 @@ def record_probe(args, run: Path, seed: int, drop: int, curve: list, dataset, ca
     if start is None:  # the branch's own checkpoint is not kept: its epoch from another's steps per epoch
         start = drop * curve[0]["epoch"] / curve[0]["step"]
     window = [e for e in curve if start - 1e-9 <= e["epoch"] <= start + args.probe_window + 1e-9]
-    best = score_best(run, dataset, window, num_samples=args.test_samples, cache=cache, **kw)
+    best = score_best(run, dataset, window, num_samples=args.test_samples, cache=cache, options=options)
     row = {"run": run.name, "seed": seed, "drop_epoch": f"{start:.1f}", "valid_ll": f"{best['valid_ll']:.1f}"}
     row["test_ll"] = f"{best['mean']:.1f}"
     rows = []

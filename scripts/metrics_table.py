@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from advnets.data import load_dataset  # noqa: E402
 from advnets.errors import AdvnetsError  # noqa: E402
-from advnets.evaluate.context import context_samples  # noqa: E402
+from advnets.evaluate.baselines import context_samples  # noqa: E402
 from advnets.evaluate.metrics import evaluate_table, format_table  # noqa: E402
 
 

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from advnets import pretrained
-from advnets.checkpoint import latest_checkpoint, load_models
+from advnets.checkpoint import latest_checkpoint
 from advnets.evaluate.parzen import parzen_evaluate
+from advnets.generators import load_generator
 from advnets.pretrained import PretrainedModel, export_pretrained
-from advnets.sampling import generate
 from advnets.train import Trainer
 from conftest import cli_in_process, tiny_config
 
@@ -28,8 +28,7 @@ def shipped(tmp_path_factory, digits):
     Trainer(tiny_config(epochs=1, monitor_every=0), digits).fit(d / "run", progress=False, tensorboard=False)
     ckpt = latest_checkpoint(d / "run")
     out = export_pretrained(ckpt, d / "tiny.safetensors")
-    g, _, _, state = load_models(ckpt)
-    samples = generate(g, M, 0, tuple(state["image_shape"]))
+    samples = load_generator(ckpt).sample(M, 0)
     ref = parzen_evaluate(digits.test, samples, valid=digits.valid[:VALID], sigmas=np.logspace(-1, 0, 10))
     return out, ref
 

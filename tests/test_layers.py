@@ -42,11 +42,25 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "advnets.evaluate.digit_features",
             "advnets.evaluate.features",
             "advnets.evaluate.metrics",
+            "advnets.evaluate.options",  # how metrics compute (dtype, device, blocks): a dataclass of settings
         ),
     ),
     # sampling is "the one way to draw from G" (nets + conditioning), so training's progress
     # grids may use it: it sits below training, not beside evaluate.
-    ("storage", ("advnets.checkpoint", "advnets.runs", "advnets.data", "advnets.figures", "advnets.sampling")),
+    # generators: "a generator ready to sample" from a run, a checkpoint or a shipped model (pretrained's
+    # registry and export): loading only, so everything that uses a trained model sits above it.
+    (
+        "storage",
+        (
+            "advnets.checkpoint",
+            "advnets.runs",
+            "advnets.data",
+            "advnets.figures",
+            "advnets.sampling",
+            "advnets.generators",
+            "advnets.pretrained",
+        ),
+    ),
     ("training", ("advnets.train", "advnets.monitor", "advnets.distributed")),
     (
         "uses",
@@ -58,7 +72,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "advnets.toy",
             "advnets.toy_figures",
             "advnets.theory",
-            "advnets.pretrained",  # shipped weights: loads through checkpoint/nets, scores through evaluate.protocol
         ),
     ),
     ("report", ("advnets.report",)),

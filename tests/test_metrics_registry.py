@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from advnets.errors import ConfigError, DataError
+from advnets.evaluate.baselines import context_samples
 from advnets.evaluate.classifier import class_coverage
-from advnets.evaluate.context import context_samples
 from advnets.evaluate.digit_features import digit_features, load_digit_network, preprocess_digits
 from advnets.evaluate.frechet import frechet_distance
 from advnets.evaluate.kid import kernel_distance

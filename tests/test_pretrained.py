@@ -9,19 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from advnets.checkpoint import latest_checkpoint, load_models
+from advnets.checkpoint import latest_checkpoint
 from advnets.errors import AdvnetsError, CheckpointError, DataError
 from advnets.evaluate.parzen import parzen_evaluate
+from advnets.evaluate.scoring import evaluate_pretrained
+from advnets.generators import load_generator
 from advnets.pretrained import (
     FORMAT,
     PretrainedModel,
-    evaluate_pretrained,
     export_pretrained,
     get_entry,
-    load_pretrained,
-    load_pretrained_file,
 )
-from advnets.sampling import generate
 from advnets.train import Trainer
 from conftest import tiny_config
 
@@ -62,13 +60,13 @@ def test_exported_model_reproduces_g_bit_for_bit(run, tmp_path):
     assert out.sha256 == hashlib.sha256(data).hexdigest() and out.size_bytes == len(data)
     assert [p.name for p in tmp_path.iterdir()] == ["tiny.safetensors"]  # atomic: no temporary left behind
     registry = {"tiny": _entry("tiny", out.path)}
-    loaded = load_pretrained("tiny", registry=registry, assets_dir=tmp_path)
-    g0, d0, cfg0, state = load_models(ckpt)
-    assert loaded.config == cfg0 and loaded.image_shape == tuple(state["image_shape"])
-    assert loaded.metadata["format"] == FORMAT and int(loaded.metadata["step"]) == state["step"]
-    assert not loaded.generator.training  # eval mode, as load_models
-    shape = tuple(state["image_shape"])
-    assert torch.equal(generate(loaded.generator, 300, 7, shape), generate(g0, 300, 7, shape))
+    loaded = load_generator(pretrained="tiny", registry=registry, assets_dir=tmp_path)
+    original = load_generator(ckpt)
+    assert loaded.config == original.config and loaded.image_shape == original.image_shape
+    assert loaded.metadata["format"] == FORMAT and loaded.step == original.step and loaded.label == "tiny"
+    assert not loaded.generator.training  # eval mode, as from a checkpoint
+    d0 = original.discriminator
+    assert torch.equal(loaded.sample(300, 7), original.sample(300, 7))
     x = torch.rand(50, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(loaded.discriminator(x.reshape(50, -1)), d0(x.reshape(50, -1)))
@@ -78,7 +76,7 @@ def test_g_only_file_has_no_discriminator(run, tmp_path):
     out = export_pretrained(latest_checkpoint(run), tmp_path / "g.safetensors", include_discriminator=False)
     full = export_pretrained(latest_checkpoint(run), tmp_path / "gd.safetensors")
     assert out.size_bytes < full.size_bytes
-    assert load_pretrained_file(out.path, out.sha256).discriminator is None
+    assert load_generator(out.path).discriminator is None
 
 
 def test_a_damaged_copy_is_refused_naming_the_file_and_the_expected_hash(run, tmp_path):
@@ -88,13 +86,13 @@ def test_a_damaged_copy_is_refused_naming_the_file_and_the_expected_hash(run, tm
     data[-3] ^= 0x01  # one bit of one weight
     out.path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=rf"tiny\.safetensors: damaged .*expected {out.sha256}"):
-        load_pretrained("tiny", registry=registry, assets_dir=tmp_path)
+        load_generator(pretrained="tiny", registry=registry, assets_dir=tmp_path)
 
 
 def test_a_missing_file_is_a_clear_error(tmp_path):
     entry = PretrainedModel("gone", "gone.safetensors", "ab" * 32, 1, "mnist", "mnist", 0, 1, 1, 0.0, 0.0, 0.1)
     with pytest.raises(CheckpointError, match=r"gone\.safetensors: pretrained model file is missing .*abab"):
-        load_pretrained("gone", registry={"gone": entry}, assets_dir=tmp_path)
+        load_generator(pretrained="gone", registry={"gone": entry}, assets_dir=tmp_path)
 
 
 def test_an_unknown_name_lists_the_known_ones(tmp_path):
@@ -110,14 +108,14 @@ def test_a_file_that_is_not_an_export_is_refused(run, tmp_path):
 
     save_file({"w": torch.zeros(2)}, tmp_path / "other.safetensors")
     with pytest.raises(CheckpointError, match=r"other\.safetensors: expected a file made by advnets\.pretrained"):
-        load_pretrained_file(tmp_path / "other.safetensors")
+        load_generator(tmp_path / "other.safetensors")
     out = export_pretrained(latest_checkpoint(run), tmp_path / "cut.safetensors")
     out.path.write_bytes(out.path.read_bytes()[:-100])  # no hash to check: the format itself must catch it
     with pytest.raises(CheckpointError, match=r"cut\.safetensors: cannot rebuild the nets: SafetensorError"):
-        load_pretrained_file(out.path)
+        load_generator(out.path)
     (tmp_path / "junk.safetensors").write_bytes(b"\x05")
     with pytest.raises(CheckpointError, match=r"junk\.safetensors: not a safetensors file"):
-        load_pretrained_file(tmp_path / "junk.safetensors")
+        load_generator(tmp_path / "junk.safetensors")
 
 
 def test_evaluate_pretrained_runs_the_reference_protocol_on_samples_from_a_fixed_seed(run, tmp_path, digits):
@@ -125,8 +123,7 @@ def test_evaluate_pretrained_runs_the_reference_protocol_on_samples_from_a_fixed
     registry = {"tiny": _entry("tiny", out.path, parzen_ll=1.5, num_samples=400, sample_seed=3, valid_size=100)}
     res = evaluate_pretrained("tiny", "embedded-digits", registry=registry, assets_dir=tmp_path)
     # The same protocol by hand from the checkpoint: 400 samples with seed 3, sigma on 100 validation images.
-    g, _, _, state = load_models(latest_checkpoint(run))
-    samples = generate(g, 400, 3, tuple(state["image_shape"]))
+    samples = load_generator(latest_checkpoint(run)).sample(400, 3)
     direct = parzen_evaluate(digits.test, samples, valid=digits.valid[:100])
     assert res["result"]["mean"] == direct["mean"] and res["result"]["sigma"] == direct["sigma"]
     assert res["result"]["n"] == len(digits.test) and res["protocol"]["valid_size"] == 100

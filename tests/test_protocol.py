@@ -11,7 +11,8 @@ import torch
 from scipy.special import logsumexp
 
 from advnets.errors import DataError
-from advnets.evaluate.protocol import baseline_samples, evaluate_folds, format_row, parse_sigmas
+from advnets.evaluate.baselines import baseline_samples
+from advnets.evaluate.protocol import evaluate_folds, format_row, parse_sigmas
 
 
 def direct_parzen(x, mu, sigma):

@@ -208,13 +208,13 @@ def test_without_parzen_json_both_files_say_how_to_compute_it(report):
 
 
 def test_parzen_result_appears_in_both_files(run, tmp_path, digits):
-    from advnets.checkpoint import load_models
     from advnets.evaluate.parzen import parzen_evaluate
-    from advnets.sampling import generate
+    from advnets.generators import load_generator
 
     run_dir = copy_run(run, tmp_path / "run")
-    g, _, _, state = load_models(run_dir)
-    samples = generate(g, 300, 0, tuple(state["image_shape"]))
+    model = load_generator(run_dir)
+    state = {"step": model.step}
+    samples = model.sample(300, 0)
     result = parzen_evaluate(digits.test, samples, valid=digits.valid, sigmas=[0.1, 0.2, 0.4])
     label = f"adversarial nets (step {state['step']})"
     doc = {
@@ -261,7 +261,7 @@ def test_not_a_run_raises_a_clear_error_naming_the_directory(tmp_path, run):
 
 
 def test_a_failed_report_leaves_the_previous_one_intact_and_no_temporary_files(run, tmp_path, monkeypatch):
-    import advnets.evaluate.nearest
+    import advnets.evaluate.scoring
 
     run_dir = copy_run(run, tmp_path / "run")
     html_path, md_path = write_report(run_dir)
@@ -271,7 +271,7 @@ def test_a_failed_report_leaves_the_previous_one_intact_and_no_temporary_files(r
     def boom(*args, **kwargs):
         raise RuntimeError("simulated failure while computing the report")
 
-    monkeypatch.setattr(advnets.evaluate.nearest, "memorization_stats", boom)
+    monkeypatch.setattr(advnets.evaluate.scoring, "memorization_stats", boom)
     with pytest.raises(RuntimeError, match="simulated failure"):
         write_report(run_dir, seed=1)
     assert {p: p.read_bytes() for p in before} == before

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from advnets.errors import CheckpointError
-from advnets.pretrained import ASSETS_DIR, REGISTRY, load_pretrained
+from advnets.generators import load_generator
+from advnets.pretrained import ASSETS_DIR, REGISTRY
 from advnets.sampling import generate
 
 ENTRIES = sorted(REGISTRY.values(), key=lambda e: e.name)
@@ -37,11 +38,11 @@ def test_the_shipped_file_has_its_pinned_size_and_hash(entry):
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
 def test_the_shipped_model_rebuilds_and_samples_deterministically(entry):
-    model = load_pretrained(entry.name)
+    model = load_generator(pretrained=entry.name)
     assert model.config.preset == entry.preset
     assert tuple(model.image_shape) == (1, 28, 28)
     a = generate(model.generator, 16, entry.sample_seed, model.image_shape)
-    b = generate(load_pretrained(entry.name).generator, 16, entry.sample_seed, model.image_shape)
+    b = generate(load_generator(pretrained=entry.name).generator, 16, entry.sample_seed, model.image_shape)
     assert a.shape == (16, 1, 28, 28) and torch.equal(a, b)
     assert 0.0 <= float(a.min()) and float(a.max()) <= 1.0
     # A trained G is not the constant mean image: its samples differ from one another.
@@ -60,7 +61,7 @@ def test_a_damaged_copy_of_the_shipped_file_is_refused(entry, tmp_path):
     data[len(data) // 2] ^= 0xFF
     copy.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=rf"{entry.file}.*SHA-256"):
-        load_pretrained(entry.name, assets_dir=tmp_path)
+        load_generator(pretrained=entry.name, assets_dir=tmp_path)
 
 
 def test_the_shipped_files_live_in_the_package():

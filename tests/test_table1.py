@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 from scipy.special import logsumexp
 
-from advnets.checkpoint import load_models
 from advnets.evaluate.annealing import plateau_fit
 from advnets.evaluate.parzen import DEFAULT_SIGMAS, parzen_evaluate
 from advnets.evaluate.protocol import reference_protocol
@@ -19,8 +18,8 @@ from advnets.evaluate.table1 import (
     score_best,
     validation_curve,
 )
+from advnets.generators import load_generator
 from advnets.report.table1 import plot_validation_curves, summarize, table1_markdown
-from advnets.sampling import generate
 from advnets.train import Trainer
 from conftest import load_benchmark, tiny_config
 
@@ -50,8 +49,7 @@ def test_validation_curve_scores_every_kept_checkpoint_against_a_direct_formula(
     assert [e["step"] for e in curve] == [50, 100, 142]
     assert [round(e["epoch"], 3) for e in curve] == [round(50 / 71, 3), round(100 / 71, 3), 2.0]
     for entry, path in zip(curve, paths, strict=True):
-        g, _, _, state = load_models(path)
-        samples = generate(g, M, 0, tuple(state["image_shape"]))
+        samples = load_generator(path).sample(M, 0)
         means = [direct_parzen(digits.valid[:100], samples, s).mean() for s in DEFAULT_SIGMAS]
         np.testing.assert_allclose(entry["valid_means"], means, rtol=1e-10)
         assert entry["valid_ll"] == max(entry["valid_means"])
@@ -76,7 +74,7 @@ def test_the_default_cache_sits_in_the_run_directory(run, digits):
     validation_curve(run, digits, num_samples=50, valid_size=20, checkpoints=kept_checkpoints(run)[:1])
     doc = json.loads((run / CACHE_FILE).read_text())
     assert list(doc["validation"]["entries"]) == ["step-00000050.pt"]
-    assert doc["validation"]["protocol"]["num_samples"] == 50 and doc["validation"]["protocol"]["n_valid"] == 20
+    assert doc["validation"]["protocol"]["num_samples"] == 50 and doc["validation"]["protocol"]["valid_size"] == 20
     (run / CACHE_FILE).unlink()
 
 
@@ -86,8 +84,7 @@ def test_the_best_checkpoint_is_chosen_on_validation_and_scored_by_the_full_prot
     best = best_entry(curve)
     assert best["valid_ll"] == max(e["valid_ll"] for e in curve)
     result = score_best(run, digits, curve, num_samples=M, valid_size=100, cache=cache)
-    g, _, _, state = load_models(run / "checkpoints" / best["checkpoint"])
-    samples = generate(g, M, 0, tuple(state["image_shape"]))
+    samples = load_generator(run / "checkpoints" / best["checkpoint"]).sample(M, 0)
     direct = parzen_evaluate(digits.test, samples, valid=digits.valid[:100])
     assert result["mean"] == direct["mean"] and result["se"] == direct["se"] and result["sigma"] == direct["sigma"]
     assert result["checkpoint"] == best["checkpoint"] and result["n"] == len(digits.test)
@@ -146,7 +143,7 @@ def test_summary_table_and_figure(run, digits, tmp_path):
     assert summarize([1.0, 2.0, 4.0]) == (pytest.approx(7 / 3), pytest.approx(np.std([1, 2, 4], ddof=1)))
     assert math.isnan(summarize([3.0])[1])
     row = {"mean": 100.04, "se": 2.0, "sigma": 0.2154, "epoch": 250.0, "valid_ll": 98.7}
-    baselines = reference_protocol(generate(load_models(run)[0], M, 0, (1, 8, 8)), digits, valid_size=100)
+    baselines = reference_protocol(load_generator(run).sample(M, 0), digits, valid_size=100)
     text = table1_markdown({"paper recipe": {0: row, 1: {**row, "mean": 110.04}}}, {"real": baselines["model"]})
     assert (
         "| Adversarial nets (paper, Table 1) | 225 ± 2 |" in text

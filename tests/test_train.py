@@ -5,8 +5,10 @@ import math
 import pytest
 import torch
 
-from advnets.checkpoint import latest_checkpoint, load_checkpoint, load_models
+import advnets
+from advnets.checkpoint import latest_checkpoint, load_checkpoint
 from advnets.config import PRESETS, override
+from advnets.generators import load_generator
 from advnets.losses import discriminator_loss, generator_loss_nonsaturating
 from advnets.nets import sample_noise
 from advnets.train import Trainer, lr_at, momentum_at
@@ -182,14 +184,17 @@ def test_same_seed_gives_bit_identical_weights(digits, update):
 def test_save_load_gives_identical_generator_outputs(tmp_path, digits):
     tr = Trainer(tiny_config(epochs=1), digits)
     tr.fit(run_dir=tmp_path, progress=False, tensorboard=False)
-    g, d, cfg, state = load_models(tmp_path)
+    loaded = load_generator(tmp_path)
+    g, d, cfg = loaded.generator, loaded.discriminator, loaded.config
     z = sample_noise(cfg.generator, 16, generator=torch.Generator().manual_seed(5))
     tr.g.eval()
     with torch.no_grad():
         assert torch.equal(g(z), tr.g(z))
         tr.d.eval()
         assert torch.equal(d(tr.g(z)), tr.d(tr.g(z)))
-    assert state["step"] == tr.step and state["version"]
+    assert (
+        loaded.step == tr.step and loaded.version == advnets.__version__ and loaded.label.endswith(f"(step {tr.step})")
+    )
     assert latest_checkpoint(tmp_path).name == f"step-{tr.step:08d}.pt"
 
 

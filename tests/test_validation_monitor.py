@@ -7,9 +7,10 @@ import pytest
 import torch
 from scipy.special import logsumexp
 
-from advnets.checkpoint import load_checkpoint, load_models
+from advnets.checkpoint import load_checkpoint
 from advnets.config import override
 from advnets.errors import ConfigError
+from advnets.generators import load_generator
 from advnets.nets import sample_noise
 from advnets.runs import read_metrics
 from advnets.train import Trainer
@@ -52,7 +53,8 @@ def test_every_epoch_logs_the_validation_ll_and_best_names_the_best_checks_check
     state = load_checkpoint(run / "checkpoints" / name)
     assert state["validation"]["ll"] == best["valid_parzen_ll"] and state["step"] == best["step"]
     # The logged number, recomputed from the kept weights with the direct formula and σ chosen on the grid.
-    g, _, cfg, _ = load_models(run / "checkpoints" / name)
+    loaded = load_generator(run / "checkpoints" / name)
+    g, cfg = loaded.generator, loaded.config
     z = sample_noise(cfg.generator, EVAL_SAMPLES, generator=one_off(cfg.train.seed, "validation"))
     with torch.no_grad():
         samples = g(z).double().numpy()

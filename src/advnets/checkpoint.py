@@ -23,10 +23,8 @@ from typing import Any
 import torch
 
 from advnets import __version__
-from advnets.config import RunConfig, from_dict
 from advnets.errors import CheckpointError
 from advnets.io import atomic_write_bytes
-from advnets.nets import Discriminator, Generator, build_nets
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
@@ -143,15 +141,3 @@ def resolve_checkpoint(run: Path, option: str = "--run") -> Path:
     if path is None:
         raise CheckpointError(f"{option} {run}: no checkpoint yet (expected {run / CHECKPOINT_DIR / LATEST})")
     return path
-
-
-def load_models(
-    run: Path, map_location: str | torch.device = "cpu"
-) -> tuple[Generator, Discriminator, RunConfig, dict[str, Any]]:
-    """Rebuild G and D of a run (or checkpoint file) from its stored config, in eval mode."""
-    state = load_checkpoint(resolve_checkpoint(run), map_location=map_location)
-    cfg = from_dict(RunConfig, state["config"])
-    g, d = build_nets(cfg.generator, cfg.discriminator, tuple(int(n) for n in state["image_shape"]))
-    g.load_state_dict(state["generator"])
-    d.load_state_dict(state["discriminator"])
-    return g.eval(), d.eval(), cfg, state

@@ -423,23 +423,18 @@ def run_inference(
     progress: bool = False,
 ) -> dict[str, Any]:
     """``advnets infer``: train E for a run's latest G, evaluate it, write its files; returns the metrics."""
-    from advnets.checkpoint import load_models, resolve_checkpoint
-    from advnets.data import load_dataset, to_display
+    from advnets.data import to_display
     from advnets.devices import resolve_device
     from advnets.figures import save_grid
+    from advnets.generators import load_generator
     from advnets.io import atomic_write_json
     from advnets.runs import run_dir_of
 
     run = Path(run)
-    ckpt = resolve_checkpoint(run)
     run_dir = run_dir_of(run)
-    dev = resolve_device(device)
-    g, _, run_cfg, state = load_models(ckpt, map_location=dev)
-    data = load_dataset(run_cfg.data, data_dir=data_dir)
-    if tuple(data.image_shape) != tuple(int(s) for s in state["image_shape"]):
-        raise CheckpointError(
-            f"--run {run}: the checkpoint's images are {tuple(state['image_shape'])}, the dataset's {data.image_shape}"
-        )
+    model = load_generator(run, map_location=resolve_device(device))
+    g, ckpt = model.generator, model.source
+    data = model.load_data(data_dir=data_dir)  # DataError when its images are not G's shape
 
     def before(enc: Encoder) -> dict[str, Any]:  # the numbers of the regression alone, to compare
         m = evaluate_encoder(g, enc, data.test, None, cfg.eval_samples, cfg.pairs, cfg.seed)
@@ -449,7 +444,7 @@ def run_inference(
     metrics = evaluate_encoder(g, enc, data.test, data.train, cfg.eval_samples, cfg.pairs, cfg.seed)
     provenance = {
         "checkpoint": ckpt.name,
-        "step": int(state["step"]),
+        "step": model.step,
         "dataset": data.name,
         "image_shape": list(data.image_shape),
         "config": asdict(cfg),
@@ -467,7 +462,9 @@ def run_inference(
     for r in range(0, n, cols):
         rows += [originals[r : r + cols], recon[r : r + cols]]
     out_dir = run_dir / INFERENCE_DIR
-    figure = save_grid(to_display(torch.cat(rows), run_cfg.data.preprocess), out_dir / "reconstructions.png", cols, 2)
+    figure = save_grid(
+        to_display(torch.cat(rows), model.config.data.preprocess), out_dir / "reconstructions.png", cols, 2
+    )
     result["figure"] = str(figure)
     result["encoder"] = str(run_dir / ENCODER_WEIGHTS)
     atomic_write_json(out_dir / "metrics.json", result)

@@ -12,43 +12,34 @@ reproduces (the reference protocol's Parzen log-likelihood, its SE and σ), the
 seed, epochs and dataset that made it. The hash is checked on the file's bytes
 before anything is parsed, and the tensors are read from those same bytes, so a
 damaged or substituted copy is refused with the file's path and the expected
-hash. Make a file with :func:`export_pretrained` (or
-``scripts/export_pretrained.py``), add its entry to :data:`REGISTRY` with the
-printed SHA-256 and size, and the number from :func:`evaluate_pretrained`.
+hash. Load one with :func:`advnets.generators.load_generator` (``pretrained=NAME``);
+score it with :func:`advnets.evaluate.protocol.evaluate_pretrained`. Make a file with
+:func:`export_pretrained` (or ``scripts/export_pretrained.py``), add its entry to
+:data:`REGISTRY` with the printed SHA-256 and size, and the number that function prints.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from advnets.checkpoint import load_checkpoint
-from advnets.config import RunConfig, from_dict
-from advnets.errors import AdvnetsError, CheckpointError, ConfigError, DataError
-from advnets.evaluate.parzen import DEFAULT_SIGMAS
+from advnets.errors import AdvnetsError
 from advnets.io import atomic_write_bytes
-from advnets.nets import Discriminator, Generator, build_nets
 
 __all__ = [
     "ASSETS_DIR",
     "FORMAT",
     "REGISTRY",
     "ExportedFile",
-    "LoadedModel",
     "PretrainedModel",
-    "dataset_for",
-    "evaluate_pretrained",
     "export_pretrained",
     "get_entry",
-    "load_pretrained",
-    "load_pretrained_file",
 ]
 
 #: Where shipped files live: ``src/advnets/assets/`` (inside the wheel).
@@ -90,7 +81,7 @@ class PretrainedModel:
 
 
 #: Shipped models by name, each made by ``scripts/export_pretrained.py`` from a run's checkpoint and
-#: scored by :func:`evaluate_pretrained` (the numbers below, reproduced to float tolerance).
+#: scored by :func:`advnets.evaluate.protocol.evaluate_pretrained` (the numbers below, reproduced to float tolerance).
 REGISTRY: dict[str, PretrainedModel] = {
     # The paper's recipe (the `mnist` preset, simultaneous update) on full MNIST, seed 0: the checkpoint
     # best on validation Parzen LL when it was shipped (186.4 at epoch 306.5). The run went on to epoch 326.6,
@@ -134,18 +125,6 @@ REGISTRY: dict[str, PretrainedModel] = {
         "--resume --lr 0.003931 to step 196,858 (rate in use 0.0020 to 0.0018)",
     ),
 }
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """What :func:`load_pretrained` returns: nets in eval mode, their config and the file's metadata."""
-
-    generator: Generator
-    discriminator: Discriminator | None  # None when the file holds G only
-    config: RunConfig
-    image_shape: tuple[int, ...]
-    metadata: dict[str, Any]
-    path: Path
 
 
 @dataclass(frozen=True)
@@ -225,204 +204,3 @@ def export_pretrained(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_path, data)
     return ExportedFile(out_path, hashlib.sha256(data).hexdigest(), len(data))
-
-
-# --------------------------------------------------------------------------- load
-
-
-def _metadata(path: Path, data: bytes) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors file (8-byte little-endian header length, then JSON)."""
-    try:
-        (n,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8 : 8 + n])
-        meta = header.get("__metadata__") or {}
-    except (struct.error, ValueError, AttributeError) as e:
-        raise CheckpointError(f"{path}: not a safetensors file ({type(e).__name__}: {e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: expected a file made by advnets.pretrained (format {FORMAT!r})")
-    return meta
-
-
-def load_pretrained_file(
-    path: str | Path, sha256: str | None = None, map_location: str | torch.device = "cpu"
-) -> LoadedModel:
-    """Load a file made by :func:`export_pretrained`, first checking its SHA-256 when given.
-
-    Raises :class:`CheckpointError` naming the file when it is missing, when its
-    hash is not ``sha256`` (saying both), when it is not such a file, or when
-    its config or tensors do not rebuild the nets.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"{path}: pretrained model file is missing"
-            + (f" (expected a file with SHA-256 {sha256}); reinstall advnets" if sha256 else "")
-        )
-    data = path.read_bytes()
-    if sha256 is not None:
-        got = hashlib.sha256(data).hexdigest()
-        if got != sha256.lower():
-            raise CheckpointError(
-                f"{path}: damaged or substituted pretrained model: its SHA-256 is {got}, expected {sha256} "
-                f"({len(data)} bytes); reinstall advnets"
-            )
-    meta = _metadata(path, data)
-    try:
-        cfg = from_dict(RunConfig, json.loads(meta["config"]))
-        shape = tuple(int(n) for n in json.loads(meta["image_shape"]))
-        tensors = load(data)
-        tensors.update({alias: tensors[name] for alias, name in json.loads(meta.get("aliases", "{}")).items()})
-    except (KeyError, ValueError, ConfigError, SafetensorError) as e:  # json.JSONDecodeError is a ValueError
-        raise CheckpointError(f"{path}: cannot rebuild the nets: {type(e).__name__}: {e}") from None
-    g, d = build_nets(cfg.generator, cfg.discriminator, shape)
-    nets = {"generator": g, "discriminator": d}
-    present = {key.split(".", 1)[0] for key in tensors}
-    if "generator" not in present:
-        raise CheckpointError(f"{path}: holds no generator.* tensors")
-    for part in _PARTS:
-        if part not in present:
-            nets[part] = None
-            continue
-        sd = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(part + ".")}
-        try:
-            nets[part].load_state_dict(sd)
-        except RuntimeError as e:  # missing / unexpected keys or wrong shapes
-            raise CheckpointError(f"{path}: {part} tensors do not fit its config: {str(e).splitlines()[0]}") from None
-        nets[part] = nets[part].to(map_location).eval()
-    return LoadedModel(nets["generator"], nets["discriminator"], cfg, shape, dict(meta), path)
-
-
-def load_pretrained(
-    name: str,
-    map_location: str | torch.device = "cpu",
-    *,
-    registry: dict[str, PretrainedModel] | None = None,
-    assets_dir: Path | None = None,
-) -> LoadedModel:
-    """A shipped model by name (``advnets sample --pretrained NAME``): its hash checked, its nets rebuilt.
-
-    Raises AdvnetsError listing the known names for an unknown ``name``, and
-    :class:`CheckpointError` for a missing or damaged file (see
-    :func:`load_pretrained_file`).
-    """
-    entry = get_entry(name, registry)
-    return load_pretrained_file(entry.path(assets_dir), entry.sha256, map_location)
-
-
-# --------------------------------------------------------------------------- evaluate
-
-
-def dataset_for(model: LoadedModel, data: str | Path, data_dir: str | Path | None = None) -> Any:
-    """The dataset ``data`` (a ``--data`` source, e.g. the MNIST IDX directory) read with the model's
-    own data settings (split, preprocessing); for Figure 2's nearest training images and for scoring.
-
-    Raises DataError when its images do not have the model's shape.
-    """
-    from advnets.config import override
-    from advnets.data import load_dataset
-
-    dataset = load_dataset(override(model.config.data, source=str(data)), data_dir=data_dir)
-    if tuple(dataset.image_shape) != model.image_shape:
-        raise DataError(
-            f"--data {data}: images of shape {tuple(dataset.image_shape)}, but {model.path.name} draws "
-            f"{model.image_shape}"
-        )
-    return dataset
-
-
-def evaluate_pretrained(
-    name: str,
-    data: str | Path,
-    *,
-    data_dir: str | Path | None = None,
-    num_samples: int | None = None,
-    seed: int | None = None,
-    valid_size: int | None = None,
-    sigmas: Any = DEFAULT_SIGMAS,
-    baselines: bool = False,
-    dtype: torch.dtype = torch.float64,
-    device: Any = None,
-    progress: bool = False,
-    registry: dict[str, PretrainedModel] | None = None,
-    assets_dir: Path | None = None,
-    cache_dir: str | Path | None = None,
-) -> dict[str, Any]:
-    """The reference Parzen protocol on a shipped model (``advnets evaluate --pretrained NAME --data DIR``).
-
-    ``data`` is a ``--data`` source (for MNIST, the directory of the four IDX
-    files); the samples are ``num_samples`` draws of G with ``sample_seed`` and
-    σ is chosen on ``valid_size`` validation images, all defaulting to the
-    entry's, so the shipped number is reproduced on any machine with the same
-    files. Returns ``{"model", "file", "rows", "result", "expected",
-    "difference", "differs_from_stated", "protocol"}``: ``rows`` as
-    :func:`advnets.evaluate.protocol.reference_protocol` (the model's row is
-    ``result``; with ``baselines`` also real images, k-means, Gaussian, cached in ``cache_dir``),
-    ``expected`` the registry's ``{"mean", "se", "sigma"}`` and ``difference``
-    the measured minus the shipped mean (nats), ``differs_from_stated`` what of the protocol differs from
-    the entry's (empty: ``difference`` is a reproduction check).
-
-    Raises DataError when the data's images do not have the model's shape.
-    """
-    from advnets.evaluate.protocol import reference_protocol
-    from advnets.sampling import generate
-
-    entry = get_entry(name, registry)
-    model = load_pretrained_file(entry.path(assets_dir), entry.sha256)
-    dataset = dataset_for(model, data, data_dir)
-    m = entry.num_samples if num_samples is None else num_samples
-    s = entry.sample_seed if seed is None else seed
-    nv = entry.valid_size if valid_size is None else valid_size
-    samples = generate(model.generator, m, s, model.image_shape)
-    rows = reference_protocol(
-        samples,
-        dataset,
-        valid_size=nv,
-        sigmas=sigmas,
-        label=name,
-        baselines=baselines,
-        seed=s,
-        progress=progress,
-        cache_dir=cache_dir,
-        dtype=dtype,
-        device=device,
-    )
-    result = rows[name]
-    return {
-        "model": name,
-        "file": str(model.path),
-        "rows": rows,
-        "result": result,
-        "expected": {"mean": entry.parzen_ll, "se": entry.parzen_se, "sigma": entry.sigma},
-        "difference": result["mean"] - entry.parzen_ll,
-        "differs_from_stated": _protocol_differences(entry, dataset.name, m, s, result["n_valid"], sigmas),
-        "protocol": {
-            "num_samples": m,
-            "sample_seed": s,
-            "valid_size": result["n_valid"],
-            "sigmas": [float(x) for x in np.atleast_1d(sigmas)],
-            "dtype": str(dtype).removeprefix("torch."),
-            "dataset": dataset.name,
-        },
-    }
-
-
-def _protocol_differences(
-    entry: PretrainedModel, dataset: str, num_samples: int, seed: int, valid_size: int, sigmas: Any
-) -> list[str]:
-    """The settings of an evaluation that are not the entry's: each makes its number incomparable."""
-    found = []
-    if dataset.startswith("embedded") and dataset != entry.dataset:  # a subset shipped for tests and demos
-        found.append(f"dataset {dataset} (stated: {entry.dataset})")
-    for what, got, stated in (
-        ("samples", num_samples, entry.num_samples),
-        ("seed", seed, entry.sample_seed),
-        ("validation images", valid_size, entry.valid_size),
-    ):
-        if got != stated:
-            found.append(f"{what} {got} (stated: {stated})")
-    if not np.array_equal(np.atleast_1d(np.asarray(sigmas, dtype=float)), np.asarray(DEFAULT_SIGMAS, dtype=float)):
-        found.append("sigma grid (stated: logspace(-1, 0, 10))")
-    return found

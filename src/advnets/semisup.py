@@ -253,16 +253,15 @@ def run_semisup(
 ) -> dict[str, Any]:
     """``advnets semisup``: the table of §7.4 for a run's latest checkpoint; writes RUN/semisup.json
     (or ``out``) and the figure beside it (the same name, .png), and returns the result."""
-    from advnets.checkpoint import load_models, resolve_checkpoint
-    from advnets.data import load_dataset
+    from advnets.generators import load_generator
     from advnets.io import atomic_write_json
     from advnets.nets import build_nets
     from advnets.runs import run_dir_of
 
     run = Path(run)
-    ckpt = resolve_checkpoint(run)
     run_dir = run_dir_of(run)
-    _, d, run_cfg, state = load_models(ckpt)
+    model = load_generator(run)
+    d, run_cfg, ckpt = model.discriminator, model.config, model.source
     encoder = None
     if with_encoder:
         from advnets.errors import CheckpointError
@@ -279,7 +278,7 @@ def run_semisup(
                 "rerun `advnets infer` to match",
                 stacklevel=2,
             )
-    data = load_dataset(run_cfg.data, data_dir=data_dir)
+    data = model.load_data(data_dir=data_dir)
     train_y = check_labels(data.train_labels, "training")
     test_y = check_labels(data.test_labels, "test")
     draws = labelled_draws(train_y, cfg)  # checks every size before any work
@@ -287,11 +286,11 @@ def run_semisup(
     # The untrained baseline: D initialised exactly as the run's trainer did at step 0.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run_cfg.train.seed)
-        _, d0 = build_nets(run_cfg.generator, run_cfg.discriminator, tuple(int(s) for s in state["image_shape"]))
+        _, d0 = build_nets(run_cfg.generator, run_cfg.discriminator, model.image_shape)
     feature_sets = {
         "raw pixels": pixel_features,
         "untrained D (same architecture and seed)": lambda x: discriminator_features(d0, x),
-        f"trained D (step {int(state['step'])})": lambda x: discriminator_features(d, x),
+        f"trained D (step {model.step})": lambda x: discriminator_features(d, x),
     }
     if encoder is not None:
         feature_sets["encoder E (hidden layers and z)"] = lambda x: encoder_features(encoder, x)
@@ -306,7 +305,7 @@ def run_semisup(
         seconds[name] = round(time.perf_counter() - start, 2)
     result = {
         "checkpoint": ckpt.name,
-        "step": int(state["step"]),
+        "step": model.step,
         "dataset": data.name,
         "classes": int(len(np.unique(train_y))),
         "train_size": len(train_y),

@@ -33,25 +33,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_classes(args: argparse.Namespace) -> int:
-    from advnets.checkpoint import load_models
     from advnets.conditional import class_evaluation
-    from advnets.data import load_dataset
     from advnets.data.fetch import data_root
     from advnets.errors import AdvnetsError
     from advnets.evaluate.classifier import load_or_train_classifier
+    from advnets.generators import load_generator
     from advnets.io import atomic_write_json
     from advnets.runs import run_dir_of
 
-    g, _, cfg, state = load_models(args.run)
-    data = load_dataset(cfg.data, data_dir=args.data_dir)
+    model = load_generator(args.run)
+    data = model.load_data(data_dir=args.data_dir)
     if data.train_labels is None:
         raise AdvnetsError(f"--run {args.run}: {data.name} has no class labels to classify against")
     say = functools.partial(print, file=sys.stderr)
     classifier = load_or_train_classifier(data, data_root(args.data_dir) / "classifiers", announce=say)
-    result = class_evaluation(g, data, classifier, n=args.n, seed=args.seed)
-    result["step"] = state["step"]
+    result = class_evaluation(model.generator, data, classifier, n=args.n, seed=args.seed)
+    result["step"] = model.step
     cov = result["coverage"]
-    print(f"{data.name}, step {state['step']}; classifier test accuracy {classifier.test_accuracy:.3f}")
+    print(f"{data.name}, step {model.step}; classifier test accuracy {classifier.test_accuracy:.3f}")
     print(
         f"{cov['n']} samples: {cov['classes_covered']} of {cov['num_classes']} classes covered, "
         f"counts {cov['counts']}, entropy {cov['entropy']:.3f} of {cov['max_entropy']:.3f} nats, "

@@ -159,7 +159,7 @@ def _check_combination(args: argparse.Namespace) -> None:
         raise AdvnetsError("--metrics scores the test split; --folds and --split are Parzen options")
 
 
-def _scores_of_samples(args: argparse.Namespace, sigmas, kw: dict) -> dict:
+def _scores_of_samples(args: argparse.Namespace, sigmas, options) -> dict:
     """``--samples S.npy --valid V.npy --test T.npy``: any model's samples, scored by the same code."""
     from advnets.errors import AdvnetsError
     from advnets.evaluate.parzen import parzen_evaluate
@@ -172,7 +172,7 @@ def _scores_of_samples(args: argparse.Namespace, sigmas, kw: dict) -> dict:
                 f"{option} {path}: {array.shape[1]} features per image, but --samples "
                 f"{args.samples} has {samples.shape[1]}"
             )
-    rows = {"samples": parzen_evaluate(test, samples, valid=valid, sigmas=sigmas, **kw)}
+    rows = {"samples": parzen_evaluate(test, samples, valid=valid, sigmas=sigmas, **options.kwargs())}
     return {"rows": rows, "label": "samples", "dataset": None, "step": None, "valid_size": len(valid)}
 
 
@@ -180,7 +180,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from advnets.devices import resolve_device
-    from advnets.evaluate.protocol import evaluate_run, format_row, paper_row_for, parse_sigmas, parzen_record
+    from advnets.evaluate.options import MetricOptions
+    from advnets.evaluate.protocol import format_row, paper_row_for, parse_sigmas, parzen_record
+    from advnets.evaluate.scoring import evaluate_run
     from advnets.io import atomic_write_json
     from advnets.runs import append_metrics, run_dir_of
 
@@ -188,12 +190,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     sigmas = parse_sigmas(args.sigmas)
     device = resolve_device(args.device, float64=not args.float32)
     dtype = torch.float32 if args.float32 else torch.float64
-    kw = {"dtype": dtype, "device": device, "progress": not args.no_progress}
+    options = MetricOptions(dtype=dtype, device=device, progress=not args.no_progress)
     _check_combination(args)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)  # --out sub/q.json: made, as RUN/ is
     if args.pretrained is not None and args.metrics is None:
-        return _pretrained(args, sigmas, kw)  # None: the registry entry's settings, which reproduce its number
+        return _pretrained(args, sigmas, options)  # None: the registry entry's settings, which reproduce its number
     for option, default in (("num_samples", 10000), ("seed", 0), ("valid_size", 1000)):
         setattr(args, option, default if getattr(args, option) is None else getattr(args, option))
     if args.metrics is not None:
@@ -201,7 +203,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         return cmd_metrics(args, device)
     if args.samples is not None:
-        result, run_dir = _scores_of_samples(args, sigmas, kw), None
+        result, run_dir = _scores_of_samples(args, sigmas, options), None
     else:
         result = evaluate_run(
             args.run,
@@ -215,7 +217,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             note=lambda text: print(f"advnets: note: {text}", file=sys.stderr),
             cache_dir=baseline_cache(args.data_dir),
-            **kw,
+            options=options,
         )
         run_dir = run_dir_of(args.run)
     rows, dataset_name = result["rows"], result["dataset"]
@@ -233,7 +235,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"  {'paper, Table 1 (' + pname + ')':<28s} {pm:8.1f} ± {pse:<6.1f}(full {pname}{note})")
     out = args.json or (run_dir / "parzen.json" if run_dir is not None else None)
     doc = parzen_record(
-        result, num_samples=args.num_samples, split=args.split, seed=args.seed, sigmas=sigmas, dtype=dtype
+        result, num_samples=args.num_samples, split=args.split, seed=args.seed, sigmas=sigmas, options=options
     )
     if out is not None:
         atomic_write_json(out, doc)
@@ -253,12 +255,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pretrained(args: argparse.Namespace, sigmas, kw: dict) -> int:
+def _pretrained(args: argparse.Namespace, sigmas, options) -> int:
     """``--pretrained NAME --data DIR``: the registry's protocol on a shipped model, beside its stated number."""
     from advnets.errors import AdvnetsError
     from advnets.evaluate.protocol import format_row
+    from advnets.evaluate.scoring import evaluate_pretrained
     from advnets.io import atomic_write_json
-    from advnets.pretrained import evaluate_pretrained
 
     if args.data is None:
         raise AdvnetsError("--pretrained needs --data SOURCE (e.g. the directory of MNIST's four IDX files)")
@@ -272,12 +274,12 @@ def _pretrained(args: argparse.Namespace, sigmas, kw: dict) -> int:
         sigmas=sigmas,
         baselines=args.baselines,
         cache_dir=baseline_cache(args.data_dir),
-        **kw,
+        options=options,
     )
     p, res, exp = r["protocol"], r["result"], r["expected"]
     print(
         f"Parzen-window log-likelihood of {res['n']} test images of {p['dataset']} under {p['num_samples']} "
-        f"samples of {r['model']} (seed {p['sample_seed']}; σ chosen on {p['valid_size']} validation images):"
+        f"samples of {r['model']} (seed {p['seed']}; σ chosen on {p['valid_size']} validation images):"
     )
     for name, row in r["rows"].items():
         print("  " + format_row(name, row))

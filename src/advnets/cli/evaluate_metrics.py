@@ -2,7 +2,7 @@
 
 A thin layer: it gathers the images (a run's or a shipped model's samples of G, or ``--samples S.npy``), the
 real test images, the validation images Parzen needs and the honest context rows
-(:func:`advnets.evaluate.context.context_samples`), calls :func:`~advnets.evaluate.metrics.evaluate_table`
+(:func:`advnets.evaluate.baselines.context_samples`), calls :func:`~advnets.evaluate.metrics.evaluate_table`
 once, prints :func:`~advnets.evaluate.metrics.format_table`, writes the JSON atomically and, for a run, logs
 one row per metric through :class:`advnets.runs.MetricsLog` (metrics.jsonl and TensorBoard).
 """
@@ -68,36 +68,21 @@ def _images_to_score(args: argparse.Namespace) -> dict[str, Any]:
             "step": None,
             "run_dir": None,
         }
-    from advnets.sampling import generate
-
-    if args.pretrained is not None:
-        from advnets.pretrained import dataset_for, load_pretrained
-
-        if args.data is None:
-            raise AdvnetsError(
-                "--pretrained needs --data SOURCE: the dataset to score against (e.g. the MNIST IDX dir)"
-            )
-        model = load_pretrained(args.pretrained)
-        images = generate(model.generator, args.num_samples, args.seed, model.image_shape)
-        return {
-            "label": args.pretrained,
-            "images": images,
-            "dataset": dataset_for(model, args.data, args.data_dir),
-            "step": int(model.metadata.get("step", 0)),
-            "run_dir": None,
-        }
-    from advnets.checkpoint import load_models
-    from advnets.data import load_dataset
+    from advnets.generators import load_generator
     from advnets.runs import run_dir_of
 
-    g, _, cfg, state = load_models(args.run)
-    images = generate(g, args.num_samples, args.seed, tuple(state["image_shape"]))
+    if args.pretrained is not None and args.data is None:
+        raise AdvnetsError("--pretrained needs --data SOURCE: the dataset to score against (e.g. the MNIST IDX dir)")
+    if args.pretrained is not None:
+        model = load_generator(pretrained=args.pretrained)
+    else:
+        model = load_generator(args.run)
     return {
-        "label": f"adversarial nets (step {state['step']})",
-        "images": images,
-        "dataset": load_dataset(cfg.data, data_dir=args.data_dir),
-        "step": state["step"],
-        "run_dir": run_dir_of(args.run),
+        "label": model.label,
+        "images": model.sample(args.num_samples, args.seed),
+        "dataset": model.load_data(args.data, args.data_dir),
+        "step": model.step,
+        "run_dir": run_dir_of(args.run) if args.run is not None else None,
     }
 
 
@@ -105,7 +90,7 @@ def cmd_metrics(args: argparse.Namespace, device: str) -> int:
     """Score, print, write the JSON and log the rows; the caller has chosen the device."""
     from advnets.cli.common import baseline_cache
     from advnets.data.fetch import data_root
-    from advnets.evaluate.context import context_samples
+    from advnets.evaluate.baselines import context_samples
     from advnets.evaluate.metrics import REGISTRY, evaluate_table, format_table, parse_metrics
     from advnets.evaluate.protocol import parse_sigmas
     from advnets.io import atomic_write_json

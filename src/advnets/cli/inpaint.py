@@ -60,19 +60,20 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
 
     import torch
 
-    from advnets.checkpoint import load_models
-    from advnets.data import load_dataset, to_display
+    from advnets.data import to_display
     from advnets.errors import AdvnetsError
     from advnets.figures import save_grid
+    from advnets.generators import load_generator
     from advnets.inpaint import completions, evaluate_inpainting, figure_rows, make_masks
     from advnets.io import atomic_write_json
     from advnets.runs import run_dir_of
 
-    g, _, cfg, state = load_models(args.run)
+    model = load_generator(args.run)
+    g, cfg = model.generator, model.config
     if cfg.generator.condition != "inpaint":
         raise AdvnetsError(f"--run {args.run}: this model was not trained for inpainting (train with --inpaint)")
-    shape = tuple(state["image_shape"])
-    data = load_dataset(cfg.data, data_dir=args.data_dir)
+    shape = model.image_shape
+    data = model.load_data(data_dir=args.data_dir)
     if args.input in ("test", "valid"):
         images = data.split(args.input)
     else:
@@ -90,11 +91,9 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
     save_grid(to_display(rows, cfg.data.preprocess), out, nrow=args.completions + 2, scale=2)
     held_out = images[: args.eval_size]
     metrics = evaluate_inpainting(g, held_out, data.train, args.mask, k=args.completions, seed=args.seed)
-    metrics.update(step=state["step"], input=str(args.input), figure=str(out))
+    metrics.update(step=model.step, input=str(args.input), figure=str(out))
     atomic_write_json(out.with_suffix(".json"), metrics)
-    print(
-        f"{len(shown)} rows of (masked input, {args.completions} completions, original), step {state['step']} -> {out}"
-    )
+    print(f"{len(shown)} rows of (masked input, {args.completions} completions, original), step {model.step} -> {out}")
     print(
         f"RMS error over the hidden pixels of {metrics['images']} {args.input} images ({args.mask}): completions "
         f"{metrics['rmse_completion']:.4f} (best of {args.completions}: {metrics['rmse_best_of_k']:.4f}); "

@@ -88,12 +88,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from advnets.checkpoint import load_models
     from advnets.data import to_display
     from advnets.errors import AdvnetsError
     from advnets.figures import save_grid
+    from advnets.generators import load_generator
     from advnets.runs import run_dir_of
-    from advnets.sampling import generate, grid_columns, interpolate
+    from advnets.sampling import grid_columns, interpolate
 
     _refuse_ignored_options(args)
     for option, default in (("rows", 10), ("steps", 10), ("check_size", 1000)):  # None: not given
@@ -102,18 +102,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise AdvnetsError("--steps must be at least 2 (the two endpoints of each path)")
     kind = "nearest" if args.nearest else "interpolation" if args.interpolate else "sample"
     if args.pretrained is not None:
-        from advnets.pretrained import load_pretrained
-
-        model = load_pretrained(args.pretrained)
-        g, cfg, shape, step = model.generator, model.config, model.image_shape, int(model.metadata.get("step", 0))
+        model = load_generator(pretrained=args.pretrained)
         out = check_png(args.out or Path(f"{args.pretrained}-{kind}-seed{args.seed}.png"))
     else:
-        g, _, cfg, state = load_models(args.run)
-        shape, step = tuple(state["image_shape"]), state["step"]
+        model = load_generator(args.run)
         out = check_png(args.out or run_dir_of(args.run) / "samples" / f"{kind}-seed{args.seed}.png")
+    step, preprocess = model.step, model.config.data.preprocess
     if args.interpolate:
-        images = interpolate(g, args.rows, args.steps, args.seed, shape, spherical=args.spherical)
-        save_grid(to_display(images, cfg.data.preprocess), out, nrow=args.steps, scale=2)
+        images = interpolate(model.generator, args.rows, args.steps, args.seed, model.image_shape, args.spherical)
+        save_grid(to_display(images, preprocess), out, nrow=args.steps, scale=2)
         how = "spherical" if args.spherical else "linear"
         print(f"{args.rows} {how} paths x {args.steps} steps in z (seed {args.seed}) from step {step} -> {out}")
         return 0
@@ -123,36 +120,32 @@ def cmd_sample(args: argparse.Namespace) -> int:
         import torch
 
         labels = None if args.label is None else torch.full((args.n,), args.label)
-        images = generate(g, args.n, args.seed, shape, labels=labels)
-        save_grid(to_display(images, cfg.data.preprocess), out, nrow=grid_columns(args.n), scale=2)
+        images = model.sample(args.n, args.seed, labels=labels)
+        save_grid(to_display(images, preprocess), out, nrow=grid_columns(args.n), scale=2)
         print(f"{args.n} samples (seed {args.seed}) from step {step} -> {out}")
         return 0
-    data = None
-    if args.pretrained is not None:
-        from advnets.pretrained import dataset_for
-
-        if args.data is None:
-            raise AdvnetsError("--pretrained --nearest needs --data SOURCE: the training images to search")
-        data = dataset_for(model, args.data, args.data_dir)
-    return _nearest(args, g, cfg, shape, step, out, data)
+    if args.pretrained is not None and args.data is None:
+        raise AdvnetsError("--pretrained --nearest needs --data SOURCE: the training images to search")
+    return _nearest(args, model, out)
 
 
-def _nearest(args: argparse.Namespace, g, cfg, shape: tuple[int, ...], step: int, out: Path, data=None) -> int:
-    """Figure 2 and the memorisation check beside it (as RUN/samples/nearest-seedS.json); ``data``: the
-    dataset searched (default the run's own)."""
-    from advnets.data import load_dataset, to_display
+def _nearest(args: argparse.Namespace, model, out: Path) -> int:
+    """Figure 2 and the memorisation check beside it (as RUN/samples/nearest-seedS.json), against the
+    run's own training images or, for a shipped model, those of ``--data``."""
+    from advnets.data import to_display
     from advnets.evaluate.nearest import memorization_verdict
-    from advnets.evaluate.protocol import memorization_check
+    from advnets.evaluate.scoring import memorization_check
     from advnets.figures import save_grid
     from advnets.io import atomic_write_json
-    from advnets.sampling import generate, grid_columns, nearest_figure
+    from advnets.sampling import grid_columns, nearest_figure
 
-    data = data if data is not None else load_dataset(cfg.data, data_dir=args.data_dir)
+    data = model.load_data(args.data, args.data_dir)
+    step = model.step
     columns = grid_columns(args.n) + 1
     rows = -(-args.n // (columns - 1))
-    images, neighbours = nearest_figure(generate(g, rows * (columns - 1), args.seed, shape), data.train, columns)
-    save_grid(to_display(images, cfg.data.preprocess), out, nrow=columns, scale=2)
-    check = memorization_check(g, data.train, data.test, args.seed, shape, args.check_size)
+    images, neighbours = nearest_figure(model.sample(rows * (columns - 1), args.seed), data.train, columns)
+    save_grid(to_display(images, model.config.data.preprocess), out, nrow=columns, scale=2)
+    check = memorization_check(model, data.train, data.test, args.seed, args.check_size)
     json_path = out.with_suffix(".json")
     atomic_write_json(
         json_path,

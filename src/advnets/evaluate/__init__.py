@@ -4,7 +4,10 @@
 module on first use (PEP 562), so importing one metric does not load the others.
 
 - parzen: the Parzen-window log-likelihood of Table 1 (exact, float64, chunked) and σ selection
-- protocol: the paper's protocol around it (10,000 samples, σ on validation, TFD folds, baselines)
+- protocol: the paper's protocol around it (10,000 samples, σ on validation, TFD folds) and its record
+- baselines: stand-ins built from the training split (real images, k-means, a Gaussian fit), the honest context
+- scoring: a run, a checkpoint or a shipped model scored end to end; Figure 2's memorisation check
+- options: MetricOptions, how every metric computes (dtype, device, block sizes, progress)
 - nearest: exact nearest training examples (Figure 2) and the memorisation check
 - classifier: a small digit classifier for class coverage and the MNIST score
 - diversity, modes: mode-collapse measures (sample diversity, modes covered on the 2-D toys)
@@ -26,13 +29,16 @@ _HOME = {
     "parzen_log_likelihood": "advnets.evaluate.parzen",
     "parzen_evaluate": "advnets.evaluate.parzen",
     "select_sigma": "advnets.evaluate.parzen",
-    "evaluate_run": "advnets.evaluate.protocol",
+    "evaluate_run": "advnets.evaluate.scoring",
+    "evaluate_pretrained": "advnets.evaluate.scoring",
+    "MetricOptions": "advnets.evaluate.options",
     "evaluate_folds": "advnets.evaluate.protocol",
-    "baseline_samples": "advnets.evaluate.protocol",
+    "baseline_samples": "advnets.evaluate.baselines",
+    "context_samples": "advnets.evaluate.baselines",
     "paper_row_for": "advnets.evaluate.protocol",
     "nearest_neighbors": "advnets.evaluate.nearest",
     "memorization_stats": "advnets.evaluate.nearest",
-    "memorization_check": "advnets.evaluate.protocol",
+    "memorization_check": "advnets.evaluate.scoring",
     "memorization_verdict": "advnets.evaluate.nearest",
     "load_or_train_classifier": "advnets.evaluate.classifier",
     "class_coverage": "advnets.evaluate.classifier",

@@ -23,7 +23,7 @@ extracts features once per set (the real ones through a :class:`FeatureCache`)
 and calls each metric function once (precision, recall, density and coverage
 share one computation). :func:`evaluate_table` does the same for several rows
 against one real set (the honest context rows come from
-:func:`advnets.evaluate.context.context_samples`), and :func:`format_table`
+:func:`advnets.evaluate.baselines.context_samples`), and :func:`format_table`
 prints the result. This module imports nothing above the metric functions
 (features, the distances engine, Parzen, the classifier), so a training loop
 may call it.

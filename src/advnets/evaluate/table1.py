@@ -33,17 +33,19 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from advnets.checkpoint import CHECKPOINT_DIR, load_models
+from advnets.checkpoint import CHECKPOINT_DIR
 from advnets.errors import CheckpointError
+from advnets.evaluate.options import MetricOptions
 from advnets.evaluate.parzen import DEFAULT_SIGMAS, select_sigma
 from advnets.evaluate.protocol import (
     REFERENCE_NUM_SAMPLES,
     REFERENCE_VALID_SIZE,
+    protocol_settings,
     reference_protocol,
 )
+from advnets.generators import load_generator
 from advnets.io import atomic_write_bytes
 
 __all__ = [
@@ -75,12 +77,6 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _epoch(state: dict[str, Any], batch_size: int) -> float:
-    """Epochs a checkpoint had trained: completed passes plus the fraction of the current one."""
-    per_epoch = len(state["perm"]) // batch_size if "perm" in state else 0
-    return int(state.get("epoch", 0)) + (int(state.get("batch_in_epoch", 0)) / per_epoch if per_epoch else 0.0)
-
-
 def _read_cache(path: Path, section: str, protocol: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The cache document and its ``section``'s entries ({} unless made with the same protocol settings)."""
     try:
@@ -99,14 +95,8 @@ def _write_cache(path: Path, doc: dict[str, Any]) -> None:
     atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
 
 
-def _protocol(num_samples: int, seed: int, sigmas: Any, valid: torch.Tensor, dtype: torch.dtype) -> dict[str, Any]:
-    return {
-        "num_samples": int(num_samples),
-        "seed": int(seed),
-        "sigmas": [float(s) for s in np.atleast_1d(np.asarray(sigmas, dtype=np.float64))],
-        "n_valid": len(valid),
-        "dtype": str(dtype).removeprefix("torch."),
-    }
+def _protocol(num_samples: int, seed: int, sigmas: Any, valid: torch.Tensor, options: MetricOptions) -> dict[str, Any]:
+    return protocol_settings(num_samples=num_samples, seed=seed, sigmas=sigmas, valid_size=len(valid), options=options)
 
 
 def validation_curve(
@@ -119,9 +109,7 @@ def validation_curve(
     sigmas: Any = DEFAULT_SIGMAS,
     cache: str | Path | None = None,
     checkpoints: list[Path] | None = None,
-    dtype: torch.dtype = torch.float64,
-    device: Any = None,
-    progress: bool = False,
+    options: MetricOptions = MetricOptions(),
 ) -> list[dict[str, Any]]:
     """The validation Parzen log-likelihood of every kept checkpoint of ``run_dir``, by step.
 
@@ -131,33 +119,30 @@ def validation_curve(
     ``step``, ``epoch`` (fractional), ``valid_ll`` (mean at the best σ),
     ``sigma``, ``valid_means`` (per σ of the grid). Entries are cached in
     ``cache`` (default ``run_dir/parzen_validation.json``) after each checkpoint,
-    atomically; a rerun with the same settings skips scored checkpoints.
+    atomically; a rerun with the same settings skips scored checkpoints. ``options`` say how to compute
+    (its progress bar counts checkpoints).
     Raises :class:`CheckpointError` for a run without checkpoints or a damaged one.
     """
     from tqdm.auto import tqdm
 
-    from advnets.sampling import generate
-
     run_dir = Path(run_dir)
     cache_path = Path(cache) if cache is not None else run_dir / CACHE_FILE
     valid = dataset.valid[:valid_size]
-    protocol = _protocol(num_samples, seed, sigmas, valid, dtype)
+    protocol = _protocol(num_samples, seed, sigmas, valid, options)
     doc, done = _read_cache(cache_path, "validation", protocol)
     paths = checkpoints if checkpoints is not None else kept_checkpoints(run_dir)
     out = []
-    for path in tqdm(paths, desc=f"validation LL {run_dir.name}", unit="ckpt", disable=not progress):
+    for path in tqdm(paths, desc=f"validation LL {run_dir.name}", unit="ckpt", disable=not options.progress):
         digest = _digest(path)
         entry = done.get(path.name)
         if entry is None or entry.get("sha256") != digest:
-            g, _, cfg, state = load_models(path)
-            epoch = _epoch(state, cfg.train.batch_size)
-            samples = generate(g, num_samples, seed, tuple(state["image_shape"]))
-            sel = select_sigma(valid, samples, sigmas, dtype=dtype, device=device)
+            model = load_generator(path)
+            sel = select_sigma(valid, model.sample(num_samples, seed), sigmas, **options.kwargs(progress=False))
             entry = {
                 "checkpoint": path.name,
                 "sha256": digest,
-                "step": int(state["step"]),
-                "epoch": epoch,
+                "step": model.step,
+                "epoch": model.epoch,
                 "valid_ll": sel["valid_means"][sel["index"]],
                 "sigma": sel["sigma"],
                 "valid_means": sel["valid_means"],
@@ -185,9 +170,7 @@ def score_best(
     seed: int = 0,
     sigmas: Any = DEFAULT_SIGMAS,
     cache: str | Path | None = None,
-    dtype: torch.dtype = torch.float64,
-    device: Any = None,
-    progress: bool = False,
+    options: MetricOptions = MetricOptions(),
 ) -> dict[str, Any]:
     """The full reference protocol on the test images for the best-by-validation checkpoint.
 
@@ -196,21 +179,17 @@ def score_best(
     the same JSON as the curve, in its own section (keyed by checkpoint name
     and SHA-256, and the protocol's settings).
     """
-    from advnets.sampling import generate
-
     run_dir = Path(run_dir)
     cache_path = Path(cache) if cache is not None else run_dir / CACHE_FILE
     valid = dataset.valid[:valid_size]
-    doc, done = _read_cache(cache_path, "test", _protocol(num_samples, seed, sigmas, valid, dtype))
+    doc, done = _read_cache(cache_path, "test", _protocol(num_samples, seed, sigmas, valid, options))
     best = best_entry(curve)
     cached = done.get(best["checkpoint"])
     if cached is not None and cached.get("sha256") == best["sha256"]:
         return cached
-    g, _, _, state = load_models(run_dir / CHECKPOINT_DIR / best["checkpoint"])
-    samples = generate(g, num_samples, seed, tuple(state["image_shape"]))
-    rows = reference_protocol(
-        samples, dataset, valid_size=valid_size, sigmas=sigmas, seed=seed, progress=progress, dtype=dtype, device=device
-    )
+    model = load_generator(run_dir / CHECKPOINT_DIR / best["checkpoint"])
+    samples = model.sample(num_samples, seed)
+    rows = reference_protocol(samples, dataset, valid_size=valid_size, sigmas=sigmas, seed=seed, options=options)
     keep = ("checkpoint", "sha256", "step", "epoch", "valid_ll")
     result = {**rows["model"], **{k: best[k] for k in keep}}
     done[best["checkpoint"]] = result

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from advnets import __version__
-from advnets.checkpoint import latest_checkpoint, load_models
 from advnets.devices import describe_device, resolve_device
 from advnets.errors import DataError
 from advnets.figures import figure_png, new_figure
+from advnets.generators import load_generator
 from advnets.report.page import Figure, Section
 from advnets.runs import CONFIG_FILE, read_metrics
 
@@ -37,15 +37,13 @@ def build(
     run_dir: Path, config_doc: dict[str, Any], *, seed: int, nearest_n: int, check_size: int
 ) -> tuple[list[Section], dict[str, Any]]:
     """The report's sections and its header facts (``meta``) for a run's latest checkpoint."""
-    g, _, cfg, state = load_models(run_dir)
-    step = int(state["step"])
-    shape = tuple(int(s) for s in state["image_shape"])
-    dataset_name = str(config_doc.get("dataset") or state.get("dataset") or cfg.data.source)
+    model = load_generator(run_dir)
+    g, cfg, step, shape = model.generator, model.config, model.step, model.image_shape
+    dataset_name = str(config_doc.get("dataset") or model.dataset or cfg.data.source)
     metrics = read_metrics(run_dir)
     rows = training_rows(metrics)
     scale, padding = _grid_scale(shape), _grid_padding(shape)
-    ckpt = latest_checkpoint(run_dir)
-    assert ckpt is not None
+    ckpt = model.source  # the checkpoint read, even if a training run has written a newer one since
     now = datetime.now(timezone.utc)
 
     meta = {
@@ -56,7 +54,7 @@ def build(
             ("step", _step_text(step, config_doc, cfg)),
             ("checkpoint", f"{ckpt.name}, written {_mtime(ckpt)}"),
             ("report written", now.strftime("%Y-%m-%d %H:%M:%S UTC")),
-            ("advnets", f"{__version__} (the checkpoint was written by {state.get('version', 'an unknown version')})"),
+            ("advnets", f"{__version__} (the checkpoint was written by {model.version or 'an unknown version'})"),
             ("seed of Figures 2 and 3", str(seed)),
         ],
     }
@@ -66,7 +64,7 @@ def build(
         _samples_section(run_dir, scale),
         _figure2_section(g, data, data_error, cfg, shape, seed=seed, n=nearest_n, scale=scale, padding=padding),
         _figure3_section(g, cfg, shape, seed=seed, scale=scale, padding=padding),
-        _memorisation_section(g, data, data_error, shape, seed=seed, check_size=check_size),
+        _memorisation_section(model, data, data_error, seed=seed, check_size=check_size),
         _parzen_section(run_dir, dataset_name, step),
         *_quality_section(run_dir, step),
         _config_section(config_doc),
@@ -191,9 +189,7 @@ def _figure3_section(g: Any, cfg: Any, shape: tuple[int, ...], *, seed: int, sca
     return sec
 
 
-def _memorisation_section(
-    g: Any, data: Any, data_error: str, shape: tuple[int, ...], *, seed: int, check_size: int
-) -> Section:
+def _memorisation_section(model: Any, data: Any, data_error: str, *, seed: int, check_size: int) -> Section:
     sec = Section("Memorisation check", "memorisation")
     if data is None:
         sec.text(f"Skipped: {data_error}.")
@@ -202,9 +198,9 @@ def _memorisation_section(
         sec.text("Skipped: the dataset has no test split to compare with.")
         return sec
     from advnets.evaluate.nearest import memorization_verdict
-    from advnets.evaluate.protocol import memorization_check
+    from advnets.evaluate.scoring import memorization_check
 
-    check = memorization_check(g, data.train, data.test, seed, shape, check_size)
+    check = memorization_check(model, data.train, data.test, seed, check_size)
     s, h = check["samples"], check["heldout"]
     sec.text(
         f"Distance from each of {h['n']} samples of G (seed {seed + 1}) and of {h['n']} held-out "
