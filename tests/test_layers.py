@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "advnets.evaluate.digit_features",
             "advnets.evaluate.features",
             "advnets.evaluate.metrics",
+            "advnets.evaluate.inputs",  # images and rows as the metrics take them: one coercer of each
             "advnets.evaluate.options",  # how metrics compute (dtype, device, blocks): a dataclass of settings
         ),
     ),

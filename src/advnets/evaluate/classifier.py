@@ -70,6 +70,7 @@ from torch import nn
 
 from advnets import __version__
 from advnets.errors import DataError
+from advnets.evaluate.inputs import as_images
 from advnets.io import atomic_write_bytes
 
 __all__ = [
@@ -208,14 +209,9 @@ class DigitClassifier(nn.Module):
 
 
 def _as_images(images: Any, shape: tuple[int, int, int], name: str) -> torch.Tensor:
-    """``images`` as a float32 ``N×C×H×W`` tensor of the classifier's shape, validated."""
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(images)
-    if not isinstance(images, torch.Tensor):
-        raise DataError(f"{name} must be a tensor or NumPy array, got {type(images).__name__}")
-    x = images.detach()
-    if not x.is_floating_point():
-        raise DataError(f"{name} must hold floating-point pixels in [0, 1], got dtype {x.dtype}")
+    """``images`` (:func:`advnets.evaluate.inputs.as_images`) as a float32 ``N×C×H×W`` tensor of the
+    classifier's shape."""
+    x = as_images(images, name)
     c, h, w = shape
     expected = f"N x {c * h * w}, N x {c} x {h} x {w}" + (f" or N x {h} x {w}" if c == 1 else "")
     ok = (
@@ -225,12 +221,7 @@ def _as_images(images: Any, shape: tuple[int, int, int], name: str) -> torch.Ten
     )
     if not ok:
         raise DataError(f"{name} have shape {tuple(x.shape)}; this classifier expects {expected} (pixels in [0, 1])")
-    if len(x) == 0:
-        raise DataError(f"{name} is empty; need at least one image")
-    x = x.float()
-    if not bool(torch.isfinite(x).all()):
-        raise DataError(f"{name} contain NaN or infinite values (did the generator diverge?)")
-    return x.reshape(len(x), c, h, w)
+    return x.float().reshape(len(x), c, h, w)
 
 
 def _check_dataset(dataset: Any) -> int:

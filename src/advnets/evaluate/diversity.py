@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from advnets.errors import DataError
+from advnets.evaluate.inputs import as_rows
 
 __all__ = [
     "DEFAULT_DUPLICATE_FACTOR",
@@ -60,26 +61,6 @@ _REFINE = 1e-4  # recompute pairs whose squared distance is below this fraction 
 
 
 # --------------------------------------------------------------------------- distances
-
-
-def _as_rows(x: Any, name: str, min_rows: int = 2) -> np.ndarray:
-    """``x`` (array or tensor, ``N×d`` or ``N×...`` images) as a float64 ``N×d`` array, validated."""
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor
-        x = x.detach().cpu().double().numpy()
-    try:
-        a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise DataError(f"{name} must be an array of numbers, got {type(x).__name__}") from e
-    if a.ndim < 2:
-        raise DataError(f"{name} must have shape N x d or N x C x H x W, got {a.shape}")
-    a = a.reshape(a.shape[0], -1)
-    if a.shape[0] < min_rows:
-        raise DataError(f"{name} has {a.shape[0]} rows; need at least {min_rows}")
-    if a.shape[1] == 0:
-        raise DataError(f"{name} has rows of size 0")
-    if not np.all(np.isfinite(a)):
-        raise DataError(f"{name} contain NaN or infinite values (did the generator diverge?)")
-    return a
 
 
 def _unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -113,7 +94,7 @@ def mean_pairwise_distance(x: Any) -> float:
     ``x``: ``N×d`` or ``N×C×H×W`` array or tensor with ``N >= 2``. Exact in
     float64 (see the module docstring); 0 when all rows are equal.
     """
-    a = _as_rows(x, "x")
+    a = as_rows(x, "x", min_rows=2)
     n = len(a)
     u, _, counts = _unique_rows(a)
     if len(u) == 1:
@@ -127,7 +108,7 @@ def mean_pairwise_distance(x: Any) -> float:
 
 def diversity_ratio(samples: Any, real: Any) -> float:
     """Mean pairwise distance of ``samples`` over that of a ``real`` batch (~1 healthy, 0 collapsed)."""
-    s, r = _as_rows(samples, "samples"), _as_rows(real, "real")
+    s, r = as_rows(samples, "samples", min_rows=2), as_rows(real, "real", min_rows=2)
     if s.shape[1] != r.shape[1]:
         raise DataError(f"samples have {s.shape[1]} values per row but real data have {r.shape[1]}")
     ref = mean_pairwise_distance(r)
@@ -138,7 +119,7 @@ def diversity_ratio(samples: Any, real: Any) -> float:
 
 def nearest_other_distance(x: Any) -> np.ndarray:
     """For each row of ``x``, the Euclidean distance to its nearest *other* row (0 for a duplicate)."""
-    a = _as_rows(x, "x")
+    a = as_rows(x, "x", min_rows=2)
     u, inverse, counts = _unique_rows(a)
     nearest = np.zeros(len(u))
     if len(u) > 1:
@@ -164,11 +145,11 @@ def near_duplicate_fraction(
     ``factor`` (default 0.25) times the median nearest-neighbour distance
     within ``real`` (see the module docstring for why).
     """
-    s = _as_rows(samples, "samples")
+    s = as_rows(samples, "samples", min_rows=2)
     if threshold is None:
         if real is None:
             raise DataError("near_duplicate_fraction needs a threshold or a real batch (real=...) to derive one from")
-        r = _as_rows(real, "real")
+        r = as_rows(real, "real", min_rows=2)
         if r.shape[1] != s.shape[1]:
             raise DataError(f"samples have {s.shape[1]} values per row but real data have {r.shape[1]}")
         f = finite_number(factor, "factor")

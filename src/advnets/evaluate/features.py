@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from advnets.errors import ConfigError, DataError
 from advnets.evaluate import digit_features as _digits
+from advnets.evaluate.inputs import as_images
 from advnets.io import atomic_write_bytes
 
 __all__ = [
@@ -60,28 +60,16 @@ class FeatureExtractor:
     fn: Callable[[torch.Tensor], torch.Tensor]
 
     def __call__(self, images: Any) -> torch.Tensor:
-        x = _as_image_tensor(images)
+        x = as_images(images, "images")
         feats = torch.cat([self.fn(x[i : i + _BATCH]).detach().float().cpu() for i in range(0, len(x), _BATCH)])
         if feats.ndim != 2 or len(feats) != len(x):
             raise DataError(f"--features {self.name}: returned shape {tuple(feats.shape)} for {len(x)} images")
         return feats
 
 
-def _as_image_tensor(images: Any) -> torch.Tensor:
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(np.ascontiguousarray(images))
-    if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.ndim < 2 or not len(images):
-        raise DataError(f"images: expected a non-empty float array of N images in [0, 1], got {_describe(images)}")
-    return images.detach()
-
-
-def _describe(x: Any) -> str:
-    return f"{type(x).__name__} of shape {tuple(x.shape)}, {x.dtype}" if hasattr(x, "shape") else type(x).__name__
-
-
 def images_fingerprint(images: Any) -> str:
     """SHA-256 over dtype, shape and bytes of an image array (as advnets.evaluate.classifier.dataset_fingerprint)."""
-    a = _as_image_tensor(images).cpu().contiguous()
+    a = as_images(images, "images").cpu().contiguous()
     h = hashlib.sha256(f"{a.dtype}:{tuple(a.shape)};".encode())
     h.update(a.numpy().tobytes())
     return h.hexdigest()

@@ -47,11 +47,11 @@ import warnings
 from typing import Any
 
 import numpy as np
-import torch
 
 from advnets.errors import DataError
+from advnets.evaluate.inputs import as_rows
 
-__all__ = ["SQRTM_EPS", "as_features", "fit_gaussian", "frechet_distance", "frechet_distance_from_moments"]
+__all__ = ["SQRTM_EPS", "fit_gaussian", "frechet_distance", "frechet_distance_from_moments"]
 
 #: The offset added to both covariances when the square root of their product is not finite (pytorch-fid).
 SQRTM_EPS = 1e-6
@@ -59,27 +59,9 @@ SQRTM_EPS = 1e-6
 IMAG_ATOL = 1e-3
 
 
-def as_features(x: Any, name: str) -> np.ndarray:
-    """``x`` (array or tensor, ``N×d``) as a float64 NumPy array; DataError if not 2-D, empty or not finite."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().double().numpy()
-    try:
-        a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise DataError(f"{name}: expected an N x d array of numbers, got {type(x).__name__}") from e
-    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
-        raise DataError(f"{name}: expected features of shape N x d with N, d >= 1, got shape {a.shape}")
-    if not np.isfinite(a).all():
-        rows = np.flatnonzero(~np.isfinite(a).all(axis=1))
-        raise DataError(
-            f"{name}: {rows.size} row(s) hold NaN or infinity (first: row {rows[0]}); expected finite values"
-        )
-    return a
-
-
 def fit_gaussian(features: Any, name: str = "features") -> tuple[np.ndarray, np.ndarray]:
     """Mean (d) and unbiased covariance (d×d) of ``N×d`` features, in float64; needs N > d."""
-    x = as_features(features, name)
+    x = as_rows(features, name, flatten=False)
     n, d = x.shape
     if n <= d:
         raise DataError(
@@ -153,8 +135,8 @@ def frechet_distance(real_features: Any, generated_features: Any) -> dict[str, A
         DataError: not 2-D, NaN / infinite values, different d, N ≤ d in either
             set, or an ill-conditioned square root.
     """
-    r = as_features(real_features, "real features")
-    g = as_features(generated_features, "generated features")
+    r = as_rows(real_features, "real features", flatten=False)
+    g = as_rows(generated_features, "generated features", flatten=False)
     if r.shape[1] != g.shape[1]:
         raise DataError(
             f"generated features have dimension {g.shape[1]} but real features have {r.shape[1]}; "

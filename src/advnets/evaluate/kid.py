@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from advnets.errors import DataError
-from advnets.evaluate.frechet import as_features
+from advnets.evaluate.inputs import as_rows
 
 __all__ = ["DEFAULT_SUBSETS", "DEFAULT_SUBSET_SIZE", "kernel_distance", "mmd2_unbiased", "polynomial_kernel"]
 
@@ -95,8 +95,8 @@ def kernel_distance(
     Raises:
         DataError: shapes, NaN / infinite values, or options out of range.
     """
-    r = torch.from_numpy(as_features(real_features, "real features"))
-    g = torch.from_numpy(as_features(generated_features, "generated features"))
+    r = torch.from_numpy(as_rows(real_features, "real features", flatten=False))
+    g = torch.from_numpy(as_rows(generated_features, "generated features", flatten=False))
     if r.shape[1] != g.shape[1]:
         raise DataError(f"generated features have dimension {g.shape[1]} but real features have {r.shape[1]}")
     subsets = _positive_int(subsets, "subsets")

@@ -37,7 +37,7 @@ import torch
 
 from advnets.errors import DataError
 from advnets.evaluate.distances import DEFAULT_MAX_BYTES, iter_sq_distances
-from advnets.evaluate.frechet import as_features
+from advnets.evaluate.inputs import as_rows
 
 __all__ = ["DEFAULT_K_DC", "DEFAULT_K_PR", "kth_neighbour_sq_distances", "manifold_metrics"]
 
@@ -91,8 +91,8 @@ def manifold_metrics(
     Raises:
         DataError: shapes, NaN / infinite values, or a set with at most ``k`` (or ``k_dc``) rows.
     """
-    r = torch.from_numpy(as_features(real_features, "real features"))
-    g = torch.from_numpy(as_features(generated_features, "generated features"))
+    r = torch.from_numpy(as_rows(real_features, "real features", flatten=False))
+    g = torch.from_numpy(as_rows(generated_features, "generated features", flatten=False))
     if r.shape[1] != g.shape[1]:
         raise DataError(f"generated features have dimension {g.shape[1]} but real features have {r.shape[1]}")
     for name, v in (("k", k), ("k_dc", k_dc)):

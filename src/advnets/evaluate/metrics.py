@@ -42,6 +42,7 @@ import torch
 from advnets.errors import ConfigError, DataError
 from advnets.evaluate.features import FeatureCache, FeatureExtractor, default_extractor, get_extractor
 from advnets.evaluate.frechet import frechet_distance
+from advnets.evaluate.inputs import as_images
 from advnets.evaluate.kid import kernel_distance
 from advnets.evaluate.manifold import manifold_metrics
 
@@ -174,16 +175,6 @@ def parse_metrics(spec: str | Iterable[str], option: str = "--metrics") -> tuple
 # --------------------------------------------------------------------------- evaluation
 
 
-def _images(x: Any, name: str) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2 or len(x) == 0:
-        raise DataError(f"{name}: expected a non-empty float array of images (N x C x H x W in [0, 1])")
-    if not bool(torch.isfinite(x).all()):
-        raise DataError(f"{name} contain NaN or infinite values (did the generator diverge?)")
-    return x.detach()
-
-
 def _subset(n: int, num: int | None, seed: int) -> torch.Tensor | None:
     """Indices of a seeded random subset of ``num`` of ``n`` rows (None: all rows)."""
     if num is None or num >= n:
@@ -246,7 +237,7 @@ def evaluate_table(
     unknown = set(options) - set(REGISTRY)
     if unknown:
         raise ConfigError(f"options for unknown metrics {sorted(unknown)}; expected names from {list(REGISTRY)}")
-    real = _images(real_images, "real images")
+    real = as_images(real_images, "real images")
     real_idx = _subset(len(real), num_samples, seed)
     need_features = any(REGISTRY[n].inputs == "features" for n in names)
     extractor = _resolve_extractor(features, tuple(real.shape[1:]), device) if need_features else None
@@ -260,7 +251,7 @@ def evaluate_table(
 
     table: dict[str, dict[str, Any]] = {}
     for label, images in rows.items():
-        gen = _images(images, f"generated images ({label})")
+        gen = as_images(images, f"generated images ({label})")
         if gen[0].numel() != real[0].numel():
             raise DataError(
                 f"generated images ({label}) have shape {tuple(gen.shape[1:])}; the real images have "

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from advnets.errors import DataError
+from advnets.evaluate.inputs import as_rows
 
 __all__ = ["DEFAULT_MIN_FRACTION", "mode_coverage", "expected_high_quality_fraction"]
 
@@ -34,18 +35,6 @@ __all__ = ["DEFAULT_MIN_FRACTION", "mode_coverage", "expected_high_quality_fract
 DEFAULT_MIN_FRACTION = 0.2
 
 _CHUNK = 65536
-
-
-def _as_2d(a: Any, name: str) -> np.ndarray:
-    if hasattr(a, "detach") and hasattr(a, "cpu"):  # torch.Tensor
-        a = a.detach().cpu().numpy()
-    try:
-        arr = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{name} must be a 2-D array of numbers, got {type(a).__name__}") from exc
-    if arr.ndim != 2:
-        raise DataError(f"{name} must have shape (N, dim), got {arr.shape}")
-    return arr
 
 
 def expected_high_quality_fraction(threshold: float = 3.0, dim: int = 2) -> float:
@@ -95,8 +84,8 @@ def mode_coverage(
         high-quality samples over modes, natural log, in ``[0, log K]`` (0 = perfectly
         balanced, ``log K`` = all on one mode); NaN when there is no high-quality sample.
     """
-    x = _as_2d(samples, "samples")
-    m = _as_2d(modes, "modes")
+    x = as_rows(samples, "samples", flatten=False, finite=False)
+    m = as_rows(modes, "modes", flatten=False, finite=False)
     if x.shape[0] == 0:
         raise DataError("samples is empty; need at least one sample")
     if m.shape[0] == 0:
