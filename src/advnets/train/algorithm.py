@@ -67,6 +67,33 @@ def make_optimizer(cfg: OptimConfig, params, device: torch.device) -> torch.opti
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum_start, fused=device.type in ("cpu", "cuda"))
 
 
+# What set_schedules sets before every iteration; every other hyperparameter of an optimiser is set when it is built.
+_SCHEDULED = ("lr", "momentum")
+_CARRIED = {"sgd": "momentum buffers", "adam": "moment estimates and step counts"}
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Continue ``opt`` from ``saved``, a checkpoint's state dict of the same kind of optimiser: the per-parameter
+    state (SGD's momentum buffers, Adam's moments) and the scheduled values (lr, momentum: a resumed half
+    iteration keeps those it started with) come from ``saved``; every other hyperparameter (Adam's betas, the
+    fused kernel) stays as ``opt`` was built from the current config and device, where torch's
+    ``load_state_dict`` alone would put back the checkpoint's (a resume with new betas would silently keep the
+    old ones)."""
+    built = [{k: v for k, v in group.items() if k not in ("params", *_SCHEDULED)} for group in opt.param_groups]
+    opt.load_state_dict(saved)
+    for group, values in zip(opt.param_groups, built, strict=True):
+        group.update(values)
+
+
+def fresh_optimizer_note(old: str, new: str) -> str:
+    """The line said when a resume or branch changes the optimiser from ``old`` to ``new``: the new one starts
+    with empty state (the old one's state has another shape: Adam's moments are not SGD's velocity)."""
+    return (
+        f"optim.optimizer {old!r} -> {new!r}: {new} starts fresh; the checkpoint's {old} state "
+        f"({_CARRIED.get(old, 'its state')}) is not carried over"
+    )
+
+
 def grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
     """The gradients' total L2 norm, on the device: NaN or inf when any gradient is."""
     return torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
