@@ -17,11 +17,19 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advnets.checkpoint import CHECKPOINT_DIR, LATEST, latest_checkpoint, load_checkpoint, resolve_checkpoint
+from advnets.checkpoint import (
+    CHECKPOINT_DIR,
+    LATEST,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    resolve_checkpoint,
+)
 from advnets.config import RunConfig, from_dict, get_preset, to_dict
 from advnets.errors import AdvnetsError, CheckpointError
 from advnets.io import atomic_write_bytes, atomic_write_json
@@ -134,6 +142,25 @@ def create_run(cfg: RunConfig, dataset: Any, out: Path | None = None, root: Path
     return run_dir
 
 
+def prune_run_checkpoints(run_dir: Path, keep: int) -> list[Path]:
+    """Keep a run's newest ``keep`` checkpoints (``train.keep_checkpoints``; 0 keeps all) besides those ``latest``
+    and ``best`` name and the one each branch recorded in config.json began with
+    (advnets.checkpoint.prune_checkpoints); call it after a save. Returns the deleted checkpoints.
+
+    Raises:
+        OSError: a checkpoint could not be deleted.
+    """
+    began = [r["step"] for r in read_config_json(run_dir).get("resumes", []) if isinstance(r, dict)
+             and "branched_from" in r and isinstance(r.get("step"), int)]  # fmt: skip
+    try:
+        return prune_checkpoints(run_dir, keep, protect=tuple(f"step-{s:08d}.pt" for s in began))
+    except OSError as e:  # the new checkpoint is complete: training goes on, with more files kept than asked
+        name = f"{e.filename} " if e.filename else ""
+        print(f"advnets: warning: could not delete the old checkpoint {name}({e.strerror or e}); "
+              f"--keep-checkpoints {keep} is not kept to until it can be", file=sys.stderr)  # fmt: skip
+        return []
+
+
 def read_config_json(run_dir: Path) -> dict[str, Any]:
     """config.json of a run as a plain dict ({} when missing or unreadable)."""
     try:
@@ -183,6 +210,11 @@ def resume_state(run_dir: Path, preset: str | None = None, option: str = "--run"
         AdvnetsError: ``preset`` is given and is not the one the run was trained with.
     """
     state = load_checkpoint(resolve_checkpoint(run_dir, option))
+    train = state["config"].get("train") if isinstance(state["config"], dict) else None
+    if isinstance(train, dict):
+        # A run begun before train.keep_checkpoints existed kept every checkpoint (a Table 1 curve scores them
+        # all); resumed or branched, it goes on keeping them unless --keep-checkpoints says otherwise.
+        train.setdefault("keep_checkpoints", 0)
     cfg = from_dict(RunConfig, state["config"])
     _check_preset(cfg, preset, run_dir)
     return cfg, state

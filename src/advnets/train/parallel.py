@@ -158,10 +158,14 @@ class SingleProcess:
         return ""
 
     def save(self, trainer: Any, run_dir: Path) -> Path:
-        """Write the trainer's checkpoint into ``run_dir``; returns its path."""
+        """Write the trainer's checkpoint into ``run_dir`` and then, ``latest`` pointing at it, delete the ones
+        ``train.keep_checkpoints`` no longer keeps; returns its path."""
         from advnets.checkpoint import save_checkpoint
+        from advnets.runs import prune_run_checkpoints
 
-        return save_checkpoint(run_dir, trainer.state_dict())
+        path = save_checkpoint(run_dir, trainer.state_dict())
+        prune_run_checkpoints(run_dir, trainer.cfg.train.keep_checkpoints)
+        return path
 
     def annotate_state(self, trainer: Any, state: dict[str, Any]) -> None:
         """Add what a checkpoint holds of the other ranks (nothing here)."""
