@@ -72,15 +72,20 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return pointer.parent / name
 
 
+def newest_at_or_before(run_dir: Path, step: int) -> Path | None:
+    """The newest checkpoint of a run saved at or before ``step``, or None if there is none."""
+    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR
+    candidates = sorted(p for p in ckpt_dir.glob("step-*.pt") if _NAME.match(p.name) and int(p.name[5:13]) <= step)
+    return candidates[-1] if candidates else None
+
+
 def point_latest_at_or_before(run_dir: Path, step: int) -> Path | None:
     """Point ``latest`` at the newest checkpoint saved at or before ``step``
     (e.g. the last one before a collapse); returns it, or None if there is none."""
-    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR
-    candidates = sorted(p for p in ckpt_dir.glob("step-*.pt") if _NAME.match(p.name) and int(p.name[5:13]) <= step)
-    if not candidates:
-        return None
-    atomic_write_bytes(ckpt_dir / LATEST, (candidates[-1].name + "\n").encode())
-    return candidates[-1]
+    found = newest_at_or_before(run_dir, step)
+    if found is not None:
+        atomic_write_bytes(Path(run_dir) / CHECKPOINT_DIR / LATEST, (found.name + "\n").encode())
+    return found
 
 
 def _named_by(pointer: Path) -> str | None:

@@ -27,6 +27,7 @@ from advnets.checkpoint import (
     LATEST,
     latest_checkpoint,
     load_checkpoint,
+    newest_at_or_before,
     prune_checkpoints,
     resolve_checkpoint,
 )
@@ -142,18 +143,23 @@ def create_run(cfg: RunConfig, dataset: Any, out: Path | None = None, root: Path
     return run_dir
 
 
-def prune_run_checkpoints(run_dir: Path, keep: int) -> list[Path]:
+def prune_run_checkpoints(run_dir: Path, keep: int, healthy_step: int | None = None) -> list[Path]:
     """Keep a run's newest ``keep`` checkpoints (``train.keep_checkpoints``; 0 keeps all) besides those ``latest``
-    and ``best`` name and the one each branch recorded in config.json began with
-    (advnets.checkpoint.prune_checkpoints); call it after a save. Returns the deleted checkpoints.
-
-    Raises:
-        OSError: a checkpoint could not be deleted.
+    and ``best`` name, the one each branch recorded in config.json began with, and, given ``healthy_step``
+    (the collapse monitor's last healthy check, with ``--on-collapse stop``), the newest one at or before it,
+    which a stop points ``latest`` back at (advnets.checkpoint.prune_checkpoints). Call it after a save; returns
+    the deleted checkpoints. A file that cannot be deleted is said in one line on stderr, and training goes on.
     """
+    if keep <= 0:
+        return []
     began = [r["step"] for r in read_config_json(run_dir).get("resumes", []) if isinstance(r, dict)
              and "branched_from" in r and isinstance(r.get("step"), int)]  # fmt: skip
+    protect = [f"step-{s:08d}.pt" for s in began]
+    healthy = newest_at_or_before(run_dir, healthy_step) if healthy_step is not None else None
+    if healthy is not None:
+        protect.append(healthy.name)
     try:
-        return prune_checkpoints(run_dir, keep, protect=tuple(f"step-{s:08d}.pt" for s in began))
+        return prune_checkpoints(run_dir, keep, protect=tuple(protect))
     except OSError as e:  # the new checkpoint is complete: training goes on, with more files kept than asked
         name = f"{e.filename} " if e.filename else ""
         print(f"advnets: warning: could not delete the old checkpoint {name}({e.strerror or e}); "

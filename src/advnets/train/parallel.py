@@ -164,7 +164,9 @@ class SingleProcess:
         from advnets.runs import prune_run_checkpoints
 
         path = save_checkpoint(run_dir, trainer.state_dict())
-        prune_run_checkpoints(run_dir, trainer.cfg.train.keep_checkpoints)
+        t, monitor = trainer.cfg.train, trainer.monitor
+        healthy = getattr(monitor, "last_healthy_step", None) if t.on_collapse == "stop" else None
+        prune_run_checkpoints(run_dir, t.keep_checkpoints, healthy_step=healthy)
         return path
 
     def annotate_state(self, trainer: Any, state: dict[str, Any]) -> None:
