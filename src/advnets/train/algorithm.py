@@ -67,19 +67,20 @@ def make_optimizer(cfg: OptimConfig, params, device: torch.device) -> torch.opti
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum_start, fused=device.type in ("cpu", "cuda"))
 
 
-# What set_schedules sets before every iteration; every other hyperparameter of an optimiser is set when it is built.
-_SCHEDULED = ("lr", "momentum")
+# The hyperparameters that make_optimizer takes from the config besides the schedules (lr and SGD's momentum, which
+# set_schedules sets before every iteration). The others (the fused kernel, eps, ...) stay as saved: a checkpoint
+# from before the fused SGD resumes bit-identically (tests/test_compat_checkpoint.py).
+_FROM_CONFIG = ("betas",)
 _CARRIED = {"sgd": "momentum buffers", "adam": "moment estimates and step counts"}
 
 
 def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
     """Continue ``opt`` from ``saved``, a checkpoint's state dict of the same kind of optimiser: the per-parameter
-    state (SGD's momentum buffers, Adam's moments) and the scheduled values (lr, momentum: a resumed half
-    iteration keeps those it started with) come from ``saved``; every other hyperparameter (Adam's betas, the
-    fused kernel) stays as ``opt`` was built from the current config and device, where torch's
-    ``load_state_dict`` alone would put back the checkpoint's (a resume with new betas would silently keep the
-    old ones)."""
-    built = [{k: v for k, v in group.items() if k not in ("params", *_SCHEDULED)} for group in opt.param_groups]
+    state (SGD's momentum buffers, Adam's moments), the scheduled values (lr, momentum: a resumed half iteration
+    keeps those it started with) and torch's own settings come from ``saved``; the hyperparameters the config
+    sets (Adam's betas) stay as ``opt`` was built from the current config, where torch's ``load_state_dict``
+    alone would put back the checkpoint's (a resume with new betas would silently keep the old ones)."""
+    built = [{k: group[k] for k in _FROM_CONFIG if k in group} for group in opt.param_groups]
     opt.load_state_dict(saved)
     for group, values in zip(opt.param_groups, built, strict=True):
         group.update(values)
