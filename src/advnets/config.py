@@ -146,7 +146,7 @@ class TrainConfig:
     # Checkpoints kept: the newest keep_checkpoints step-*.pt (with their .sha256) plus the ones `latest` and
     # `best` name and the one a branch began with; an older one is deleted only after a newer one is complete
     # (advnets.checkpoint.prune_checkpoints). 0 keeps all. 5 bounds the paper's 575,000-step MNIST schedule at
-    # --checkpoint-every 5000 to about 7 files of 16 MB, not 115.
+    # --checkpoint-every 5000 to 5 or 6 files of 16 MB, not 115.
     keep_checkpoints: int = 5
     device: str = "auto"
     # "fp32", or "bf16": forward passes under bfloat16 autocast (meant for

@@ -173,8 +173,8 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
     ("--keep-checkpoints", "train.keep_checkpoints", dict(
         type=nonneg_int, metavar="N",
         help="keep the newest N checkpoints plus those `latest` and `best` name (and the one a branch began "
-        "with); an older one is deleted once a newer one is complete (default 5; 0 = keep all, e.g. for "
-        "`advnets report --table1`'s curve over every checkpoint)")),
+        "with); an older one is deleted once a newer one is complete (default 5; 0 = keep all, as "
+        "benchmarks/table1.py's runs do: their validation curve scores every checkpoint)")),
     ("--out", None, dict(type=Path, metavar="DIR", help="run directory (default: runs/NNNNN-PRESET-DATA)")),
     ("--resume", None, dict(
         action="store_true",
