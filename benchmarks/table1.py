@@ -159,7 +159,9 @@ def train_jobs(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
             else:
                 every = str(args.checkpoint_epochs * STEPS_PER_EPOCH)
                 argv = [*advnets, *RECIPES[recipe], "--data", str(args.data), "--epochs", str(args.epochs)]
-                argv += ["--seed", str(seed), "--out", str(run), "--checkpoint-every", every, *quiet]
+                # Every checkpoint is a point of the validation curve: keep them all (the default keeps 5).
+                argv += ["--seed", str(seed), "--out", str(run), "--checkpoint-every", every, "--keep-checkpoints", "0"]
+                argv += quiet
             jobs.append((run.name, argv))
     return jobs
 

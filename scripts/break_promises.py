@@ -220,6 +220,65 @@ MUTATIONS = [
         "tests/test_resume.py::test_checkpoint_minutes_checkpoints_when_the_time_is_up_beside_checkpoint_every",
     ),
     (
+        "15 optimiser change: the checkpoint's state loaded into another optimiser",
+        "src/advnets/train/trainer.py",
+        """        fresh = stored.optim.optimizer != self.cfg.optim.optimizer""",
+        """        fresh = False""",
+        "tests/test_resume_changes.py::test_resume_with_any_optimizer_continues_or_starts_it_fresh_and_says_so",
+    ),
+    (
+        "15 optimiser change: a resume keeps the checkpoint's betas",
+        "src/advnets/train/algorithm.py",
+        """        group.update(values)""",
+        """        pass""",
+        "tests/test_resume_changes.py::test_a_resume_uses_the_new_betas_momentum_and_d_lr_scale",
+    ),
+    (
+        "16 config untouched on refused resume: a resume recorded before its first step",
+        "src/advnets/train/trainer.py",
+        """                if self._resumed is None:""",
+        """                if True:""",
+        "tests/test_resume_changes.py::test_a_resume_that_crashes_at_its_first_step_leaves_config_json_byte_identical",
+    ),
+    (
+        "17 pruning never deletes latest/best: `best` not protected",
+        "src/advnets/checkpoint.py",
+        """    kept = {latest, _named_by(ckpt_dir / BEST), *protect}""",
+        """    kept = {latest, *protect}""",
+        "tests/test_keep_checkpoints.py::test_best_is_never_pruned",
+    ),
+    (
+        "17 pruning never deletes latest/best: `latest` not protected, checkpoints after it counted as newest",
+        "src/advnets/checkpoint.py",
+        """    kept = {latest, _named_by(ckpt_dir / BEST), *protect}
+    now = int(latest[5:13])
+    past = sorted(p for p in ckpt_dir.glob("step-*.pt") if _NAME.match(p.name) and int(p.name[5:13]) <= now)""",
+        """    kept = {_named_by(ckpt_dir / BEST), *protect}
+    now = int(latest[5:13])
+    past = sorted(p for p in ckpt_dir.glob("step-*.pt") if _NAME.match(p.name))""",
+        "tests/test_keep_checkpoints.py::test_prune_leaves_the_checkpoints_after_latest_alone_and_never_deletes_latest",
+    ),
+    (
+        "17 pruning: the last healthy checkpoint (--on-collapse stop) pruned",
+        "src/advnets/train/parallel.py",
+        """        healthy = getattr(monitor, "last_healthy_step", None) if t.on_collapse == "stop" else None""",
+        """        healthy = None""",
+        "tests/test_keep_checkpoints.py::test_a_collapse_stop_still_finds_the_checkpoint_of_the_last_healthy_check",
+    ),
+    (
+        "17 pruning: before the new checkpoint is complete",
+        "src/advnets/train/parallel.py",
+        """        path = save_checkpoint(run_dir, trainer.state_dict())
+        t, monitor = trainer.cfg.train, trainer.monitor
+        healthy = getattr(monitor, "last_healthy_step", None) if t.on_collapse == "stop" else None
+        prune_run_checkpoints(run_dir, t.keep_checkpoints, healthy_step=healthy)""",
+        """        t, monitor = trainer.cfg.train, trainer.monitor
+        healthy = getattr(monitor, "last_healthy_step", None) if t.on_collapse == "stop" else None
+        prune_run_checkpoints(run_dir, t.keep_checkpoints, healthy_step=healthy)
+        path = save_checkpoint(run_dir, trainer.state_dict())""",
+        "tests/test_keep_checkpoints.py::test_a_run_keeps_the_newest_n_and_resumes_from_latest_after_pruning",
+    ),
+    (
         "collapse warning: the advice repeats remedies the run already uses",
         "src/advnets/evaluate/diversity.py",
         """    used = [opt for opt, (measured, run, _) in remedy.items() if math.isclose(run, measured)]""",

@@ -130,7 +130,9 @@ def test_checkpoint_minutes_checkpoints_when_the_time_is_up_beside_checkpoint_ev
 
     def saved(minutes):
         run_dir = tmp_path / str(minutes)
-        tr = Trainer(tiny_config(checkpoint_every=4, checkpoint_minutes=minutes, log_every=100), digits)
+        tr = Trainer(
+            tiny_config(checkpoint_every=4, checkpoint_minutes=minutes, log_every=100, keep_checkpoints=0), digits
+        )
         tr.total_steps = 6
         tr.fit(run_dir, progress=False, tensorboard=False)
         return [int(p.stem[5:]) for p in sorted((run_dir / "checkpoints").glob("*.pt"))]

@@ -239,6 +239,7 @@ def test_probe_csv_records_a_branched_runs_best_within_the_window_and_replaces_i
     probe = tmp_path / "probe"
     origin = run / "checkpoints" / "step-00000050.pt"
     args = ["--out", probe, "--epochs", "2", "--lr", "0.01", "--lr-decay", "1", "--checkpoint-every", "20"]
+    args += ["--keep-checkpoints", "0"]  # every checkpoint is a point of the curve (as benchmarks/table1.py's runs)
     code, _, err = cli_in_process("train", "--branch-from", origin, "--data", "embedded-digits", *args, "--no-progress")
     assert code == 0, err
     table = tmp_path / "probes.csv"

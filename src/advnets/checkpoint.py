@@ -28,6 +28,7 @@ from advnets.io import atomic_write_bytes
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
+BEST = "best"  # checkpoints/best: a file naming the checkpoint of the best validation check (train.validation)
 _NAME = re.compile(r"^step-\d{8}\.pt$")
 
 
@@ -69,15 +70,61 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return pointer.parent / name
 
 
+def newest_at_or_before(run_dir: Path, step: int) -> Path | None:
+    """The newest checkpoint of a run saved at or before ``step``, or None if there is none."""
+    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR
+    candidates = sorted(p for p in ckpt_dir.glob("step-*.pt") if _NAME.match(p.name) and int(p.name[5:13]) <= step)
+    return candidates[-1] if candidates else None
+
+
 def point_latest_at_or_before(run_dir: Path, step: int) -> Path | None:
     """Point ``latest`` at the newest checkpoint saved at or before ``step``
     (e.g. the last one before a collapse); returns it, or None if there is none."""
-    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR
-    candidates = sorted(p for p in ckpt_dir.glob("step-*.pt") if _NAME.match(p.name) and int(p.name[5:13]) <= step)
-    if not candidates:
+    found = newest_at_or_before(run_dir, step)
+    if found is not None:
+        atomic_write_bytes(Path(run_dir) / CHECKPOINT_DIR / LATEST, (found.name + "\n").encode())
+    return found
+
+
+def _named_by(pointer: Path) -> str | None:
+    """The checkpoint name a pointer file (``latest``, ``best``) holds, or None when it is missing or unreadable."""
+    try:
+        name = pointer.read_text().strip()
+    except (OSError, UnicodeDecodeError):
         return None
-    atomic_write_bytes(ckpt_dir / LATEST, (candidates[-1].name + "\n").encode())
-    return candidates[-1]
+    return name if _NAME.match(name) else None
+
+
+def prune_checkpoints(run_dir: Path, keep: int, protect: tuple[str, ...] = ()) -> list[Path]:
+    """Delete all but the newest ``keep`` checkpoints of a run (each ``.pt`` and then its ``.sha256``); returns
+    the deleted ``.pt`` paths, oldest first. ``keep`` 0 deletes nothing.
+
+    "Newest" counts the checkpoints at or before the step of the one ``latest`` names (called after a save, so
+    after ``latest`` points at a complete newer checkpoint): those after it belong to an attempt that ``latest``
+    was moved back from (``--on-collapse stop``, or by hand past a corrupt file); they are left alone, and the
+    run overwrites them as it passes their steps. Never deleted: the checkpoints ``latest`` and ``best`` name
+    and those named in ``protect`` (a branch's first checkpoint). Nothing is deleted while ``latest`` is
+    missing or unreadable. A ``.sha256`` whose ``.pt`` is gone (a kill between the two unlinks) goes too.
+
+    Raises:
+        OSError: a file could not be deleted (what was deleted before it stays deleted).
+    """
+    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR
+    latest = _named_by(ckpt_dir / LATEST)
+    if keep <= 0 or latest is None:
+        return []
+    kept = {latest, _named_by(ckpt_dir / BEST), *protect}
+    now = int(latest[5:13])
+    past = sorted(p for p in ckpt_dir.glob("step-*.pt") if _NAME.match(p.name) and int(p.name[5:13]) <= now)
+    doomed = [p for p in past[:-keep] if p.name not in kept]
+    for path in doomed:
+        path.unlink(missing_ok=True)  # the .pt first: a .sha256 alone is never read as a checkpoint
+        path.with_suffix(".sha256").unlink(missing_ok=True)
+    for digest in ckpt_dir.glob("step-*.sha256"):
+        pt = digest.with_suffix(".pt")
+        if not pt.exists() and _NAME.match(pt.name) and int(pt.name[5:13]) <= now:
+            digest.unlink(missing_ok=True)
+    return doomed
 
 
 def _instead(corrupt: Path) -> str:

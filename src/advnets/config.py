@@ -143,6 +143,11 @@ class TrainConfig:
     # Also a checkpoint once this many minutes of wall clock have passed since the last one (0 = off),
     # so that a slow run loses at most this much to a SIGKILL (SIGTERM always checkpoints at once).
     checkpoint_minutes: float = 10.0
+    # Checkpoints kept: the newest keep_checkpoints step-*.pt (with their .sha256) plus the ones `latest` and
+    # `best` name and the one a branch began with; an older one is deleted only after a newer one is complete
+    # (advnets.checkpoint.prune_checkpoints). 0 keeps all. 5 bounds the paper's 575,000-step MNIST schedule at
+    # --checkpoint-every 5000 to 5 or 6 files of 16 MB, not 115.
+    keep_checkpoints: int = 5
     device: str = "auto"
     # "fp32", or "bf16": forward passes under bfloat16 autocast (meant for
     # CUDA; evaluation stays float64).
@@ -305,6 +310,7 @@ def _validate_train(t: TrainConfig) -> None:
         t.eval_metrics,
     )
     _need(t.checkpoint_minutes >= 0, "train.checkpoint_minutes", ">= 0 (0 = by steps only)", t.checkpoint_minutes)
+    _need(t.keep_checkpoints >= 0, "train.keep_checkpoints", ">= 0 (0 = keep all)", t.keep_checkpoints)
     for name in ("log_every", "sample_every", "checkpoint_every"):
         _need(getattr(t, name) >= 1, f"train.{name}", "a positive integer", getattr(t, name))
 

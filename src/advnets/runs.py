@@ -17,11 +17,20 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advnets.checkpoint import CHECKPOINT_DIR, LATEST, latest_checkpoint, load_checkpoint, resolve_checkpoint
+from advnets.checkpoint import (
+    CHECKPOINT_DIR,
+    LATEST,
+    latest_checkpoint,
+    load_checkpoint,
+    newest_at_or_before,
+    prune_checkpoints,
+    resolve_checkpoint,
+)
 from advnets.config import RunConfig, from_dict, get_preset, to_dict
 from advnets.errors import AdvnetsError, CheckpointError
 from advnets.io import atomic_write_bytes, atomic_write_json
@@ -134,6 +143,30 @@ def create_run(cfg: RunConfig, dataset: Any, out: Path | None = None, root: Path
     return run_dir
 
 
+def prune_run_checkpoints(run_dir: Path, keep: int, healthy_step: int | None = None) -> list[Path]:
+    """Keep a run's newest ``keep`` checkpoints (``train.keep_checkpoints``; 0 keeps all) besides those ``latest``
+    and ``best`` name, the one each branch recorded in config.json began with, and, given ``healthy_step``
+    (the collapse monitor's last healthy check, with ``--on-collapse stop``), the newest one at or before it,
+    which a stop points ``latest`` back at (advnets.checkpoint.prune_checkpoints). Call it after a save; returns
+    the deleted checkpoints. A file that cannot be deleted is said in one line on stderr, and training goes on.
+    """
+    if keep <= 0:
+        return []
+    began = [r["step"] for r in read_config_json(run_dir).get("resumes", []) if isinstance(r, dict)
+             and "branched_from" in r and isinstance(r.get("step"), int)]  # fmt: skip
+    protect = [f"step-{s:08d}.pt" for s in began]
+    healthy = newest_at_or_before(run_dir, healthy_step) if healthy_step is not None else None
+    if healthy is not None:
+        protect.append(healthy.name)
+    try:
+        return prune_checkpoints(run_dir, keep, protect=tuple(protect))
+    except OSError as e:  # the new checkpoint is complete: training goes on, with more files kept than asked
+        name = f"{e.filename} " if e.filename else ""
+        print(f"advnets: warning: could not delete the old checkpoint {name}({e.strerror or e}); "
+              f"--keep-checkpoints {keep} is not kept to until it can be", file=sys.stderr)  # fmt: skip
+        return []
+
+
 def read_config_json(run_dir: Path) -> dict[str, Any]:
     """config.json of a run as a plain dict ({} when missing or unreadable)."""
     try:
@@ -183,6 +216,11 @@ def resume_state(run_dir: Path, preset: str | None = None, option: str = "--run"
         AdvnetsError: ``preset`` is given and is not the one the run was trained with.
     """
     state = load_checkpoint(resolve_checkpoint(run_dir, option))
+    train = state["config"].get("train") if isinstance(state["config"], dict) else None
+    if isinstance(train, dict):
+        # A run begun before train.keep_checkpoints existed kept every checkpoint (a Table 1 curve scores them
+        # all); resumed or branched, it goes on keeping them unless --keep-checkpoints says otherwise.
+        train.setdefault("keep_checkpoints", 0)
     cfg = from_dict(RunConfig, state["config"])
     _check_preset(cfg, preset, run_dir)
     return cfg, state

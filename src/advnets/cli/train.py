@@ -170,6 +170,11 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         type=nonneg_float, metavar="M",
         help="also checkpoint once M minutes have passed since the last checkpoint, so a SIGKILL loses at most M "
         "minutes (default 10; 0 = by --checkpoint-every only)")),
+    ("--keep-checkpoints", "train.keep_checkpoints", dict(
+        type=nonneg_int, metavar="N",
+        help="keep the newest N checkpoints plus those `latest` and `best` name (and the one a branch began "
+        "with); an older one is deleted once a newer one is complete (default 5; 0 = keep all, as "
+        "benchmarks/table1.py's runs do: their validation curve scores every checkpoint)")),
     ("--out", None, dict(type=Path, metavar="DIR", help="run directory (default: runs/NNNNN-PRESET-DATA)")),
     ("--resume", None, dict(
         action="store_true",
@@ -336,6 +341,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         changes = config_changes(stored, cfg)
         shown = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
         print(said + (f" with changes: {shown}" if shown else ""), file=sys.stderr)
+        _say(trainer.optimizer_note)
     else:
         if start.note:  # --resume on an empty or missing --out
             print(start.note, file=sys.stderr)
@@ -378,6 +384,7 @@ def _branch(trainer, cfg, dataset, start, out: Path | None) -> Path:
     shown = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
     print(f"branching {start.origin} at step {trainer.step} into {run_dir}" + (f" with changes: {shown}" if shown
           else ""), file=sys.stderr)  # fmt: skip
+    _say(trainer.optimizer_note)
     return run_dir
 
 
@@ -442,7 +449,13 @@ def _dry_run(args: argparse.Namespace, cfg, dataset, start) -> int:
         plan = f"would train {trainer.total_steps} steps"
     print(json.dumps(to_dict(cfg), indent=2))
     print(f"dry run: {dataset.name} ({len(dataset.train)} train images); {plan}; nothing written", file=sys.stderr)
+    _say(trainer.optimizer_note)
     return 0
+
+
+def _say(line: str) -> None:
+    if line:
+        print(line, file=sys.stderr)
 
 
 def _collapse_classifier(cfg, dataset, device):

@@ -67,6 +67,34 @@ def make_optimizer(cfg: OptimConfig, params, device: torch.device) -> torch.opti
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum_start, fused=device.type in ("cpu", "cuda"))
 
 
+# The hyperparameters that make_optimizer takes from the config besides the schedules (lr and SGD's momentum, which
+# set_schedules sets before every iteration). The others (the fused kernel, eps, ...) stay as saved: a checkpoint
+# from before the fused SGD resumes bit-identically (tests/test_compat_checkpoint.py).
+_FROM_CONFIG = ("betas",)
+_CARRIED = {"sgd": "momentum buffers", "adam": "moment estimates and step counts"}
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Continue ``opt`` from ``saved``, a checkpoint's state dict of the same kind of optimiser: the per-parameter
+    state (SGD's momentum buffers, Adam's moments), the scheduled values (lr, momentum: a resumed half iteration
+    keeps those it started with) and torch's own settings come from ``saved``; the hyperparameters the config
+    sets (Adam's betas) stay as ``opt`` was built from the current config, where torch's ``load_state_dict``
+    alone would put back the checkpoint's (a resume with new betas would silently keep the old ones)."""
+    built = [{k: group[k] for k in _FROM_CONFIG if k in group} for group in opt.param_groups]
+    opt.load_state_dict(saved)
+    for group, values in zip(opt.param_groups, built, strict=True):
+        group.update(values)
+
+
+def fresh_optimizer_note(old: str, new: str) -> str:
+    """The line said when a resume or branch changes the optimiser from ``old`` to ``new``: the new one starts
+    with empty state (the old one's state has another shape: Adam's moments are not SGD's velocity)."""
+    return (
+        f"optim.optimizer {old!r} -> {new!r}: {new} starts fresh; the checkpoint's {old} state "
+        f"({_CARRIED.get(old, 'its state')}) is not carried over"
+    )
+
+
 def grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
     """The gradients' total L2 norm, on the device: NaN or inf when any gradient is."""
     return torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])

@@ -141,9 +141,11 @@ def _interrupted(trainer: Any, signum: int, run_dir: Path | None, path: Path | N
     )
 
 
-def fit(trainer: Any, run_dir: Path | None, progress: bool, log) -> dict[str, float]:
+def fit(trainer: Any, run_dir: Path | None, progress: bool, log, first_step=None) -> dict[str, float]:
     """Train ``trainer`` until its ``total_steps``, logging to ``log`` (a MetricsLog or None) and sampling and
-    checkpointing into ``run_dir`` (if given); returns the last logged row. See Trainer.fit."""
+    checkpointing into ``run_dir`` (if given); returns the last logged row. ``first_step``, if given, is called
+    once the first update has been taken (before anything is logged or saved): Trainer.fit records a resume in
+    config.json there. See Trainer.fit."""
     from tqdm.auto import tqdm
 
     tr, t, parallel = trainer, trainer.cfg.train, trainer.parallel
@@ -160,6 +162,9 @@ def fit(trainer: Any, run_dir: Path | None, progress: bool, log) -> dict[str, fl
             while tr.step < tr.total_steps:
                 epoch_before = tr.epoch
                 out = tr.train_step(stop=stop.poll)
+                if first_step is not None:
+                    first_step()
+                    first_step = None
                 stop.poll()  # a stop asked for during the step counts from here (on every rank)
                 if out is not None:
                     first_bad = _account(tr, out, tr.running, first_bad)

@@ -158,10 +158,16 @@ class SingleProcess:
         return ""
 
     def save(self, trainer: Any, run_dir: Path) -> Path:
-        """Write the trainer's checkpoint into ``run_dir``; returns its path."""
+        """Write the trainer's checkpoint into ``run_dir`` and then, ``latest`` pointing at it, delete the ones
+        ``train.keep_checkpoints`` no longer keeps; returns its path."""
         from advnets.checkpoint import save_checkpoint
+        from advnets.runs import prune_run_checkpoints
 
-        return save_checkpoint(run_dir, trainer.state_dict())
+        path = save_checkpoint(run_dir, trainer.state_dict())
+        t, monitor = trainer.cfg.train, trainer.monitor
+        healthy = getattr(monitor, "last_healthy_step", None) if t.on_collapse == "stop" else None
+        prune_run_checkpoints(run_dir, t.keep_checkpoints, healthy_step=healthy)
+        return path
 
     def annotate_state(self, trainer: Any, state: dict[str, Any]) -> None:
         """Add what a checkpoint holds of the other ranks (nothing here)."""

@@ -103,6 +103,8 @@ class Trainer:
         self.d_steps_done = 0
         self._resumed: dict[str, Any] | None = None  # a resume that fit() is yet to record in config.json
         self._continues_run = False  # whether config.json's earlier resumes belong to this trainer's run
+        # One line for the user when a resume or branch starts another optimiser fresh ("" otherwise).
+        self.optimizer_note = ""
         self.parallel.prepare(self)
         self.monitor = self.parallel.make_monitor(self, lambda: self._build_monitor(classifier))
         # The sums of the logged values since the last log row (advnets.train.loop): checkpointed, so
@@ -308,7 +310,12 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state`` (a checkpoint's); CheckpointError for another architecture or image shape."""
+        """Continue from ``state`` (a checkpoint's); CheckpointError for another architecture or image shape.
+
+        The optimisers continue the checkpoint's state, with the current config's hyperparameters (betas); when
+        ``optim.optimizer`` differs from the checkpoint's, the new optimiser starts fresh instead, which
+        :attr:`optimizer_note` says in one line and config.json's resume record notes as
+        ``"optimizer_state": "fresh"``."""
         stored = from_dict(RunConfig, state["config"])
         self._check_architecture(stored, "in the checkpoint")
         stored_shape = tuple(int(n) for n in state["image_shape"])
@@ -320,8 +327,11 @@ class Trainer:
             )
         self.g.load_state_dict(state["generator"])
         self.d.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        # Another optimiser starts fresh: its state has another shape (issue 26: torch raised KeyError here).
+        fresh = stored.optim.optimizer != self.cfg.optim.optimizer
+        if not fresh:
+            algorithm.load_optimizer_state(self.opt_g, state["opt_g"])
+            algorithm.load_optimizer_state(self.opt_d, state["opt_d"])
         self.step, self.d_updates, self.g_updates = (int(state[k]) for k in ("step", "d_updates", "g_updates"))
         self.skip.skipped = int(state.get("skipped_updates", 0))
         self.d_steps_done = int(state.get("d_steps_done", 0))
@@ -336,6 +346,11 @@ class Trainer:
         self.parallel.load_rank_state(self, state)
         self.total_steps = self._total_steps_from_position()
         self._resumed = {"step": self.step, "changes": config_changes(stored, self.cfg)}
+        self.optimizer_note = ""
+        if fresh:
+            algorithm.set_schedules(self)  # a resumed half iteration's D steps use this step's lr and momentum
+            self._resumed["optimizer_state"] = "fresh"
+            self.optimizer_note = algorithm.fresh_optimizer_note(stored.optim.optimizer, self.cfg.optim.optimizer)
         self._continues_run = True
 
     def branch_from(self, state: dict[str, Any], origin: Path) -> None:
@@ -403,18 +418,24 @@ class Trainer:
 
         self.parallel.announce(self.cfg)
         log = None
+        record = None  # a resume is recorded in config.json once its first step is taken (loop.fit calls this)
         if run_dir is not None:
             run_dir = Path(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
             if self.parallel.writes_files:
-                self.write_run_config(run_dir)
+                # A new run's config.json comes first (it marks the directory as a run); a resume's record waits
+                # for the first step, so a resume refused or crashed before it leaves config.json as it was.
+                if self._resumed is None:
+                    self.write_run_config(run_dir)
+                else:
+                    record = lambda: self.write_run_config(run_dir)  # noqa: E731
                 # One row per step: the log continues at this step, without the rows a killed attempt
                 # logged after it (they are trained and logged again).
                 log = MetricsLog(run_dir, tensorboard=tensorboard, start_step=self.step)
                 if log.dropped:
                     print(describe_rewind(log.dropped, self.step), file=sys.stderr)
         try:
-            return loop.fit(self, run_dir, progress and self.parallel.writes_files, log)
+            return loop.fit(self, run_dir, progress and self.parallel.writes_files, log, first_step=record)
         finally:
             if log is not None:
                 log.close()

@@ -20,13 +20,12 @@ from typing import Any
 
 import torch
 
-from advnets.checkpoint import CHECKPOINT_DIR
+from advnets.checkpoint import BEST, CHECKPOINT_DIR
 from advnets.evaluate.parzen import DEFAULT_SIGMAS, parzen_log_likelihood, select_sigma
 from advnets.io import atomic_write_bytes
 from advnets.train.streams import one_off
 
 EVAL_SAMPLES = 1000  # samples of G per check: ten times the reference's 100, a few seconds on full MNIST
-BEST = "best"  # checkpoints/best: the name of the checkpoint with the highest validation log-likelihood
 
 
 class ValidationMonitor:
