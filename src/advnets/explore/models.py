@@ -23,7 +23,7 @@ from advnets.checkpoint import latest_checkpoint, load_models
 from advnets.conditioning import grid_labels, one_hot
 from advnets.data import load_dataset, to_display
 from advnets.errors import AdvnetsError, ConfigError
-from advnets.evaluate.nearest import MEMORIZATION_RATIO, nearest_neighbors
+from advnets.evaluate.nearest import MEMORIZATION_RATIO, distance_summary, nearest_neighbors
 from advnets.inpaint import completions
 from advnets.nets import sample_noise
 from advnets.pretrained import dataset_for, load_pretrained
@@ -173,7 +173,7 @@ class ModelSession:
             _, dist = nearest_neighbors(
                 held[:N_HELDOUT].reshape(-1, self.train.shape[1]), self.train, dtype=torch.float32
             )
-            self._heldout_median = float(dist.median())
+            self._heldout_median = distance_summary(dist)["median"]
         return self._heldout_median
 
     def neighbours(self, images: torch.Tensor) -> dict[str, Any]:
