@@ -64,5 +64,8 @@ def serve(app: Any, sock: socket.socket, url: str, open_browser: bool, out: Text
     if open_browser:
         threading.Timer(0.5, lambda: webbrowser.open(url)).start()
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully on Ctrl-C, then raises the signal again
+        pass
     print("advnets explore: stopped", file=out, flush=True)

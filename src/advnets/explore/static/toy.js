@@ -10,6 +10,7 @@ const INTEGER = new Set(["k", "batch_size", "seed"]);
 
 function showToy(view) {
   toy.view = view;
+  document.body.dataset.toyViews = String(Number(document.body.dataset.toyViews || 0) + 1);
   document.getElementById("iterations").textContent = view.iterations;
   document.getElementById("d-updates").textContent = view.d_updates;
   document.getElementById("g-updates").textContent = view.g_updates;
@@ -36,13 +37,14 @@ function showToy(view) {
   plotCurves(
     document.getElementById("curves"),
     view.history,
-    [
-      { key: "v", color: "#6a1b9a" },
-      { key: "c_g", color: "#ef6c00" },
-      { key: "d_loss", color: "#1565c0" },
-      { key: "g_loss", color: "#2e7d32" },
-    ],
+    [{ key: "v", color: "#6a1b9a" }, { key: "c_g", color: "#ef6c00" }],
     [{ value: view.neg_log4, label: "−log 4" }],
+  );
+  plotCurves(
+    document.getElementById("loss-curves"),
+    view.history,
+    [{ key: "d_loss", color: "#1565c0" }, { key: "g_loss", color: "#2e7d32" }],
+    [],
   );
 }
 
