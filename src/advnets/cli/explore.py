@@ -70,5 +70,5 @@ def cmd_explore(args: argparse.Namespace) -> int:
         raise AdvnetsError(f"--host {args.host} --port {args.port}: cannot listen there ({e.strerror or e})") from None
     token = make_token()
     port = sock.getsockname()[1]
-    serve(create_app(token, model=model), sock, url_of(args.host, port, token), not args.no_browser)
+    serve(create_app(token, model=model, threads=1), sock, url_of(args.host, port, token), not args.no_browser)
     return 0

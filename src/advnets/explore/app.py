@@ -20,9 +20,11 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import torch
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -115,11 +117,13 @@ class Guard:
 
 
 class Explorer:
-    """The sessions behind the API, and one lock: requests are answered one at a time (torch state is shared)."""
+    """The sessions behind the API, and the one worker thread that answers requests, one at a time (the torch
+    state is shared; one long-lived thread also keeps torch's per-thread set-up out of every request)."""
 
-    def __init__(self, toy: ToySession, model: ModelSession | None) -> None:
+    def __init__(self, toy: ToySession, model: ModelSession | None, threads: int | None = None) -> None:
         self.toy, self.model = toy, model
-        self.lock = threading.Lock()
+        init = (lambda: torch.set_num_threads(threads)) if threads else None
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="advnets-explore", initializer=init)
 
     def toy_view(self) -> dict[str, Any]:
         view = self.toy.view()
@@ -151,12 +155,8 @@ def _endpoint(explorer: Explorer, answer: Callable[[Explorer, dict[str, Any]], A
             args = dict(request.query_params)
             args.pop("token", None)
 
-        def locked() -> Any:
-            with explorer.lock:
-                return answer(explorer, args)
-
         try:
-            result = await asyncio.to_thread(locked)
+            result = await asyncio.get_running_loop().run_in_executor(explorer.worker, answer, explorer, args)
         except (AdvnetsError, TypeError) as e:  # TypeError: an unexpected or missing argument name
             return _error(400, str(e))
         return JSONResponse(_finite(result))
@@ -180,12 +180,17 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    token: str, toy: ToySession | None = None, model: ModelSession | None = None, limit: RateLimit | None = None
+    token: str,
+    toy: ToySession | None = None,
+    model: ModelSession | None = None,
+    limit: RateLimit | None = None,
+    threads: int | None = None,
 ) -> Any:
-    """The ASGI app (Starlette behind :class:`Guard`); ``token`` is the secret every request must carry."""
+    """The ASGI app (Starlette behind :class:`Guard`); ``token`` is the secret every request must carry.
+    ``threads``: torch's intra-op threads in the worker that answers requests (None: torch's default)."""
     if not token:
         raise AdvnetsError("the server needs a non-empty token")
-    explorer = Explorer(toy or ToySession(), model)
+    explorer = Explorer(toy or ToySession(), model, threads)
 
     async def index(request: Request) -> Response:
         response = FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
