@@ -408,3 +408,40 @@ def test_an_inpainting_run_keeps_the_visible_pixels(tmp_path_factory, digits):
         np.testing.assert_array_equal(image[..., 0][visible], original[0, ..., 0][visible])
     assert c.post("/api/model/grid", json={"seed": 0}, headers=H).status_code == 400  # draws nothing alone
     assert c.post("/api/model/inpaint", json={"mask": mask, "index": 10**6}, headers=H).status_code == 400
+
+
+# ------------------------------------------------------------------------------------ the real server
+
+
+@pytest.mark.slow  # a fresh process imports torch: ~14 s on 2 busy cores
+def test_the_command_serves_warns_off_loopback_and_stops_cleanly_on_ctrl_c():
+    """`advnets explore --host 0.0.0.0 --port 0`: a warning naming who can reach it, one URL with its token; the
+    token opens the page and the API, its absence is a 403; Ctrl-C (SIGINT) stops it with exit code 0."""
+    import json
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    cmd = [sys.executable, "-m", "advnets", "explore", "--host", "0.0.0.0", "--port", "0", "--no-browser"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        port, token = re.search(r"http://0\.0\.0\.0:(\d+)/\?token=(\S+)", line).groups()
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}/?token={token}", timeout=30) as r:
+            assert r.status == 200 and b"<canvas" in r.read()
+        with urllib.request.urlopen(f"{base}/api/toy?token={token}", timeout=30) as r:
+            assert json.loads(r.read())["dim"] == 1
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"{base}/api/toy", timeout=30)
+        assert e.value.code == 403
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(30)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    assert code == 0 and "stopped" in out
+    assert "warning: listening on 0.0.0.0: anyone who can reach this machine" in err
+    assert "Traceback" not in err
