@@ -99,14 +99,16 @@ def test_settings_apply_while_running():
     c = client()
     c.post("/api/toy/step", json={"kind": "iteration", "n": 3}, headers=H)
     view = c.post(
-        "/api/toy/settings", json={"g_loss": "minimax", "lr": 0.01, "k": 3, "batch_size": 16}, headers=H
+        "/api/toy/settings",
+        json={"g_loss": "minimax", "lr": 0.01, "k": 3, "g_steps_per_d_step": 2, "batch_size": 16},
+        headers=H,
     ).json()
     game = c.app.state.explorer.toy.game
     assert view["iterations"] == 3  # not restarted
     assert game.g_loss_fn.__name__ == "generator_loss_minimax"
     assert [g["lr"] for g in game.opt_d.param_groups] == [0.01]
     view = c.post("/api/toy/step", json={"kind": "iteration", "n": 1}, headers=H).json()
-    assert view["d_updates"] == 3 + 3 and view["settings"]["k"] == 3
+    assert view["d_updates"] == 3 + 3 and view["g_updates"] == 3 + 2 and view["settings"]["k"] == 3
     view = c.post("/api/toy/settings", json={"optimizer": "sgd"}, headers=H).json()
     assert isinstance(game.opt_g, torch.optim.SGD) and view["iterations"] == 4
     view = c.post("/api/toy/settings", json={"seed": 5}, headers=H).json()

@@ -4,8 +4,9 @@ iteration (or one D step, or one G step) at a time, and the views the page draws
 The training is :mod:`advnets.toy`'s own: :func:`advnets.toy.start_game` builds the players exactly as
 :func:`advnets.toy.train_toy` does and :func:`advnets.toy.iterate` takes its iterations, so N iterations here
 equal N iterations of ``advnets toy`` with the same seed and settings (tests/test_explore.py checks it). Settings
-change while it runs (:meth:`ToySession.configure`): k, the G loss, learning rates and the batch size take effect
-at the next step; a new optimiser starts with fresh state; a new seed, dataset or set of drawn points restarts.
+change while it runs (:meth:`ToySession.configure`): k, G steps per iteration, the G loss, learning rates and the
+batch size take effect at the next step; a new optimiser starts with fresh state; a new seed, dataset or set of
+drawn points restarts.
 
 The ``simultaneous`` update rule (an addition, not Algorithm 1 as printed): G's steps are taken against D as it
 was before this iteration's D steps, so both players move from the same point (G does not see D's update).
@@ -49,7 +50,9 @@ MAX_POINTS, DRAW_BOX, DRAWN_STD = 200, 4.0, 0.1
 #: Samples behind the live views: fewer than advnets.toy's final measures, to keep >= 20 frames a second.
 N_LIVE_1D, N_LIVE_2D, N_SHOWN, HEAT = 5000, 1000, 500, 40
 MAX_HISTORY = 2000
-_LIMITS = {"k": (1, 100), "batch_size": (1, 4096), "seed": (0, 2**31 - 1)}
+#: Settings that apply to a running game (the others restart it).
+_LIVE = ("k", "g_steps_per_d_step", "g_loss", "optimizer", "lr", "g_lr", "batch_size")
+_LIMITS = {"k": (1, 100), "g_steps_per_d_step": (1, 100), "batch_size": (1, 4096), "seed": (0, 2**31 - 1)}
 
 
 def _int_in(value: Any, name: str, low: int, high: int) -> int:
@@ -99,11 +102,11 @@ class ToySession:
         """Restart from fresh players: the dataset's defaults (advnets.toy.toy_config) and the chosen settings."""
         s = self.settings
         base = "ring8" if s["dataset"] == "drawn" else s["dataset"]
-        keep = {k: s[k] for k in ("k", "g_loss", "optimizer", "lr", "g_lr", "batch_size") if k in s}
+        keep = {k: s[k] for k in _LIVE if k in s}
         self.cfg = toy_config(base, seed=s["seed"], **keep)
         data = drawn_toy(s["points"]) if s["dataset"] == "drawn" else None
         self.game = start_game(self.cfg, data)
-        s.update({k: getattr(self.cfg, k) for k in ("k", "g_loss", "optimizer", "lr", "g_lr", "batch_size")})
+        s.update({k: getattr(self.cfg, k) for k in _LIVE})
         if s["g_lr"] is None:
             s["g_lr"] = self.cfg.lr
         eval_gen = torch.Generator().manual_seed(self.cfg.seed + EVAL_SEED_OFFSET)
@@ -122,9 +125,7 @@ class ToySession:
         """Apply setting changes (see the module docstring); raises ConfigError naming a bad one."""
         if not isinstance(changes, dict):
             raise ConfigError("settings must be a JSON object")
-        unknown = sorted(
-            set(changes) - {"dataset", "seed", "rule", "points", "k", "g_loss", "optimizer", "lr", "g_lr", "batch_size"}
-        )
+        unknown = sorted(set(changes) - {"dataset", "seed", "rule", "points", *_LIVE})
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
         new = dict(changes)
@@ -144,7 +145,7 @@ class ToySession:
         if new.get("dataset", self.settings["dataset"]) == "drawn" and not new.get("points", self.settings["points"]):
             raise ConfigError("the drawn dataset needs points: draw some on the canvas first")
         if restart and "dataset" in new and new["dataset"] != self.settings["dataset"]:
-            for name in ("k", "g_loss", "optimizer", "lr", "g_lr", "batch_size"):  # a new toy: its own defaults
+            for name in _LIVE:  # a new toy: its own defaults
                 if name not in new:
                     self.settings.pop(name, None)
         self.settings.update(new)
@@ -154,7 +155,7 @@ class ToySession:
         self._apply_live(new)
 
     def _apply_live(self, new: dict[str, Any]) -> None:
-        fields = {k: new[k] for k in ("k", "g_loss", "optimizer", "lr", "g_lr", "batch_size") if k in new}
+        fields = {k: new[k] for k in _LIVE if k in new}
         if not fields:
             return
         self.cfg = dataclasses.replace(self.cfg, **fields)

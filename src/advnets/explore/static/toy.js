@@ -4,9 +4,9 @@
 
 const toy = { playing: false, view: null, drawing: false, points: [], frameTimes: [] };
 const DRAW_BOX = [-4.4, 4.4, -4.4, 4.4];
-const SETTINGS = ["k", "rule", "g_loss", "optimizer", "lr", "g_lr", "batch_size", "seed"];
-const NUMERIC = new Set(["k", "lr", "g_lr", "batch_size", "seed"]);
-const INTEGER = new Set(["k", "batch_size", "seed"]);
+const SETTINGS = ["k", "g_steps_per_d_step", "rule", "g_loss", "optimizer", "lr", "g_lr", "batch_size", "seed"];
+const NUMERIC = new Set(["k", "g_steps_per_d_step", "lr", "g_lr", "batch_size", "seed"]);
+const INTEGER = new Set(["k", "g_steps_per_d_step", "batch_size", "seed"]);
 
 function showToy(view) {
   toy.view = view;
