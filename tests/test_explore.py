@@ -447,3 +447,18 @@ def test_the_command_serves_warns_off_loopback_and_stops_cleanly_on_ctrl_c():
     assert code == 0 and "stopped" in out
     assert "warning: listening on 0.0.0.0: anyone who can reach this machine" in err
     assert "Traceback" not in err
+
+
+def test_every_file_the_page_loads_ships_in_the_package_and_is_served():
+    import re
+
+    from advnets.explore.app import STATIC_DIR
+
+    c = client()
+    page = c.get("/", headers=H).text
+    names = re.findall(r'(?:src|href)="/static/([^"]+)"', page)
+    assert {"style.css", "plot.js", "toy.js", "model.js"} <= set(names)
+    for name in names:
+        assert (STATIC_DIR / name).is_file(), name
+        r = c.get(f"/static/{name}", headers=H)
+        assert r.status_code == 200 and r.content == (STATIC_DIR / name).read_bytes()
