@@ -462,3 +462,14 @@ def test_every_file_the_page_loads_ships_in_the_package_and_is_served():
         assert (STATIC_DIR / name).is_file(), name
         r = c.get(f"/static/{name}", headers=H)
         assert r.status_code == 200 and r.content == (STATIC_DIR / name).read_bytes()
+
+
+def test_a_port_in_use_is_a_clear_error():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        code, out, err = cli_in_process("explore", "--port", port, "--no-browser")
+    assert code == 2 and f"--port {port}: cannot listen there" in err and out == ""
