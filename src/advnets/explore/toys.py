@@ -48,7 +48,7 @@ RULES = ("alternating", "simultaneous")
 #: Drawn points: at most this many, in the square [-DRAW_BOX, DRAW_BOX]^2, each a mode of this std.
 MAX_POINTS, DRAW_BOX, DRAWN_STD = 200, 4.0, 0.1
 #: Samples behind the live views: fewer than advnets.toy's final measures, to keep >= 20 frames a second.
-N_LIVE_1D, N_LIVE_2D, N_SHOWN, HEAT = 5000, 1000, 500, 40
+N_LIVE_1D, N_LIVE_2D, N_SHOWN, HEAT = 5000, 600, 500, 32
 MAX_HISTORY = 2000
 #: Settings that apply to a running game (the others restart it).
 _LIVE = ("k", "g_steps_per_d_step", "g_loss", "optimizer", "lr", "g_lr", "batch_size")
@@ -283,12 +283,9 @@ class ToySession:
         t = torch.linspace(-a, a, points)
         levels = torch.linspace(-a, a, lines)
         nz = self.game.g.cfg.noise_dim
-        out = []
+        z = torch.zeros(2, lines, points, nz)  # one forward pass for every line
         for axis in (0, 1):
-            for level in levels:
-                z = torch.zeros(points, nz)
-                z[:, axis] = t
-                if nz > 1:
-                    z[:, 1 - axis] = level
-                out.append(_samples(self.game.g, z).tolist())
-        return out
+            z[axis, :, :, axis] = t
+            if nz > 1:
+                z[axis, :, :, 1 - axis] = levels[:, None]
+        return _samples(self.game.g, z.reshape(-1, nz)).reshape(2 * lines, points, -1).tolist()
