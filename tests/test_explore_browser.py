@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -37,20 +38,30 @@ WAIT = 60  # seconds: the CI machine may be busy
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def server():
-    """A real ``advnets explore`` process with a shipped model; its URL (with the token) from its first line."""
-    cmd = [sys.executable, "-m", "advnets", "explore", "--pretrained", "mnist-paper", "--port", "0", "--no-browser"]
+def start(*args):
+    """A real ``advnets explore`` process; its URL (with the token) from its first line."""
+    cmd = [sys.executable, "-m", "advnets", "explore", *map(str, args), "--port", "0", "--no-browser"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     match = re.search(r"(http://127\.0\.0\.1:\d+/\?token=\S+)", line)
     if match is None:
         proc.kill()
         pytest.fail(f"no URL printed: {line!r} {proc.stderr.read()}")
-    yield match.group(1)
+    return proc, match.group(1)
+
+
+def stop(proc) -> None:
     proc.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop
     assert proc.wait(30) == 0
     assert "stopped" in proc.stdout.read()
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The server with a shipped model."""
+    proc, url = start("--pretrained", "mnist-paper")
+    yield url
+    stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +171,39 @@ def test_drawing_a_digit_gives_d_s_verdict(server, browser):
     p = float(re.search(r"D\(x\) = ([0-9.]+)", text(browser, "verdict")).group(1))
     assert 0.0 <= p <= 1.0
     assert browser.find_element(By.ID, "draw-neighbours").get_attribute("data-painted") == "4"
+
+
+def test_an_inpainting_run_s_completions_and_progress(tmp_path, digits, browser):
+    """A run (`--run DIR`) trained for inpainting: load a test image, paint a mask with the pointer, complete it;
+    the run's progress panel shows its checkpoint step."""
+    from advnets.config import override
+    from advnets.train import Trainer
+    from conftest import tiny_config
+
+    cfg = tiny_config(epochs=1, monitor_every=0)
+    cfg = override(
+        cfg,
+        generator=override(cfg.generator, hidden_sizes=(64, 64), condition="inpaint", cond_dim=2 * 64),
+        discriminator=override(cfg.discriminator, cond_dim=64),
+    )
+    Trainer(cfg, digits).fit(run_dir=tmp_path / "run", progress=False, tensorboard=False)
+    proc, url = start("--run", tmp_path / "run")
+    try:
+        browser.get(url)
+        browser.find_element(By.ID, "tab-model").click()
+        wait_for(browser, lambda d: d.find_element(By.ID, "inpaint-box").is_displayed(), "the inpainting panel")
+        wait_for(browser, lambda d: text(d, "model-step") not in ("", "0"), "the run's checkpoint step")
+        mask = browser.find_element(By.ID, "mask")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", mask)
+        time.sleep(0.5)  # the first image loads
+        stroke = ActionChains(browser).move_to_element_with_offset(mask, 20, -80).click_and_hold()
+        for _ in range(6):
+            stroke = stroke.move_by_offset(0, 25)
+        stroke.release().perform()
+        hidden = browser.execute_script("return inpaint.mask.reduce((a, b) => a + b, 0)")
+        assert 0 < hidden < 64  # the stroke hid some of the 8 x 8 pixels
+        browser.find_element(By.ID, "inpaint-go").click()
+        completions = browser.find_element(By.ID, "completions")
+        wait_for(browser, lambda d: completions.get_attribute("data-painted") == "6", "six completions")
+    finally:
+        stop(proc)
