@@ -140,7 +140,7 @@ class Explorer:
 
 
 def _endpoint(explorer: Explorer, answer: Callable[[Explorer, dict[str, Any]], Any]) -> Callable:
-    """An endpoint: the JSON object of the body (POST) or the query (GET), answered under the lock in a thread."""
+    """An endpoint: the JSON object of the body (POST) or the query (GET), answered in the worker thread."""
 
     async def endpoint(request: Request) -> Response:
         if request.method == "POST":
@@ -157,7 +157,7 @@ def _endpoint(explorer: Explorer, answer: Callable[[Explorer, dict[str, Any]], A
 
         try:
             result = await asyncio.get_running_loop().run_in_executor(explorer.worker, answer, explorer, args)
-        except (AdvnetsError, TypeError) as e:  # TypeError: an unexpected or missing argument name
+        except AdvnetsError as e:
             return _error(400, str(e))
         return JSONResponse(_finite(result))
 

@@ -1,7 +1,8 @@
 """The JSON API of ``advnets explore``: each endpoint as one function of the sessions and the request's arguments.
 
-POST bodies and GET queries are JSON objects of the names below; an unknown name is a 400 (TypeError from the
-call), a bad value a 400 naming it (ConfigError from the sessions). Nothing here takes a path.
+POST bodies and GET queries are JSON objects of the names below; an unknown or missing name is a 400 (checked
+against the method's signature), a bad value a 400 naming it (ConfigError from the sessions). Nothing here takes
+a path.
 
 =======  ======================  ===========================================================================
 method   path                    arguments -> answer
@@ -23,6 +24,8 @@ GET      /api/model/progress     after -> metrics rows after a step; reloads a n
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from advnets.errors import ConfigError
@@ -30,8 +33,17 @@ from advnets.errors import ConfigError
 __all__ = ["ROUTES"]
 
 
+def _call(method: Callable[..., Any], args: dict[str, Any]) -> Any:
+    """``method(**args)``, after checking the argument names against its signature (ConfigError naming them)."""
+    try:
+        inspect.signature(method).bind(**args)
+    except TypeError as e:
+        raise ConfigError(f"bad arguments: {e}") from None
+    return method(**args)
+
+
 def _toy_step(ex: Any, args: dict[str, Any]) -> dict[str, Any]:
-    ex.toy.step(**args)
+    _call(ex.toy.step, args)
     return ex.toy_view()
 
 
@@ -81,11 +93,11 @@ ROUTES = {
     ("POST", "/api/toy/settings"): _toy_settings,
     ("POST", "/api/toy/reset"): _toy_reset,
     ("GET", "/api/model"): _model_info,
-    ("POST", "/api/model/grid"): lambda ex, a: ex.need_model().grid(**_with_class(a)),
-    ("POST", "/api/model/neighbours"): lambda ex, a: ex.need_model().sample_neighbours(**_with_class(a)),
-    ("POST", "/api/model/path"): lambda ex, a: ex.need_model().path(**_with_class(a)),
-    ("POST", "/api/model/move"): lambda ex, a: ex.need_model().move(**_with_class(a)),
-    ("POST", "/api/model/verdict"): lambda ex, a: ex.need_model().verdict(**_with_class(a)),
-    ("POST", "/api/model/inpaint"): lambda ex, a: ex.need_model().inpaint(**a),
+    ("POST", "/api/model/grid"): lambda ex, a: _call(ex.need_model().grid, _with_class(a)),
+    ("POST", "/api/model/neighbours"): lambda ex, a: _call(ex.need_model().sample_neighbours, _with_class(a)),
+    ("POST", "/api/model/path"): lambda ex, a: _call(ex.need_model().path, _with_class(a)),
+    ("POST", "/api/model/move"): lambda ex, a: _call(ex.need_model().move, _with_class(a)),
+    ("POST", "/api/model/verdict"): lambda ex, a: _call(ex.need_model().verdict, _with_class(a)),
+    ("POST", "/api/model/inpaint"): lambda ex, a: _call(ex.need_model().inpaint, a),
     ("GET", "/api/model/progress"): _progress,
 }
