@@ -207,3 +207,30 @@ def test_an_inpainting_run_s_completions_and_progress(tmp_path, digits, browser)
         wait_for(browser, lambda d: completions.get_attribute("data-painted") == "6", "six completions")
     finally:
         stop(proc)
+
+
+def test_a_conditional_run_s_class_picker_redraws_the_grid(tmp_path, digits, browser):
+    from advnets.config import override
+    from advnets.train import Trainer
+    from conftest import tiny_config
+
+    cfg = tiny_config(epochs=1, monitor_every=0)
+    cfg = override(
+        cfg,
+        generator=override(cfg.generator, condition="class", cond_dim=10),
+        discriminator=override(cfg.discriminator, cond_dim=10),
+    )
+    Trainer(cfg, digits).fit(run_dir=tmp_path / "run", progress=False, tensorboard=False)
+    proc, url = start("--run", tmp_path / "run")
+    try:
+        browser.get(url)
+        browser.find_element(By.ID, "tab-model").click()
+        grid = browser.find_element(By.ID, "grid")
+        wait_for(browser, lambda d: grid.get_attribute("data-painted") == "64", "the grid")
+        picture = "return arguments[0].toDataURL()"
+        before = browser.execute_script(picture, grid)
+        Select(browser.find_element(By.ID, "class")).select_by_value("3")
+        wait_for(browser, lambda d: d.execute_script(picture, grid) != before, "the grid redrawn for class 3")
+        assert len(browser.find_element(By.ID, "class").find_elements(By.TAG_NAME, "option")) == 11
+    finally:
+        stop(proc)
