@@ -76,6 +76,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("report", ("advnets.report",)),
+    # `advnets explore`'s web app (issue 29): serves the toys, sampling, nearest and pretrained above it.
+    ("explore", ("advnets.explore",)),
     ("cli", ("advnets.cli", "advnets.__main__")),
 ]
 

@@ -75,6 +75,8 @@ __all__ = [
     "Snapshot",
     "Frame",
     "ToyResult",
+    "iterate",
+    "start_game",
     "train_toy",
 ]
 
@@ -437,6 +439,21 @@ def _measure_final(result: ToyResult, eval_z: torch.Tensor) -> None:
         result.coverage = mode_coverage(result.samples, data.modes, data.std)
 
 
+def start_game(cfg: ToyConfig, data: Mixture1D | GaussianMixture2D | None = None) -> _Game:
+    """The players of a fresh run of ``cfg`` as :func:`train_toy` starts them: G and D initialised from
+    ``cfg.seed``, their optimisers and the data and noise streams. ``data`` replaces ``cfg.dataset``'s toy with
+    another of the same dimension (``advnets explore``'s user-drawn points). Step it with :func:`iterate`."""
+    data = make_toy(cfg.dataset) if data is None else data
+    g, d = _build_nets(cfg, data)
+    return _Game(cfg, data, g, d, cfg.seed)
+
+
+def iterate(game: _Game, cfg: ToyConfig, step: int) -> dict[str, torch.Tensor]:
+    """Iteration ``step`` (1-based) of Algorithm 1 on ``game``, exactly as :func:`train_toy` takes it: k D steps,
+    then ``g_steps_per_d_step`` G steps. Returns d_loss, g_loss, d_real, d_fake (tensors)."""
+    return _iteration(game, cfg, step)
+
+
 def _iteration(game: _Game, cfg: ToyConfig, step: int) -> dict[str, torch.Tensor]:
     """One iteration of Algorithm 1 (k steps of D, then G's); the values to log, as tensors."""
     if cfg.lr_schedule == "linear":
@@ -484,9 +501,8 @@ def train_toy(
     log_every = max(1, cfg.steps // 200)
 
     start = time.perf_counter()
-    data = make_toy(cfg.dataset)
-    g, d = _build_nets(cfg, data)
-    game = _Game(cfg, data, g, d, cfg.seed)
+    game = start_game(cfg)
+    data, g, d = game.data, game.g, game.d
     eval_gen = torch.Generator().manual_seed(cfg.seed + EVAL_SEED_OFFSET)
     eval_z = sample_noise(g.cfg, N_DENSITY if one_d else N_COVERAGE, generator=eval_gen)
 

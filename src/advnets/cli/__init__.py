@@ -12,7 +12,7 @@ import textwrap
 import traceback
 
 from advnets import __version__
-from advnets.cli import classes, data, evaluate, infer, inpaint, report, sample, semisup, toy, train
+from advnets.cli import classes, data, evaluate, explore, infer, inpaint, report, sample, semisup, toy, train
 from advnets.cli.common import FORMATTER, Parser
 from advnets.errors import AdvnetsError
 
@@ -27,10 +27,11 @@ examples:
   advnets evaluate --run runs/00001-mnist-embedded --baselines
   advnets report --run runs/00001-mnist-embedded
   advnets data list
+  advnets explore                                   # Figure 1 and the toys, live in the browser
 """
 
 # In `advnets --help` order; each module adds its parser and the function that runs it.
-COMMANDS = (train, sample, evaluate, inpaint, classes, toy, report, data, infer, semisup)
+COMMANDS = (train, sample, evaluate, inpaint, classes, toy, explore, report, data, infer, semisup)
 
 
 def build_parser() -> argparse.ArgumentParser:
