@@ -41,6 +41,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "measure (Theis et al., 2016): --baselines shows what trivial 'models' score.",
         epilog=EXAMPLES,
     )
+    _add_inputs(e)
+    _add_metrics_options(e)
+    _add_parzen_options(e)
+    _add_compute_and_output(e)
+    e.set_defaults(func=cmd_evaluate)
+
+
+def _add_inputs(e: argparse.ArgumentParser) -> None:
+    """What to score: a run, samples in a file, or a shipped model (and the data a model is scored against)."""
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", type=Path, metavar="DIR", help="run directory or checkpoint file to evaluate")
     src.add_argument("--samples", type=Path, metavar="S.npy", help="score these samples (N x d or N x H x W[x C])")
@@ -55,6 +64,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="with --pretrained (required) or --samples --metrics: the dataset to score against, "
         "e.g. the MNIST IDX directory or embedded-digits",
     )
+
+
+def _add_metrics_options(e: argparse.ArgumentParser) -> None:
+    """--metrics and the options only the metrics table reads."""
     e.add_argument(
         "--metrics",
         metavar="LIST",
@@ -78,6 +91,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "centroids, a Gaussian fit; their k-means fit takes tens of minutes on full MNIST the first time, then "
         "comes from the cache under --data-dir)",
     )
+
+
+def _add_parzen_options(e: argparse.ArgumentParser) -> None:
+    """The reference protocol's settings (paper §5): the images, samples, sigma grid and split."""
     e.add_argument("--valid", type=Path, metavar="V.npy", help="with --samples: validation images to choose sigma")
     e.add_argument("--test", type=Path, metavar="T.npy", help="with --samples: images to score")
     add_data_dir(e)
@@ -119,6 +136,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="K",
         help="TFD runs: the paper's protocol over folds 0..K-1 (sigma per fold, SE across folds; the paper uses 5)",
     )
+
+
+def _add_compute_and_output(e: argparse.ArgumentParser) -> None:
+    """How to compute (precision, device) and where the result goes."""
     e.add_argument("--float32", action="store_true", help="faster float32 mode (about 1e-3 nats error at 784-d)")
     e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     e.add_argument(
@@ -132,7 +153,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--metrics)",
     )
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    e.set_defaults(func=cmd_evaluate)
 
 
 def _check_combination(args: argparse.Namespace) -> None:
@@ -162,18 +182,17 @@ def _check_combination(args: argparse.Namespace) -> None:
 def _scores_of_samples(args: argparse.Namespace, sigmas, options) -> dict:
     """``--samples S.npy --valid V.npy --test T.npy``: any model's samples, scored by the same code."""
     from advnets.errors import AdvnetsError
-    from advnets.evaluate.parzen import parzen_evaluate
+    from advnets.evaluate.scoring import evaluate_samples
 
     samples = load_array(args.samples, "--samples")
     valid, test = load_array(args.valid, "--valid"), load_array(args.test, "--test")
     for option, path, array in (("--valid", args.valid, valid), ("--test", args.test, test)):
-        if array.shape[1] != samples.shape[1]:
+        if array.shape[1] != samples.shape[1]:  # named by the files, before the library's own check
             raise AdvnetsError(
                 f"{option} {path}: {array.shape[1]} features per image, but --samples "
                 f"{args.samples} has {samples.shape[1]}"
             )
-    rows = {"samples": parzen_evaluate(test, samples, valid=valid, sigmas=sigmas, **options.kwargs())}
-    return {"rows": rows, "label": "samples", "dataset": None, "step": None, "valid_size": len(valid)}
+    return evaluate_samples(samples, test, valid, sigmas=sigmas, options=options)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -181,10 +200,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from advnets.devices import resolve_device
     from advnets.evaluate.options import MetricOptions
-    from advnets.evaluate.protocol import format_row, paper_row_for, parse_sigmas, parzen_record
+    from advnets.evaluate.protocol import parse_sigmas
     from advnets.evaluate.scoring import evaluate_run
-    from advnets.io import atomic_write_json
-    from advnets.runs import append_metrics, run_dir_of
+    from advnets.runs import run_dir_of
 
     check_output_path(args.json, "--json")
     sigmas = parse_sigmas(args.sigmas)
@@ -220,6 +238,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             options=options,
         )
         run_dir = run_dir_of(args.run)
+    _print_parzen(args, result)
+    _record_parzen(args, result, run_dir, sigmas, options)
+    return 0
+
+
+def _print_parzen(args: argparse.Namespace, result: dict) -> None:
+    """The Table-1 rows, with the paper's row beside them where the dataset has one."""
+    from advnets.evaluate.protocol import format_row, paper_row_for
+
     rows, dataset_name = result["rows"], result["dataset"]
     first = next(iter(rows.values()))
     print(
@@ -233,6 +260,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         pname, (pm, pse) = paper
         note = " — a 5k subset: not comparable" if dataset_name and dataset_name.startswith("embedded") else ""
         print(f"  {'paper, Table 1 (' + pname + ')':<28s} {pm:8.1f} ± {pse:<6.1f}(full {pname}{note})")
+
+
+def _record_parzen(args: argparse.Namespace, result: dict, run_dir: Path | None, sigmas, options) -> None:
+    """``--json`` (default ``RUN/parzen.json``) written atomically, and the model's row logged in the run."""
+    from advnets.evaluate.protocol import parzen_record
+    from advnets.io import atomic_write_json
+    from advnets.runs import append_metrics
+
     out = args.json or (run_dir / "parzen.json" if run_dir is not None else None)
     doc = parzen_record(
         result, num_samples=args.num_samples, split=args.split, seed=args.seed, sigmas=sigmas, options=options
@@ -241,18 +276,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         atomic_write_json(out, doc)
         print(f"-> {out}")
     if run_dir is not None:
-        main_row = rows[result["label"]]
+        row = result["rows"][result["label"]]
         append_metrics(
             run_dir,
             {
                 "step": result["step"],
-                "parzen_ll": main_row["mean"],
-                "parzen_se": main_row["se"],
-                "parzen_sigma": main_row["sigma"],
+                "parzen_ll": row["mean"],
+                "parzen_se": row["se"],
+                "parzen_sigma": row["sigma"],
                 "parzen_split": args.split,
             },
         )
-    return 0
 
 
 def _pretrained(args: argparse.Namespace, sigmas, options) -> int:

@@ -2,8 +2,8 @@
 
 A thin layer: it gathers the images (a run's or a shipped model's samples of G, or ``--samples S.npy``), the
 real test images, the validation images Parzen needs and the honest context rows
-(:func:`advnets.evaluate.baselines.context_samples`), calls :func:`~advnets.evaluate.metrics.evaluate_table`
-once, prints :func:`~advnets.evaluate.metrics.format_table`, writes the JSON atomically and, for a run, logs
+(:func:`advnets.evaluate.baselines.context_samples`) through :func:`advnets.evaluate.scoring.quality_table`,
+prints :func:`~advnets.evaluate.metrics.format_table`, writes the JSON atomically and, for a run, logs
 one row per metric through :class:`advnets.runs.MetricsLog` (metrics.jsonl and TensorBoard).
 """
 
@@ -86,102 +86,84 @@ def _images_to_score(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def cmd_metrics(args: argparse.Namespace, device: str) -> int:
+def cmd_metrics(args: argparse.Namespace, device) -> int:
     """Score, print, write the JSON and log the rows; the caller has chosen the device."""
     from advnets.cli.common import baseline_cache
     from advnets.data.fetch import data_root
-    from advnets.evaluate.baselines import context_samples
-    from advnets.evaluate.metrics import REGISTRY, evaluate_table, format_table, parse_metrics
+    from advnets.evaluate.options import MetricOptions
     from advnets.evaluate.protocol import parse_sigmas
+    from advnets.evaluate.scoring import quality_table
     from advnets.io import atomic_write_json
     from advnets.report.content import QUALITY_FILE
 
-    names = parse_metrics(args.metrics)
     what = _images_to_score(args)
     test, valid, train = _real_sets(args, what["dataset"])
-    rows = {what["label"]: what["images"]}
-    # Every row at the model's N (metrics such as FD are biased by N: compare them only at equal N).
-    n = min(args.num_samples, len(what["images"]))
-    if train is not None and not args.no_context:  # the honest context: the floor, k-means, the Gaussian fit
-        rows.update(
-            context_samples(
-                train,
-                n,
-                args.seed,
-                cache_dir=baseline_cache(args.data_dir),
-                note=lambda text: print(f"advnets: note: {text}", file=sys.stderr),
-            )
-        )
-    options = {}
-    if "parzen" in names:
-        if valid is None:
-            from advnets.errors import AdvnetsError
-
-            raise AdvnetsError("--metrics parzen with --samples needs --valid V.npy (to choose sigma) or --data")
-        # The Gaussian fit is not clipped to [0, 1]; its out-of-range warning would be noise beside a model.
-        check = train is None
-        options["parzen"] = {
-            "valid": valid,
-            "sigmas": parse_sigmas(args.sigmas),
-            "progress": False,
-            "check_range": check,
-        }
-    table = evaluate_table(
+    doc = quality_table(
+        what["images"],
         test,
-        rows,
-        names,
+        args.metrics,
+        label=what["label"],
+        valid=valid,
+        train=train,
+        context=not args.no_context,
         features=args.features,
-        num_samples=n,
+        num_samples=args.num_samples,
         seed=args.seed,
-        cache_dir=data_root(args.data_dir) / "features",
-        device=device,
-        options=options,
+        sigmas=parse_sigmas(args.sigmas),
+        cache_dir=baseline_cache(args.data_dir),
+        feature_cache=data_root(args.data_dir) / "features",
+        note=lambda text: print(f"advnets: note: {text}", file=sys.stderr),
+        options=MetricOptions(device=device),
     )
-    if train is None:  # --samples with --test files: no training images to build the context rows from
+    _print_table(doc, train is not None)
+    doc.update(step=what["step"], dataset=what["dataset"].name if what["dataset"] is not None else None)
+    run_dir = what["run_dir"]
+    out = args.json or (run_dir / QUALITY_FILE if run_dir is not None else None)
+    if out is not None:
+        atomic_write_json(out, doc)
+        print(f"-> {out}")
+    if run_dir is not None:
+        _log_rows(run_dir, doc, what["step"], tensorboard=not args.no_tensorboard)
+    return 0
+
+
+def _print_table(doc: dict[str, Any], with_context: bool) -> None:
+    from advnets.evaluate.metrics import format_table
+
+    if not with_context:  # --samples with --test files: no training images to build the context rows from
         print("advnets: note: no context rows (real images, k-means, Gaussian fit): they need --data", file=sys.stderr)
-    first = table[what["label"]]
+    first = doc["rows"][doc["model"]]
     print(
         f"Sample quality of {first['n_generated']} images against {first['n_real']} test images"
         + (f" (features: {first['features']})" if first["features"] else "")
         + ":"
     )
-    print(format_table(table, names))
-    if len(rows) > 1:
+    print(format_table(doc["rows"], doc["metrics"]))
+    if len(doc["rows"]) > 1:
         print(
             "(context rows: real training images = the floor a perfect G reaches at this N; k-means centroids "
             "and a Gaussian fit, built from the training split)"
         )
-    run_dir = what["run_dir"]
-    out = args.json or (run_dir / QUALITY_FILE if run_dir is not None else None)
-    doc = {
-        "metrics": list(names),
-        "features": first["features"],
-        "num_samples": n,
-        "seed": args.seed,
-        "step": what["step"],
-        "dataset": what["dataset"].name if what["dataset"] is not None else None,
-        "model": what["label"],
-        "rows": table,
-    }
-    if out is not None:
-        atomic_write_json(out, doc)
-        print(f"-> {out}")
-    if run_dir is not None:
-        from advnets.runs import MetricsLog
 
-        log = MetricsLog(run_dir, tensorboard=not args.no_tensorboard)
-        try:
-            for name in names:  # one row per metric, its numbers prefixed "eval_" (fd -> eval_fd)
-                keys = REGISTRY[name].keys + (("kid_std",) if name == "kid" else ())
-                log.log(
-                    {
-                        "step": what["step"],
-                        "eval_metric": name,
-                        "eval_features": first["features"] if REGISTRY[name].inputs == "features" else None,
-                        "eval_n": first["n_generated"],
-                        **{f"eval_{k}": first[k] for k in keys},
-                    }
-                )
-        finally:
-            log.close()
-    return 0
+
+def _log_rows(run_dir: Path, doc: dict[str, Any], step: int, tensorboard: bool) -> None:
+    """One row per metric in the run's metrics.jsonl and TensorBoard, its numbers prefixed "eval_" (fd -> eval_fd)."""
+    from advnets.evaluate.metrics import REGISTRY
+    from advnets.runs import MetricsLog
+
+    first = doc["rows"][doc["model"]]
+    log = MetricsLog(run_dir, tensorboard=tensorboard)
+    try:
+        for name in doc["metrics"]:
+            keys = REGISTRY[name].keys + (("kid_std",) if name == "kid" else ())
+            log.log(
+                {
+                    "step": step,
+                    "eval_metric": name,
+                    "eval_features": first["features"] if REGISTRY[name].inputs == "features" else None,
+                    "eval_n": first["n_generated"],
+                    **{f"eval_{k}": first[k] for k in keys},
+                }
+            )
+    finally:
+        log.close()

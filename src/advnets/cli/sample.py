@@ -27,6 +27,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Draw fair random samples from a run's generator and write them as a PNG grid.",
         epilog=EXAMPLES,
     )
+    _add_source_and_grid(s)
+    _add_figure_options(s)
+    s.set_defaults(func=cmd_sample)
+
+
+def _add_source_and_grid(s: argparse.ArgumentParser) -> None:
+    """Which G to draw from and the plain grid's options (how many, which noise, where to)."""
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", type=Path, metavar="DIR", help="run directory or checkpoint file")
     src.add_argument(
@@ -57,6 +64,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="output PNG (default: RUN/samples/{sample,nearest,interpolation}-seedS.png; --pretrained: "
         "NAME-{sample,nearest,interpolation}-seedS.png here)",
     )
+
+
+def _add_figure_options(s: argparse.ArgumentParser) -> None:
+    """Figure 2 (--nearest) and Figure 3 (--interpolate), and their own options."""
     mode = s.add_mutually_exclusive_group()
     mode.add_argument(
         "--nearest",
@@ -84,7 +95,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="--nearest: generated and held-out images compared in the memorisation check (default 1000, "
         "at most the test split's size)",
     )
-    s.set_defaults(func=cmd_sample)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

@@ -1,8 +1,11 @@
 """Scoring a trained generator end to end: load it, sample it, run the reference protocol, compare.
 
 :func:`evaluate_run` scores a run or a checkpoint, :func:`evaluate_pretrained` a shipped model beside
-the number its registry entry states; both load through :func:`advnets.generators.load_generator`
-and score through :func:`advnets.evaluate.protocol.reference_protocol`'s code.
+the number its registry entry states, :func:`evaluate_samples` any model's samples; all three run the
+reference protocol's code, and the first two load through :func:`advnets.generators.load_generator`.
+:func:`quality_table` puts today's metrics (FD, KID, precision/recall, ...) beside the honest context
+rows, for any images: a generator's samples (:meth:`~advnets.generators.LoadedGenerator.sample`) or a
+file's.
 :func:`memorization_check` is Figure 2's check of a generator against its training images.
 """
 
@@ -14,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from advnets.devices import resolve_device
+from advnets.errors import DataError
 from advnets.evaluate.baselines import baseline_rows
+from advnets.evaluate.inputs import as_rows
 from advnets.evaluate.nearest import memorization_stats
 from advnets.evaluate.options import MetricOptions
 from advnets.evaluate.parzen import DEFAULT_SIGMAS, parzen_evaluate
@@ -29,7 +35,13 @@ from advnets.evaluate.protocol import (
 from advnets.generators import LoadedGenerator, load_generator
 from advnets.pretrained import PretrainedModel, get_entry
 
-__all__ = ["evaluate_pretrained", "evaluate_run", "memorization_check"]
+__all__ = [
+    "evaluate_pretrained",
+    "evaluate_run",
+    "evaluate_samples",
+    "memorization_check",
+    "quality_table",
+]
 
 
 def evaluate_run(
@@ -183,3 +195,93 @@ def memorization_check(model: LoadedGenerator, train: Any, test: Any, seed: int,
     own samples) and as many held-out ``test`` images, against the ``train`` images."""
     heldout = test[:size]
     return memorization_stats(model.sample(len(heldout), seed + 1), train, heldout)
+
+
+def evaluate_samples(
+    samples: Any, test: Any, valid: Any, *, sigmas: Any = DEFAULT_SIGMAS, options: MetricOptions = MetricOptions()
+) -> dict[str, Any]:
+    """The reference protocol on any model's samples (``N x d`` or image-shaped arrays): σ chosen on
+    ``valid``, ``test`` scored; the same result shape as :func:`evaluate_run` (label ``"samples"``).
+
+    Raises:
+        DataError: the three arrays do not have the same number of values per image.
+    """
+    s, t, v = (as_rows(a, name) for a, name in ((samples, "samples"), (test, "test"), (valid, "valid")))
+    for name, array in (("valid", v), ("test", t)):
+        if array.shape[1] != s.shape[1]:
+            raise DataError(f"{name}: {array.shape[1]} values per image, but the samples have {s.shape[1]}")
+    rows = {"samples": parzen_evaluate(t, s, valid=v, sigmas=sigmas, **options.kwargs())}
+    return {"rows": rows, "label": "samples", "dataset": None, "step": None, "valid_size": len(v)}
+
+
+def quality_table(
+    images: Any,
+    test: Any,
+    metrics: Any,
+    *,
+    label: str = "model",
+    valid: Any = None,
+    train: Any = None,
+    context: bool = True,
+    features: Any = None,
+    num_samples: int | None = None,
+    seed: int = 0,
+    sigmas: Any = DEFAULT_SIGMAS,
+    cache_dir: str | Path | None = None,
+    feature_cache: str | Path | None = None,
+    note: Callable[[str], None] | None = None,
+    options: MetricOptions = MetricOptions(),
+) -> dict[str, Any]:
+    """Today's sample-quality metrics (:mod:`advnets.evaluate.metrics`) of ``images`` against ``test``, beside
+    the honest context rows built from ``train`` (real training images, k-means centroids, a Gaussian fit;
+    :func:`advnets.evaluate.baselines.context_samples`, cached in ``cache_dir``) at the model's N.
+
+    Args:
+        images: the model's samples, ``N x C x H x W`` in [0, 1].
+        test: the real images to compare with; ``valid``: where Parzen chooses σ (needed for ``parzen``).
+        metrics: names or ``"all"`` (:func:`advnets.evaluate.metrics.parse_metrics`).
+        train: the training split for the context rows (None, or ``context=False``: no context rows).
+        features: the feature network (:func:`advnets.evaluate.features.get_extractor`); ``feature_cache`` keeps
+            the real set's features between calls.
+
+    Returns:
+        ``{"metrics", "features", "num_samples", "seed", "model", "rows": {label: row, context label: row}}``.
+
+    Raises:
+        AdvnetsError: ``parzen`` without validation images; DataError / ConfigError for bad images or names.
+    """
+    from advnets.errors import AdvnetsError
+    from advnets.evaluate.baselines import context_samples
+    from advnets.evaluate.metrics import evaluate_table, parse_metrics
+
+    names = parse_metrics(metrics)
+    per_metric = {}
+    if "parzen" in names:
+        if valid is None:
+            raise AdvnetsError("--metrics parzen with --samples needs --valid V.npy (to choose sigma) or --data")
+        # The Gaussian fit is not clipped to [0, 1]; its out-of-range warning would be noise beside a model.
+        per_metric["parzen"] = {"valid": valid, "sigmas": sigmas, "progress": False, "check_range": train is None}
+    rows = {label: images}
+    # Every row at the model's N (metrics such as FD are biased by N: compare them only at equal N).
+    n = len(images) if num_samples is None else min(num_samples, len(images))
+    if train is not None and context:
+        rows.update(context_samples(train, n, seed, cache_dir=cache_dir, note=note))
+    table = evaluate_table(
+        test,
+        rows,
+        names,
+        features=features,
+        num_samples=n,
+        seed=seed,
+        cache_dir=feature_cache,
+        device=resolve_device(options.device),
+        options=per_metric,
+    )
+    return {
+        "metrics": list(names),
+        "features": table[label]["features"],
+        "num_samples": n,
+        "seed": seed,
+        "model": label,
+        "rows": table,
+    }
