@@ -25,7 +25,7 @@ import torch
 from advnets import __version__
 from advnets.config import RunConfig, from_dict
 from advnets.errors import CheckpointError
-from advnets.io import atomic_write_bytes
+from advnets.io import atomic_write_bytes, write_failure
 from advnets.nets import Discriminator, Generator, build_nets
 
 CHECKPOINT_DIR = "checkpoints"
@@ -54,9 +54,7 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
         if latest_checkpoint(run_dir) != path:
             path.unlink(missing_ok=True)
             digest.unlink(missing_ok=True)
-        raise CheckpointError(
-            f"could not write checkpoint {path}: {e.strerror or e}; the previous checkpoint is intact"
-        ) from e
+        raise CheckpointError(f"{write_failure(path, e, 'checkpoint')}; the previous checkpoint is intact") from e
     return path
 
 

@@ -417,21 +417,32 @@ class Trainer:
 
         self.parallel.announce(self.cfg)
         log = None
-        if run_dir is not None:
-            run_dir = Path(run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if self.parallel.writes_files:
-                self.write_run_config(run_dir)
-                # One row per step: the log continues at this step, without the rows a killed attempt
-                # logged after it (they are trained and logged again).
-                log = MetricsLog(run_dir, tensorboard=tensorboard, start_step=self.step)
-                if log.dropped:
-                    print(describe_rewind(log.dropped, self.step), file=sys.stderr)
+        failed = True
         try:
-            return loop.fit(self, run_dir, progress and self.parallel.writes_files, log)
-        finally:
+            if run_dir is not None:
+                run_dir = Path(run_dir)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                if self.parallel.writes_files:
+                    self.write_run_config(run_dir)
+                    # One row per step: the log continues at this step, without the rows a killed attempt
+                    # logged after it (they are trained and logged again).
+                    log = MetricsLog(run_dir, tensorboard=tensorboard, start_step=self.step)
+                    if log.dropped:
+                        print(describe_rewind(log.dropped, self.step), file=sys.stderr)
+            last = loop.fit(self, run_dir, progress and self.parallel.writes_files, log)
             if log is not None:
-                log.close()
+                log.close()  # the last rows' writes can fail too
+            failed = False
+            return last
+        except (OSError, CheckpointError) as e:
+            # A full or read-only disk, whichever file it hit: one line naming it, what is kept, how to go on.
+            err = loop.failed_write(e)
+            if err is None or run_dir is None:
+                raise
+            raise loop.write_error(err, run_dir) from e
+        finally:
+            if log is not None and failed:
+                log.close(failed=True)
 
 
 # The loop's outcomes, importable from here as before.
