@@ -26,7 +26,7 @@ import torch
 
 from advnets.errors import AdvnetsError, DataError
 from advnets.evaluate.parzen import DEFAULT_SIGMAS, parzen_evaluate
-from advnets.io import atomic_write_bytes
+from advnets.io import atomic_write_bytes, write_failure
 
 # Table 1 of the paper: Parzen-window log-likelihood of the adversarial nets.
 PAPER_TABLE1 = {
@@ -243,7 +243,7 @@ def baseline_samples(
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, save({n: v.contiguous() for n, v in rows.items()}, metadata=meta))
         except OSError as e:
-            raise DataError(f"could not write the baseline cache {path}: {e.strerror or e}") from e
+            raise DataError(write_failure(e.filename or path, e, "the baseline cache")) from e
     return rows
 
 
