@@ -141,9 +141,16 @@ def mounts(tmp_path):
 
 
 def _config(**train):
-    """A tiny run: 72 steps an epoch; one log row every step and a checkpoint every 2 (so a failure at step 3
+    """A tiny run: 14 steps an epoch; one log row every step and a checkpoint every 2 (so a failure at step 3
     finds the one of step 2)."""
-    base = {"epochs": 1, "log_every": 1, "checkpoint_every": 2, "checkpoint_minutes": 0, "sample_every": 1000}
+    base = {
+        "epochs": 1,
+        "batch_size": 100,
+        "log_every": 1,
+        "checkpoint_every": 2,
+        "checkpoint_minutes": 0,
+        "sample_every": 1000,
+    }
     return tiny_config(**{**base, **train})
 
 
@@ -210,10 +217,13 @@ def test_a_full_disk_under_metrics_jsonl_stops_at_the_row_and_resume_elsewhere_c
 
 
 def test_a_full_disk_under_the_tensorboard_events_stops_in_one_line_and_resume_elsewhere_continues(
-    tmp_path, digits, mounts
+    tmp_path, digits, mounts, capfd
 ):
     """TensorBoard writes on its own thread; its error comes back at the next write or at the flush before a
-    checkpoint, as one line naming the events file (no thread traceback), the last checkpoint whole."""
+    checkpoint, as one line naming the events file (no thread traceback), the last checkpoint whole and every
+    event up to it on disk: the resumed run's TensorBoard holds each step once, as metrics.jsonl does."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     cfg, run = _config(epochs=2), tmp_path / "run"
     mounts.tmpfs(run)
     for name in ("checkpoints", "samples"):  # only the events file (and config.json) on the small disk
@@ -223,11 +233,15 @@ def test_a_full_disk_under_the_tensorboard_events_stops_in_one_line_and_resume_e
     mounts.bind(tmp_path / "metrics.jsonl", run / "metrics.jsonl")
     mounts.fill(run, leave_pages=2)  # config.json and the events file's first page
     text = _fails(cfg, run, digits, "events.out.tfevents.*")
+    assert "Exception in thread" not in capfd.readouterr().err  # TensorBoard's thread printed nothing
     step = load_checkpoint(latest_checkpoint(run))["step"]
     assert step >= 2 and f"step-{step:08d}.pt, is intact" in text
     roomy = tmp_path / "roomy"
     shutil.copytree(run, roomy, ignore=shutil.ignore_patterns("filler"))
     _resume_finishes(cfg, roomy, digits, after=step)
+    events = EventAccumulator(str(roomy))
+    events.Reload()
+    assert [e.step for e in events.Scalars("d_loss")] == [r["step"] for r in read_metrics(roomy) if "d_loss" in r]
 
 
 @pytest.mark.parametrize("where", ["run", "checkpoints"])
@@ -236,10 +250,10 @@ def test_a_read_only_filesystem_stops_in_one_line_and_resume_continues_once_writ
     read-only stops at its next checkpoint, the last one whole. Writable again, the same run continues."""
     run = tmp_path / "run"
     fs = mounts.tmpfs(run if where == "run" else run / "checkpoints", size="4m")
-    first = _config(epochs=1, batch_size=100, checkpoint_every=1000)  # 14 steps, one checkpoint at the end
+    first = _config(epochs=1, checkpoint_every=1000)  # 14 steps, one checkpoint at the end
     Trainer(first, digits).fit(run, progress=False)
     mounts.read_only(fs)
-    cfg = _config(epochs=2, batch_size=100, checkpoint_every=1000)
+    cfg = _config(epochs=2, checkpoint_every=1000)
     tr = Trainer(cfg, digits)
     tr.load_state_dict(load_checkpoint(latest_checkpoint(run)))
     with pytest.raises(WriteError) as info:
