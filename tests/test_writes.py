@@ -216,6 +216,9 @@ def test_a_full_disk_under_metrics_jsonl_stops_at_the_row_and_resume_elsewhere_c
     _resume_finishes(cfg, roomy, digits, after=2)
 
 
+# Python prints a dying thread's traceback through threading.excepthook; under pytest that hook turns it into
+# this warning, here an error: TensorBoard's writer thread must die quietly (its error is raised in ours).
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_full_disk_under_the_tensorboard_events_stops_in_one_line_and_resume_elsewhere_continues(
     tmp_path, digits, mounts, capfd
 ):
