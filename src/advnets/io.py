@@ -118,20 +118,22 @@ def naming(err: OSError, path: Path | str) -> OSError:
     return OSError(err.errno, err.strerror or os.strerror(err.errno), str(path))
 
 
-def write_advice(err: OSError) -> str:
-    """What to do about a failed write, by its errno ("" when there is nothing specific to say)."""
+def write_advice(err: OSError, elsewhere: str = "another --out") -> str:
+    """What to do about a failed write, by its errno ("" when there is nothing specific to say); ``elsewhere``
+    names how to write to another place (the option or variable that chose this one)."""
     if err.errno in NO_ROOM:
-        return "free some space there (or write elsewhere, e.g. another --out) and run the command again"
+        return f"free some space there (or write elsewhere: {elsewhere}) and run the command again"
     if err.errno in READ_ONLY:
-        return "that filesystem is read-only: write elsewhere (e.g. another --out) or remount it read-write"
+        return f"that filesystem is read-only: remount it read-write or write elsewhere ({elsewhere})"
     if err.errno in (errno.EACCES, errno.EPERM):
-        return "check that folder's permissions, or write elsewhere (e.g. another --out)"
+        return f"check that folder's permissions, or write elsewhere ({elsewhere})"
     return ""
 
 
-def write_failure(path: Path | str, err: OSError, what: str = "") -> str:
-    """One line for a write to ``path`` that failed with ``err``: ``could not write [WHAT ]PATH: REASON; ADVICE``."""
-    advice = write_advice(err)
+def write_failure(path: Path | str, err: OSError, what: str = "", elsewhere: str = "another --out") -> str:
+    """One line for a write to ``path`` that failed with ``err``: ``could not write [WHAT ]PATH: REASON; ADVICE``
+    (:func:`write_advice`)."""
+    advice = write_advice(err, elsewhere)
     reason = err.strerror or str(err)
     return f"could not write {what + ' ' if what else ''}{path}: {reason}" + (f"; {advice}" if advice else "")
 

@@ -51,6 +51,7 @@ _CHUNK = 1 << 20
 # A temporary download untouched for this long belongs to a process that died.
 _STALE_PART_S = 15 * 60
 _STALE_DIR_S = 60 * 60
+_ELSEWHERE = "another --data-dir or $ADVNETS_DATA"  # how to put the data in another place
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def _download(url: str, tmp: Path, rf: RemoteFile, timeout: float, progress: boo
         raise _Failed(f"{url}: {e.reason}") from e
     except OSError as e:
         if e.errno in NO_ROOM | READ_ONLY:  # the local disk, not the network: no other mirror helps
-            raise DataError(write_failure(tmp.parent / rf.name, e)) from e
+            raise DataError(write_failure(tmp.parent / rf.name, e, elsewhere=_ELSEWHERE)) from e
         raise _Failed(f"{url}: {str(e) or type(e).__name__}") from e
     except (http.client.HTTPException, ValueError) as e:
         # socket timeouts (TimeoutError), resets, cut-short bodies (IncompleteRead), bad URLs
@@ -220,7 +221,7 @@ def download_file(
         try:  # the mode of an ordinary new file (umask), not mkstemp's 0600: shared data folders stay readable
             fd, tmp = temp_file_for(dest, suffix=".part")
         except OSError as e:
-            raise DataError(write_failure(dest, e, "a temporary file for")) from e
+            raise DataError(write_failure(dest, e, "a temporary file for", _ELSEWHERE)) from e
         os.close(fd)
         try:
             _download(url, tmp, rf, timeout, progress)
@@ -232,7 +233,7 @@ def download_file(
             failures.append(str(e))
             continue
         except OSError as e:  # os.replace
-            raise DataError(write_failure(dest, e)) from e
+            raise DataError(write_failure(dest, e, elsewhere=_ELSEWHERE)) from e
         finally:
             tmp.unlink(missing_ok=True)
         fsync_dir(target)
@@ -280,7 +281,7 @@ def unpack_archive(archive: Path, source: Source, target: Path) -> None:
     try:
         tmp_dir = Path(tempfile.mkdtemp(prefix=f".{source.extract_to}.", suffix=".unpack", dir=target))
     except OSError as e:
-        raise DataError(write_failure(target, e, f"a temporary folder to unpack {archive.name} in")) from e
+        raise DataError(write_failure(target, e, f"a temporary folder to unpack {archive.name} in", _ELSEWHERE)) from e
     base = tmp_dir.resolve()
     try:
         written = 0
@@ -331,7 +332,7 @@ def unpack_archive(archive: Path, source: Source, target: Path) -> None:
         raise DataError(f"{archive}: member {e.filename} appears twice; refusing the archive") from e
     except OSError as e:
         if e.errno in NO_ROOM | READ_ONLY:
-            raise DataError(f"{archive}: cannot unpack: {write_failure(target, e)}") from e
+            raise DataError(f"{archive}: cannot unpack: {write_failure(target, e, elsewhere=_ELSEWHERE)}") from e
         raise DataError(f"{archive}: cannot unpack: {e}") from e
     except (tarfile.TarError, EOFError, zlib.error) as e:
         raise DataError(f"{archive}: cannot unpack: {e}") from e

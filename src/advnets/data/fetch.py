@@ -200,7 +200,7 @@ def fetch(
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DataError(write_failure(target, e, "the dataset folder")) from e
+        raise DataError(write_failure(target, e, "the dataset folder", "another --data-dir or $ADVNETS_DATA")) from e
     if not target.is_dir():
         raise DataError(f"{target}: expected a folder for {name}, found a file")
     remove_stale(target)

@@ -465,7 +465,9 @@ def load_or_train_classifier(
         atomic_write_bytes(weights_path, data)
         atomic_write_bytes(meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     except OSError as e:
-        raise DataError(write_failure(e.filename or cache_dir, e, "the classifier cache")) from e
+        raise DataError(
+            write_failure(e.filename or cache_dir, e, "the classifier cache", "another --data-dir or $ADVNETS_DATA")
+        ) from e
     return model
 
 

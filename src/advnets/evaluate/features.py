@@ -236,5 +236,7 @@ class FeatureCache:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_bytes(path, save({"features": feats.contiguous()}, metadata=meta))
             except OSError as e:
-                raise DataError(write_failure(e.filename or path, e, "the feature cache")) from e
+                raise DataError(
+                    write_failure(e.filename or path, e, "the feature cache", "another --data-dir or $ADVNETS_DATA")
+                ) from e
         return feats, False

@@ -243,7 +243,9 @@ def baseline_samples(
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, save({n: v.contiguous() for n, v in rows.items()}, metadata=meta))
         except OSError as e:
-            raise DataError(write_failure(e.filename or path, e, "the baseline cache")) from e
+            raise DataError(
+                write_failure(e.filename or path, e, "the baseline cache", "another --data-dir or $ADVNETS_DATA")
+            ) from e
     return rows
 
 
