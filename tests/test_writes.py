@@ -88,8 +88,8 @@ def _mount(*args: str | Path) -> None:
 class Mounts:
     """Small tmpfs filesystems and bind mounts for one test; all unmounted at its end."""
 
-    def __init__(self, root: Path) -> None:
-        self.root, self.points = root, []
+    def __init__(self) -> None:
+        self.points: list[Path] = []
 
     def tmpfs(self, where: Path, size: str = "256k") -> Path:
         where.mkdir(parents=True, exist_ok=True)
@@ -132,10 +132,10 @@ class Mounts:
 
 
 @pytest.fixture
-def mounts(tmp_path):
+def mounts():
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
-    m = Mounts(tmp_path)
+    m = Mounts()
     yield m
     m.close()
 
@@ -320,7 +320,7 @@ def test_the_cli_on_a_disk_that_fills_after_a_checkpoint_exits_2_in_one_line_and
     the file (no TensorBoard traceback), the checkpoint whole; after freeing space `--resume` finishes."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
-    m = Mounts(tmp_path)
+    m = Mounts()
     try:
         fs = m.tmpfs(tmp_path / "disk", size="40m")
         run = fs / "run"
