@@ -236,8 +236,8 @@ MUTATIONS = [
     (
         "16 config untouched on refused resume: a resume recorded before its first step",
         "src/advnets/train/trainer.py",
-        """                if self._resumed is None:""",
-        """                if True:""",
+        """        if self._resumed is None:""",
+        """        if True:""",
         "tests/test_resume_changes.py::test_a_resume_that_crashes_at_its_first_step_leaves_config_json_byte_identical",
     ),
     (
@@ -277,6 +277,58 @@ MUTATIONS = [
         prune_run_checkpoints(run_dir, t.keep_checkpoints, healthy_step=healthy)
         path = save_checkpoint(run_dir, trainer.state_dict())""",
         "tests/test_keep_checkpoints.py::test_a_run_keeps_the_newest_n_and_resumes_from_latest_after_pruning",
+    ),
+    (
+        "26 shared files: a download keeps mkstemp's 0600",
+        "src/advnets/data/download.py",
+        """            fd, tmp = temp_file_for(dest, suffix=".part")""",
+        """            fd, name = tempfile.mkstemp(prefix=f".{rf.name}.", suffix=".part", dir=target)
+            tmp = Path(name)""",
+        "tests/test_fetch.py::test_fetched_files_get_the_mode_of_an_ordinary_new_file_under_the_umask",
+    ),
+    (
+        "26 shared files: atomic writes ignore the umask",
+        "src/advnets/io.py",
+        """        os.fchmod(fd, new_file_mode())""",
+        """        os.fchmod(fd, 0o644)""",
+        "tests/test_writes.py::test_every_file_of_a_run_and_its_report_gets_the_umasks_mode",
+    ),
+    (
+        "26 failed writes: a full disk in training is a traceback, not one line",
+        "src/advnets/train/trainer.py",
+        """            raise loop.write_error(err, run_dir) from e""",
+        """            raise""",
+        "tests/test_writes.py::test_a_full_disk_under_the_samples_stops_at_the_grid_and_resume_continues",
+    ),
+    (
+        "26 failed writes: the error names the temporary file, not the checkpoint",
+        "src/advnets/io.py",
+        """        tmp.unlink(missing_ok=True)
+        raise naming(e, path) from e""",
+        """        tmp.unlink(missing_ok=True)
+        raise""",
+        "tests/test_writes.py::test_a_full_disk_under_the_checkpoints_keeps_the_last_one_and_resume_continues",
+    ),
+    (
+        "26 failed writes: TensorBoard's writer thread prints its traceback",
+        "src/advnets/runs.py",
+        """            _quiet_tensorboard_thread()""",
+        """            pass""",
+        "tests/test_writes.py::test_a_full_disk_under_the_tensorboard_events_stops_in_one_line_and_resume_elsewhere_continues",
+    ),
+    (
+        "26 failed writes: the CLI gives a full disk no advice",
+        "src/advnets/cli/__init__.py",
+        """        full = e.errno in NO_ROOM | READ_ONLY  # only a write meets these: say so, and what to do""",
+        """        full = False""",
+        "tests/test_writes.py::test_report_and_sample_on_a_full_or_read_only_disk_exit_2_in_one_line",
+    ),
+    (
+        "26 failed writes: a full data folder is blamed on the mirror",
+        "src/advnets/data/download.py",
+        """        if e.errno in NO_ROOM | READ_ONLY:  # the local disk, not the network: no other mirror helps""",
+        """        if False:""",
+        "tests/test_fetch.py::test_a_full_disk_during_a_fetch_is_one_line_naming_the_file_and_no_mirror_is_blamed",
     ),
     (
         "collapse warning: the advice repeats remedies the run already uses",

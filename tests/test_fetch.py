@@ -496,3 +496,62 @@ def test_format_status_table_is_aligned(tmp_path):
     mnist = blocks[names.index("mnist")]
     assert f"  where    {tmp_path / 'mnist'}" in mnist.splitlines()
     assert "advnets data fetch mnist" in text and "Krizhevsky" in text
+
+
+# --------------------------------------------------------------------------- shared folders (issue 26)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_fetched_files_get_the_mode_of_an_ordinary_new_file_under_the_umask(server, monkeypatch, tmp_path, mask):
+    """`advnets data fetch` into a shared $ADVNETS_DATA: 0644 under umask 022 (others can read the data), 0600
+    under 077; a download streamed to a mkstemp file would be 0600 whatever the umask. Also the unpacked CIFAR
+    folder's files, which the archive's own modes do not decide."""
+    from conftest import cli_in_process
+
+    files = _mnist_files()
+    for n, b in files.items():
+        server.files[f"/a/{n}"] = b
+    monkeypatch.setitem(F.SOURCES, "mnist", _source("mnist", files, [server.url("nothing-here")]))
+    _use_cifar(monkeypatch, server, _tar(_cifar_members()))
+    before = os.umask(mask)
+    try:
+        code, _, err = cli_in_process(
+            "data", "fetch", "mnist", "--data-dir", tmp_path, "--mirror", server.url("a"), "--quiet"
+        )
+        assert code == 0, err
+        F.fetch("cifar10", tmp_path, timeout=5, progress=False)
+    finally:
+        os.umask(before)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.name for p in (tmp_path / "mnist").iterdir()} == set(files)
+    assert len(written) == len(files) + 1 + len(BATCHES) + 1  # MNIST, the CIFAR archive, its batches, readme
+    assert {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in written} == {
+        p.relative_to(tmp_path).as_posix(): oct(0o666 & ~mask) for p in written
+    }
+
+
+def test_a_full_disk_during_a_fetch_is_one_line_naming_the_file_and_no_mirror_is_blamed(server, monkeypatch, tmp_path):
+    """A full (or read-only) data folder is not a network failure: the next mirror would not help."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    files = _mnist_files()
+    for n, b in files.items():
+        server.files[f"/a/{n}"] = b
+        server.files[f"/b/{n}"] = b
+    monkeypatch.setitem(F.SOURCES, "mnist", _source("mnist", files, [server.url("a"), server.url("b")]))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        with pytest.raises(DataError) as info:
+            F.fetch("mnist", disk, timeout=5, progress=False)
+        text = str(info.value)
+        assert "\n" not in text and text.startswith(f"could not write {disk / 'mnist'}/") and "No space left" in text
+        assert "free some space" in text
+        assert [p.split("/")[1] for p in server.requests if p.startswith("/b/")] == []  # no other mirror tried
+        assert [p.name for p in (disk / "mnist").iterdir() if p.name.endswith(".part")] == []
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])

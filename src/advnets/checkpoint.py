@@ -24,7 +24,7 @@ import torch
 
 from advnets import __version__
 from advnets.errors import CheckpointError
-from advnets.io import atomic_write_bytes
+from advnets.io import atomic_write_bytes, write_failure
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
@@ -53,9 +53,7 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
         if latest_checkpoint(run_dir) != path:
             path.unlink(missing_ok=True)
             digest.unlink(missing_ok=True)
-        raise CheckpointError(
-            f"could not write checkpoint {path}: {e.strerror or e}; the previous checkpoint is intact"
-        ) from e
+        raise CheckpointError(f"{write_failure(path, e, 'checkpoint')}; the previous checkpoint is intact") from e
     return path
 
 

@@ -22,3 +22,8 @@ class DataError(AdvnetsError, ValueError):
 
 class CheckpointError(AdvnetsError):
     """A checkpoint or run directory that cannot be loaded or resumed."""
+
+
+class WriteError(AdvnetsError):
+    """A file could not be written because its filesystem is full, over quota or read-only; the message names
+    the file and what to do (what a run directory still holds, and how to continue)."""

@@ -16,6 +16,7 @@ every command.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from advnets.checkpoint import (
 )
 from advnets.config import RunConfig, from_dict, get_preset, to_dict
 from advnets.errors import AdvnetsError, CheckpointError
-from advnets.io import atomic_write_bytes, atomic_write_json
+from advnets.io import atomic_write_bytes, atomic_write_json, naming
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -337,8 +338,12 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
     """Append one row to metrics.jsonl (what ``advnets evaluate`` adds to a run's history)."""
-    with open(Path(run_dir) / METRICS_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+    except OSError as e:  # a write() error names no file
+        raise naming(e, path) from e
 
 
 def rewind_metrics(run_dir: Path, step: int) -> list[int]:
@@ -414,36 +419,112 @@ class MetricsLog:
     attempt are dropped first (:func:`rewind_metrics`; :attr:`dropped` lists their steps) and
     TensorBoard discards its events after it (``purge_step``), so the log equals an uninterrupted
     run's. None: a new log, nothing dropped.
+
+    A write that fails (a full disk, a read-only filesystem) raises :class:`OSError` whose ``filename`` is
+    metrics.jsonl or the TensorBoard events file. TensorBoard writes on a thread of its own, which keeps its
+    error; the error is raised again by the next :meth:`log`, :meth:`image` or :meth:`flush` (the trainer
+    flushes before every checkpoint, so a failure is found before the checkpoint that would cover it).
     """
 
     def __init__(self, run_dir: Path, tensorboard: bool = True, start_step: int | None = None) -> None:
         self.run_dir = Path(run_dir)
+        self.path = self.run_dir / METRICS_FILE
         self.dropped = rewind_metrics(self.run_dir, start_step) if start_step is not None else []
-        self._file = open(self.run_dir / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115
+        try:
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as e:
+            raise naming(e, self.path) from e
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
+            _quiet_tensorboard_thread()
             # TensorBoard drops the earlier events whose step is >= purge_step; the row of
             # start_step itself was logged before its checkpoint and stays, hence + 1.
             purge = start_step + 1 if start_step is not None else None
-            self._tb = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge)
+            try:
+                self._tb = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge)
+            except OSError as e:
+                raise naming(e, self.run_dir / "events.out.tfevents.*") from e
+
+    def _events(self) -> str:
+        """The TensorBoard events file's name (tensorboard keeps it in a private attribute; a pattern if not)."""
+        writer = getattr(self._tb, "file_writer", None)
+        name = getattr(getattr(writer, "event_writer", None), "_file_name", None)
+        return str(name) if name else str(self.run_dir / "events.out.tfevents.*")
 
     def log(self, row: dict[str, Any]) -> None:
-        self._file.write(json.dumps(row) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(row) + "\n")
+            self._file.flush()
+        except OSError as e:
+            raise naming(e, self.path) from e
         if self._tb is not None:
             step = row["step"]
-            for key, value in row.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self._tb.add_scalar(key, value, step)
+            try:
+                for key, value in row.items():
+                    if key != "step" and isinstance(value, (int, float)):
+                        self._tb.add_scalar(key, value, step)
+            except OSError as e:
+                raise naming(e, self._events()) from e
 
     def image(self, tag: str, hwc_or_hw, step: int) -> None:
         if self._tb is not None:
             fmt = "HW" if hwc_or_hw.ndim == 2 else "HWC"
-            self._tb.add_image(tag, hwc_or_hw, step, dataformats=fmt)
+            try:
+                self._tb.add_image(tag, hwc_or_hw, step, dataformats=fmt)
+            except OSError as e:
+                raise naming(e, self._events()) from e
 
-    def close(self) -> None:
-        self._file.close()
+    def flush(self) -> None:
+        """Put every row logged so far on disk (metrics.jsonl fsynced, TensorBoard's queue written), or raise
+        the OSError of the write that failed, naming its file."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as e:
+            raise naming(e, self.path) from e
         if self._tb is not None:
-            self._tb.close()
+            try:
+                self._tb.flush()
+            except OSError as e:
+                raise naming(e, self._events()) from e
+
+    def close(self, failed: bool = False) -> None:
+        """Flush and close both files. ``failed``: training is already ending with an error, so a second
+        failure here (the same full disk) is not raised over it."""
+        try:
+            try:
+                self._file.close()
+            except OSError as e:
+                raise naming(e, self.path) from e
+            if self._tb is not None:
+                try:
+                    self._tb.close()
+                except OSError as e:
+                    raise naming(e, self._events()) from e
+        except OSError:
+            if not failed:
+                raise
+
+
+def _quiet_tensorboard_thread() -> None:
+    """Keep Python from printing the traceback of TensorBoard's writer thread when a write of it fails.
+
+    The thread stores its exception and TensorBoard raises it again in the caller's thread at the next
+    add_*/flush/close, where :class:`MetricsLog` names the file; the thread's own print was a 76-line
+    traceback beside that (issue 26). Only an OSError of that thread is dropped; everything else still goes
+    to the previous ``threading.excepthook``."""
+    import threading
+
+    previous = threading.excepthook
+    if getattr(previous, "advnets_tensorboard", False):
+        return
+
+    def hook(args: Any) -> None:
+        if type(args.thread).__name__ == "_AsyncWriterThread" and issubclass(args.exc_type, OSError):
+            return
+        previous(args)
+
+    hook.advnets_tensorboard = True  # type: ignore[attr-defined]
+    threading.excepthook = hook

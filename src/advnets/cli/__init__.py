@@ -71,11 +71,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"advnets: error: {textwrap.shorten(str(e), 2000)}", file=sys.stderr)
         return 2
     except OSError as e:  # the file system refused (permissions, a full disk, ...): name the file, exit 2
-        if e.filename is None:
+        from advnets.io import NO_ROOM, READ_ONLY, write_advice, write_failure
+
+        full = e.errno in NO_ROOM | READ_ONLY  # only a write meets these: say so, and what to do
+        if e.filename is None and not full:
             raise
         if args.debug:
             traceback.print_exc(file=sys.stderr)
-        print(f"advnets: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+        if full:
+            line = write_failure(e.filename, e) if e.filename is not None else f"{e.strerror}; {write_advice(e)}"
+        else:
+            line = f"{e.filename}: {e.strerror or e}"
+        print(f"advnets: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("advnets: interrupted", file=sys.stderr)

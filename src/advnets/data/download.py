@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from advnets.errors import DataError
-from advnets.io import fsync_dir, sha256_file
+from advnets.io import NO_ROOM, READ_ONLY, fsync_dir, sha256_file, temp_file_for, write_failure
 
 __all__ = ["RemoteFile", "Source", "download_file", "unpack_archive", "remove_stale"]
 
@@ -51,6 +51,7 @@ _CHUNK = 1 << 20
 # A temporary download untouched for this long belongs to a process that died.
 _STALE_PART_S = 15 * 60
 _STALE_DIR_S = 60 * 60
+_ELSEWHERE = "another --data-dir or $ADVNETS_DATA"  # how to put the data in another place
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,11 @@ def _download(url: str, tmp: Path, rf: RemoteFile, timeout: float, progress: boo
         raise _Failed(f"{url}: HTTP {e.code} {e.reason}") from e
     except urllib.error.URLError as e:
         raise _Failed(f"{url}: {e.reason}") from e
-    except (OSError, http.client.HTTPException, ValueError) as e:
+    except OSError as e:
+        if e.errno in NO_ROOM | READ_ONLY:  # the local disk, not the network: no other mirror helps
+            raise DataError(write_failure(tmp.parent / rf.name, e, elsewhere=_ELSEWHERE)) from e
+        raise _Failed(f"{url}: {str(e) or type(e).__name__}") from e
+    except (http.client.HTTPException, ValueError) as e:
         # socket timeouts (TimeoutError), resets, cut-short bodies (IncompleteRead), bad URLs
         text = str(e) or type(e).__name__
         raise _Failed(f"{url}: {text}") from e
@@ -213,12 +218,11 @@ def download_file(
     mismatches: list[_Mismatch] = []
     for mirror in mirrors:
         url = _url(mirror, rf.name)
-        try:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{rf.name}.", suffix=".part", dir=target)
+        try:  # the mode of an ordinary new file (umask), not mkstemp's 0600: shared data folders stay readable
+            fd, tmp = temp_file_for(dest, suffix=".part")
         except OSError as e:
-            raise DataError(f"{target}: cannot write a temporary file for {rf.name}: {e.strerror or e}") from e
+            raise DataError(write_failure(dest, e, "a temporary file for", _ELSEWHERE)) from e
         os.close(fd)
-        tmp = Path(tmp_name)
         try:
             _download(url, tmp, rf, timeout, progress)
             os.replace(tmp, dest)
@@ -229,7 +233,7 @@ def download_file(
             failures.append(str(e))
             continue
         except OSError as e:  # os.replace
-            raise DataError(f"{dest}: cannot move the verified download into place: {e.strerror or e}") from e
+            raise DataError(write_failure(dest, e, elsewhere=_ELSEWHERE)) from e
         finally:
             tmp.unlink(missing_ok=True)
         fsync_dir(target)
@@ -277,9 +281,7 @@ def unpack_archive(archive: Path, source: Source, target: Path) -> None:
     try:
         tmp_dir = Path(tempfile.mkdtemp(prefix=f".{source.extract_to}.", suffix=".unpack", dir=target))
     except OSError as e:
-        raise DataError(
-            f"{target}: cannot create a temporary folder to unpack {archive.name}: {e.strerror or e}"
-        ) from e
+        raise DataError(write_failure(target, e, f"a temporary folder to unpack {archive.name} in", _ELSEWHERE)) from e
     base = tmp_dir.resolve()
     try:
         written = 0
@@ -328,7 +330,11 @@ def unpack_archive(archive: Path, source: Source, target: Path) -> None:
         raise
     except FileExistsError as e:
         raise DataError(f"{archive}: member {e.filename} appears twice; refusing the archive") from e
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+    except OSError as e:
+        if e.errno in NO_ROOM | READ_ONLY:
+            raise DataError(f"{archive}: cannot unpack: {write_failure(target, e, elsewhere=_ELSEWHERE)}") from e
+        raise DataError(f"{archive}: cannot unpack: {e}") from e
+    except (tarfile.TarError, EOFError, zlib.error) as e:
         raise DataError(f"{archive}: cannot unpack: {e}") from e
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from advnets.data.download import RemoteFile, Source, download_file, remove_stale, unpack_archive
 from advnets.errors import DataError
+from advnets.io import write_failure
 
 __all__ = [
     "ENV_VAR",
@@ -199,7 +200,7 @@ def fetch(
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DataError(f"{target}: cannot create the dataset folder: {e.strerror or e}") from e
+        raise DataError(write_failure(target, e, "the dataset folder", "another --data-dir or $ADVNETS_DATA")) from e
     if not target.is_dir():
         raise DataError(f"{target}: expected a folder for {name}, found a file")
     remove_stale(target)

@@ -23,7 +23,7 @@ import torch
 from advnets.errors import DataError
 from advnets.evaluate.options import MetricOptions
 from advnets.evaluate.parzen import DEFAULT_SIGMAS, parzen_evaluate
-from advnets.io import atomic_write_bytes
+from advnets.io import atomic_write_bytes, write_failure
 
 __all__ = ["BASELINE_VERSION", "baseline_rows", "baseline_samples", "context_samples"]
 
@@ -123,7 +123,9 @@ def baseline_samples(
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, save({n: v.contiguous() for n, v in rows.items()}, metadata=meta))
         except OSError as e:
-            raise DataError(f"could not write the baseline cache {path}: {e.strerror or e}") from e
+            raise DataError(
+                write_failure(e.filename or path, e, "the baseline cache", "another --data-dir or $ADVNETS_DATA")
+            ) from e
     return rows
 
 

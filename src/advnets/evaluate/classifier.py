@@ -71,7 +71,7 @@ from torch import nn
 from advnets import __version__
 from advnets.errors import DataError
 from advnets.evaluate.inputs import as_images
-from advnets.io import atomic_write_bytes
+from advnets.io import atomic_write_bytes, write_failure
 
 __all__ = [
     "CACHE_FORMAT",
@@ -456,7 +456,9 @@ def load_or_train_classifier(
         atomic_write_bytes(weights_path, data)
         atomic_write_bytes(meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     except OSError as e:
-        raise DataError(f"could not write the classifier cache in {cache_dir}: {e.strerror or e}") from e
+        raise DataError(
+            write_failure(e.filename or cache_dir, e, "the classifier cache", "another --data-dir or $ADVNETS_DATA")
+        ) from e
     return model
 
 

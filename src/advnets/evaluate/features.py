@@ -36,7 +36,7 @@ import torch
 from advnets.errors import ConfigError, DataError
 from advnets.evaluate import digit_features as _digits
 from advnets.evaluate.inputs import as_images
-from advnets.io import atomic_write_bytes
+from advnets.io import atomic_write_bytes, write_failure
 
 __all__ = [
     "EXTRACTORS",
@@ -224,5 +224,7 @@ class FeatureCache:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_bytes(path, save({"features": feats.contiguous()}, metadata=meta))
             except OSError as e:
-                raise DataError(f"could not write the feature cache {path}: {e.strerror or e}") from e
+                raise DataError(
+                    write_failure(e.filename or path, e, "the feature cache", "another --data-dir or $ADVNETS_DATA")
+                ) from e
         return feats, False

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 from advnets.errors import AdvnetsError
-from advnets.io import atomic_write_bytes
+from advnets.io import atomic_write_bytes, write_failure
 from advnets.report.content import build
 from advnets.report.page import render_html, render_markdown
 from advnets.runs import open_run
@@ -91,7 +91,7 @@ def write_report(
         atomic_write_bytes(md_path, markdown)
         atomic_write_bytes(out, page)
     except OSError as e:
-        raise AdvnetsError(f"could not write report {out}: {e.strerror or e}") from e
+        raise AdvnetsError(write_failure(e.filename or out, e, "report file")) from e
     return out, md_path
 
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 
-from advnets.checkpoint import point_latest_at_or_before
+from advnets.checkpoint import latest_checkpoint, point_latest_at_or_before
 from advnets.data import to_display
-from advnets.errors import AdvnetsError
+from advnets.errors import AdvnetsError, CheckpointError, WriteError
 from advnets.figures import image_grid, save_grid
+from advnets.io import NO_ROOM, READ_ONLY, write_failure
 from advnets.train.algorithm import TrainingDiverged
 
 # What the divergence guard watches: (network, what, key of train_step's output).
@@ -128,6 +129,36 @@ class _Rows:
         return row, means
 
 
+def failed_write(err: BaseException) -> OSError | None:
+    """The OSError of a full, over-quota or read-only filesystem behind ``err`` (``err`` itself, or the cause of
+    a checkpoint's CheckpointError), or None when ``err`` is something else."""
+    for e in (err, err.__cause__):
+        if isinstance(e, OSError) and e.errno in NO_ROOM | READ_ONLY:
+            return e
+    return None
+
+
+def write_error(err: OSError, run_dir: Path) -> WriteError:
+    """One line for a write into ``run_dir`` that failed during training: the file, why, what the run still
+    holds (the last complete checkpoint: every write before it was flushed first) and how to continue."""
+    try:
+        latest = latest_checkpoint(run_dir)
+    except (OSError, CheckpointError):
+        latest = None
+    kept = (
+        f"the last complete checkpoint, {latest}, is intact"
+        if latest is not None and latest.is_file()
+        else "no checkpoint was written yet (a resume starts at step 0)"
+    )
+    fix = (
+        f"{run_dir} is on a read-only filesystem: remount it read-write (or copy {run_dir} elsewhere)"
+        if err.errno in READ_ONLY
+        else f"free some space there (or copy {run_dir} to a roomier place)"
+    )
+    what = write_failure(err.filename if err.filename is not None else run_dir, err).split("; ")[0]
+    return WriteError(f"{what}; {kept}: {fix}, then continue with: advnets train --out {run_dir} --resume")
+
+
 def _interrupted(trainer: Any, signum: int, run_dir: Path | None, path: Path | None) -> TrainingInterrupted:
     t = trainer.cfg.train
     name = signal.Signals(signum).name
@@ -194,6 +225,8 @@ def fit(trainer: Any, run_dir: Path | None, progress: bool, log, first_step=None
                         due = parallel.any_rank(time.monotonic() - saved_at >= every_s)
                     if due or stopping:
                         check_finite(tr, first_bad)
+                        if log is not None:  # the rows this checkpoint covers are on disk first, or the
+                            log.flush()  # failed write is found here, with the previous checkpoint intact
                         with stop.writing():
                             path = tr.save(run_dir)
                         saved_at = time.monotonic()

@@ -404,6 +404,28 @@ class Trainer:
         write_run_config(run_dir, self.cfg, self.dataset, resumes)
         self._resumed, self._continues_run = None, True
 
+    def _open_run_dir(self, run_dir: Path, tensorboard: bool) -> tuple[Any, Any]:
+        """The run directory made, config.json written (a new run) or its write deferred (a resume), and the
+        log opened at this step: ``(log or None, the deferred config write or None)``."""
+        from advnets.runs import MetricsLog, describe_rewind
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.parallel.writes_files:
+            return None, None
+        record = None
+        # A new run's config.json comes first (it marks the directory as a run); a resume's record waits
+        # for the first step, so a resume refused or crashed before it leaves config.json as it was.
+        if self._resumed is None:
+            self.write_run_config(run_dir)
+        else:
+            record = lambda: self.write_run_config(run_dir)  # noqa: E731
+        # One row per step: the log continues at this step, without the rows a killed attempt
+        # logged after it (they are trained and logged again).
+        log = MetricsLog(run_dir, tensorboard=tensorboard, start_step=self.step)
+        if log.dropped:
+            print(describe_rewind(log.dropped, self.step), file=sys.stderr)
+        return log, record
+
     def fit(self, run_dir: Path | None = None, progress: bool = True, tensorboard: bool = True) -> dict[str, float]:
         """Train until ``total_steps``, writing a run directory ``run_dir`` (if given): config.json, the log
         (metrics.jsonl and, with ``tensorboard``, TensorBoard events), sample grids and checkpoints. Returns the
@@ -414,31 +436,28 @@ class Trainer:
         TrainingDiverged naming the first bad step and network, before any bad
         weights are saved; a sustained collapse warns or, with on_collapse =
         "stop", raises TrainingCollapsed."""
-        from advnets.runs import MetricsLog, describe_rewind
-
         self.parallel.announce(self.cfg)
         log = None
         record = None  # a resume is recorded in config.json once its first step is taken (loop.fit calls this)
-        if run_dir is not None:
-            run_dir = Path(run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if self.parallel.writes_files:
-                # A new run's config.json comes first (it marks the directory as a run); a resume's record waits
-                # for the first step, so a resume refused or crashed before it leaves config.json as it was.
-                if self._resumed is None:
-                    self.write_run_config(run_dir)
-                else:
-                    record = lambda: self.write_run_config(run_dir)  # noqa: E731
-                # One row per step: the log continues at this step, without the rows a killed attempt
-                # logged after it (they are trained and logged again).
-                log = MetricsLog(run_dir, tensorboard=tensorboard, start_step=self.step)
-                if log.dropped:
-                    print(describe_rewind(log.dropped, self.step), file=sys.stderr)
+        failed = True
         try:
-            return loop.fit(self, run_dir, progress and self.parallel.writes_files, log, first_step=record)
-        finally:
+            if run_dir is not None:
+                run_dir = Path(run_dir)
+                log, record = self._open_run_dir(run_dir, tensorboard)
+            last = loop.fit(self, run_dir, progress and self.parallel.writes_files, log, first_step=record)
             if log is not None:
-                log.close()
+                log.close()  # the last rows' writes can fail too
+            failed = False
+            return last
+        except (OSError, CheckpointError) as e:
+            # A full or read-only disk, whichever file it hit: one line naming it, what is kept, how to go on.
+            err = loop.failed_write(e)
+            if err is None or run_dir is None:
+                raise
+            raise loop.write_error(err, run_dir) from e
+        finally:
+            if log is not None and failed:
+                log.close(failed=True)
 
 
 # The loop's outcomes, importable from here as before.

@@ -94,6 +94,8 @@ class ValidationMonitor:
         if log is not None:
             log.log(row)
         if improved and run_dir is not None:
+            if log is not None:
+                log.flush()  # as before every checkpoint: a failed log write is found before it
             path = trainer.save(run_dir)
             if trainer.parallel.writes_files:
                 atomic_write_bytes(Path(run_dir) / CHECKPOINT_DIR / BEST, (path.name + "\n").encode())
