@@ -249,7 +249,8 @@ def test_a_full_disk_under_the_tensorboard_events_stops_in_one_line_and_resume_e
 
 @pytest.mark.parametrize("where", ["run", "checkpoints"])
 def test_a_read_only_filesystem_stops_in_one_line_and_resume_continues_once_writable(tmp_path, digits, mounts, where):
-    """A run continued on a read-only run directory stops at config.json; one whose checkpoints folder turned
+    """A run continued on a read-only run directory stops at its log (a resume's config.json record waits for
+    its first step, so the log's rewind is the first write); one whose checkpoints folder turned
     read-only stops at its next checkpoint, the last one whole. Writable again, the same run continues."""
     run = tmp_path / "run"
     fs = mounts.tmpfs(run if where == "run" else run / "checkpoints", size="4m")
@@ -263,7 +264,7 @@ def test_a_read_only_filesystem_stops_in_one_line_and_resume_continues_once_writ
         tr.fit(run, progress=False)
     text = str(info.value)
     assert "\n" not in text and "Read-only file system" in text and "remount it read-write" in text
-    named = "config.json" if where == "run" else "step-00000028.pt"
+    named = "metrics.jsonl" if where == "run" else "step-00000028.pt"
     assert f"could not write {fs / named}: " in text
     assert "step-00000014.pt, is intact" in text
     mounts.read_only(fs, ro=False)
@@ -303,7 +304,7 @@ def test_a_cache_on_a_full_disk_is_one_line_naming_it(tmp_path, mounts):
     import torch
 
     from advnets.errors import DataError
-    from advnets.evaluate.protocol import baseline_samples
+    from advnets.evaluate.baselines import baseline_samples
 
     fs = mounts.tmpfs(tmp_path / "cache")
     mounts.fill(fs)

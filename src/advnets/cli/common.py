@@ -41,7 +41,7 @@ def add_data_dir(p: argparse.ArgumentParser) -> None:
 
 def baseline_cache(data_dir: str | None) -> Path:
     """Where the baselines' k-means centroids and Gaussian draws are kept between evaluations
-    (``<data root>/baselines``; :func:`advnets.evaluate.protocol.baseline_samples`)."""
+    (``<data root>/baselines``; :func:`advnets.evaluate.baselines.baseline_samples`)."""
     from advnets.data.fetch import data_root
 
     return data_root(data_dir) / "baselines"
