@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from advnets.checkpoint import load_checkpoint
-from advnets.config import RunConfig, from_dict
+from advnets.checkpoint import checkpoint_config, load_checkpoint, nonfinite_weights
+from advnets.config import RunConfig
 from advnets.errors import AdvnetsError, CheckpointError, ConfigError, DataError
 from advnets.evaluate.parzen import DEFAULT_SIGMAS
 from advnets.io import atomic_write_bytes
@@ -271,7 +271,7 @@ def load_pretrained_file(
             )
     meta = _metadata(path, data)
     try:
-        cfg = from_dict(RunConfig, json.loads(meta["config"]))
+        cfg = checkpoint_config(json.loads(meta["config"]), meta.get("advnets_version"), str(path))
         shape = tuple(int(n) for n in json.loads(meta["image_shape"]))
         tensors = load(data)
         tensors.update({alias: tensors[name] for alias, name in json.loads(meta.get("aliases", "{}")).items()})
@@ -282,13 +282,16 @@ def load_pretrained_file(
     present = {key.split(".", 1)[0] for key in tensors}
     if "generator" not in present:
         raise CheckpointError(f"{path}: holds no generator.* tensors")
+    parts = {part: {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(part + ".")} for part in present}
+    bad = nonfinite_weights({part: parts.get(part) for part in _PARTS})
+    if bad:
+        raise CheckpointError(f"{path} holds non-finite weights ({bad}): refused")
     for part in _PARTS:
         if part not in present:
             nets[part] = None
             continue
-        sd = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(part + ".")}
         try:
-            nets[part].load_state_dict(sd)
+            nets[part].load_state_dict(parts[part])
         except RuntimeError as e:  # missing / unexpected keys or wrong shapes
             raise CheckpointError(f"{path}: {part} tensors do not fit its config: {str(e).splitlines()[0]}") from None
         nets[part] = nets[part].to(map_location).eval()
