@@ -22,3 +22,8 @@ class DataError(AdvnetsError, ValueError):
 
 class CheckpointError(AdvnetsError):
     """A checkpoint or run directory that cannot be loaded or resumed."""
+
+
+class TooFewSamples(DataError):
+    """A set of samples or features with fewer rows than a statistic needs (N > d for a covariance, more than
+    k for k-NN radii): a caller that cut one set to the size of another can say which count is short."""
