@@ -222,7 +222,7 @@ MUTATIONS = [
     (
         "15 non-finite weights: a checkpoint holding them is loaded",
         "src/advnets/checkpoint.py",
-        """    bad = nonfinite_weights(state)
+        """    bad = nonfinite_weights(state, f"checkpoint {path}")
     if bad:
         raise CheckpointError(f"checkpoint {path} holds""",
         """    bad = ""
@@ -240,7 +240,7 @@ MUTATIONS = [
     (
         "15 non-finite weights: a shipped model holding them is loaded",
         "src/advnets/pretrained.py",
-        """    bad = nonfinite_weights({part: parts.get(part) for part in _PARTS})""",
+        """    bad = nonfinite_weights({part: parts.get(part) for part in _PARTS}, str(path))""",
         "    bad = ''",
         "tests/test_load_refusals.py::test_the_python_loaders_refuse_nonfinite_weights_naming_tensor_and_file",
     ),

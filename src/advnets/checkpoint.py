@@ -138,17 +138,18 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(sorted(missing))}")
     checkpoint_config(state["config"], state.get("version"), f"checkpoint {path}")
-    bad = nonfinite_weights(state)
+    bad = nonfinite_weights(state, f"checkpoint {path}")
     if bad:
         raise CheckpointError(f"checkpoint {path} holds non-finite weights ({bad}): refused; {_instead(path)}")
     return state
 
 
-def nonfinite_weights(state: dict[str, Any]) -> str:
+def nonfinite_weights(state: dict[str, Any], source: str = "checkpoint") -> str:
     """What is not finite in the nets of ``state`` (``state["generator"]`` and ``state["discriminator"]``,
     state dicts of tensors), as ``"G: layers.0.weight holds 3 NaN values; D: output.bias holds 1 infinite
     value"``, or "" when every floating-point tensor is finite. A tensor registered under two names (G's output
-    layer) is named once. One host sync when all is well; counts only when something is not.
+    layer) is named once. One host sync when all is well; counts only when something is not. ``source`` names
+    the file in the one error.
 
     Raises:
         CheckpointError: a net's entry is not a dict of tensors (a damaged or foreign file).
@@ -160,7 +161,7 @@ def nonfinite_weights(state: dict[str, Any]) -> str:
         if sd is None:  # a pretrained file without D
             continue
         if not isinstance(sd, dict) or not all(isinstance(t, torch.Tensor) for t in sd.values()):
-            raise CheckpointError(f"{key}: expected a state dict of tensors, got {type(sd).__name__}")
+            raise CheckpointError(f"{source}: {key}: expected a state dict of tensors, got {type(sd).__name__}")
         for name, t in sd.items():
             ident = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride())
             if t.is_floating_point() and t.numel() and ident not in seen:

@@ -283,7 +283,7 @@ def load_pretrained_file(
     if "generator" not in present:
         raise CheckpointError(f"{path}: holds no generator.* tensors")
     parts = {part: {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(part + ".")} for part in present}
-    bad = nonfinite_weights({part: parts.get(part) for part in _PARTS})
+    bad = nonfinite_weights({part: parts.get(part) for part in _PARTS}, str(path))
     if bad:
         raise CheckpointError(f"{path} holds non-finite weights ({bad}): refused")
     for part in _PARTS:
