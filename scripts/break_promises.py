@@ -331,6 +331,45 @@ MUTATIONS = [
         "tests/test_fetch.py::test_a_full_disk_during_a_fetch_is_one_line_naming_the_file_and_no_mirror_is_blamed",
     ),
     (
+        "15 non-finite weights: a checkpoint holding them is loaded",
+        "src/advnets/checkpoint.py",
+        """    bad = nonfinite_weights(state, f"checkpoint {path}")
+    if bad:
+        raise CheckpointError(f"checkpoint {path} holds""",
+        """    bad = ""
+    if bad:
+        raise CheckpointError(f"checkpoint {path} holds""",
+        "tests/test_load_refusals.py::test_a_checkpoint_with_nonfinite_weights_is_refused_by_every_command_naming_the_tensor",
+    ),
+    (
+        "15 non-finite weights: a checkpoint is written with them",
+        "src/advnets/checkpoint.py",
+        """    bad = nonfinite_weights(state)  # the divergence guard""",
+        """    bad = ""  # the divergence guard""",
+        "tests/test_load_refusals.py::test_a_checkpoint_is_never_written_with_nonfinite_weights",
+    ),
+    (
+        "15 non-finite weights: a shipped model holding them is loaded",
+        "src/advnets/pretrained.py",
+        """    bad = nonfinite_weights({part: parts.get(part) for part in _PARTS}, str(path))""",
+        "    bad = ''",
+        "tests/test_load_refusals.py::test_the_python_loaders_refuse_nonfinite_weights_naming_tensor_and_file",
+    ),
+    (
+        "16 newer checkpoint: refused as an unknown key, without its version",
+        "src/advnets/checkpoint.py",
+        """        if _newer(version):""",
+        """        if False:""",
+        "tests/test_load_refusals.py::test_a_checkpoint_from_a_newer_advnets_names_both_versions_and_says_to_upgrade",
+    ),
+    (
+        "17 not a run: a folder without a run called a run without a checkpoint",
+        "src/advnets/checkpoint.py",
+        """    if not (run / CONFIG_FILE).is_file() and not (run / CHECKPOINT_DIR / LATEST).is_file():""",
+        """    if False:""",
+        "tests/test_load_refusals.py::test_every_command_given_a_folder_that_is_not_a_run_says_the_same",
+    ),
+    (
         "collapse warning: the advice repeats remedies the run already uses",
         "src/advnets/evaluate/diversity.py",
         """    used = [opt for opt, (measured, run, _) in remedy.items() if math.isclose(run, measured)]""",

@@ -220,3 +220,24 @@ def test_eval_metrics_log_beside_the_validation_ll_and_bad_names_fail_before_tra
     )
     assert code == 2 and "unknown nope" in err
     assert not (tmp_path / "x" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(("n", "metric"), [(50, "fd"), (4, "precision"), (1, "kid")])
+def test_too_few_samples_are_named_as_the_samples_not_the_real_set_cut_to_their_count(arrays, tmp_path, n, metric):
+    """The real images are cut to the sample count (equal N), so a metric short of rows is short of samples."""
+    np.save(tmp_path / "few.npy", np.load(arrays / "S.npy")[:n])
+    code, _, err = cli_in_process(
+        "evaluate", "--samples", tmp_path / "few.npy", "--test", arrays / "T.npy", "--metrics", metric
+    )
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith(f"advnets: error: samples: {n} samples are too few for {metric} (the real images"), err
+
+
+def test_a_real_set_that_is_itself_too_small_is_still_named(arrays, tmp_path):
+    np.save(tmp_path / "T50.npy", np.load(arrays / "T.npy")[:50])
+    code, _, err = cli_in_process(
+        "evaluate", "--samples", arrays / "S.npy", "--test", tmp_path / "T50.npy", "--metrics", "fd"
+    )
+    assert code == 2 and "samples: fd: real features: 50 samples of dimension 128" in err, err
+    assert "samples are too few" not in err

@@ -211,7 +211,7 @@ def test_cli_infer_writes_encoder_figure_and_metrics(trained):
     [
         (["infer", "--run", "/no/such/run"], "/no/such/run"),
         (["infer"], "--run"),
-        (["infer", "--run", "EMPTY"], "no checkpoint"),
+        (["infer", "--run", "EMPTY"], "is not an advnets run"),
         (["infer", "--run", "EMPTY", "--steps", "0"], "--steps"),
         (["infer", "--run", "EMPTY", "--hidden", "12,x"], "--hidden"),
         (["infer", "--run", "EMPTY", "--finetune-steps", "-3"], "--finetune-steps"),

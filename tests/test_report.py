@@ -11,6 +11,7 @@ import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 import torch
@@ -185,21 +186,44 @@ def test_html_states_the_run_its_dataset_step_config_and_environment(run, report
         assert needle in page, needle
 
 
+def markdown_images(md_path: Path) -> tuple[list[tuple[str, str]], int]:
+    """The (alt, src) of every image a CommonMark renderer (markdown-it-py) finds in a Markdown file, and how
+    many links of any kind it finds."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").parse(md_path.read_text(encoding="utf-8"))
+    inline = [child for t in tokens for child in (t.children or [])]
+    images = [(t.content, t.attrGet("src")) for t in inline if t.type == "image"]
+    return images, len(images) + sum(t.type == "link_open" for t in inline)
+
+
 def test_markdown_twin_links_only_existing_relative_pngs_matching_the_html(report):
     html_path, md_path = report
     md = md_path.read_text(encoding="utf-8")
-    links = re.findall(r"\]\(([^)\s]+)\)", md)
-    images = re.findall(r"!\[([^\]]+)\]\(([^)\s]+)\)", md)
-    assert len(images) == len(FIGURES) and len(links) == len(images)
+    images, links = markdown_images(md_path)
+    assert len(images) == len(FIGURES) and links == len(images)
     embedded = {png_of(f["src"]) for f in parse(html_path).figures.values()}
     for alt, target in images:
         assert alt.strip()
         assert not re.match(r"(?i)[a-z][a-z0-9+.-]*:", target) and not target.startswith("/"), target
-        path = md_path.parent / target
+        path = md_path.parent / unquote(target)
         assert path.is_file(), target
         assert path.read_bytes() in embedded, target
         open_png(path.read_bytes())
     assert "Figure 2: fair random samples (seed 0)" in md and "Figure 3:" in md
+
+
+@pytest.mark.parametrize("name", ["my report ü #.html", "100% (final) [v2].html"])
+def test_markdown_links_to_a_report_with_spaces_and_other_characters_in_its_name_resolve(run, tmp_path, name):
+    """A report named with a space, '#', '%', brackets or a non-ASCII letter: a CommonMark renderer finds every
+    image, and each src (a URL, so percent-decoded) names a PNG that exists."""
+    out = tmp_path / "out dir" / name
+    _, md_path = write_report(copy_run(run, tmp_path / "run"), out)
+    images, links = markdown_images(md_path)
+    assert len(images) == len(FIGURES) and links == len(images), md_path.read_text(encoding="utf-8")[:2000]
+    files = sorted(unquote(src) for _, src in images)
+    assert files == sorted(f"{out.stem}_files/{f}.png" for f in FIGURES)
+    assert all((md_path.parent / f).is_file() for f in files)
 
 
 def test_without_parzen_json_both_files_say_how_to_compute_it(report):

@@ -51,7 +51,7 @@ def test_resume_refuses_a_folder_that_holds_files_but_no_run(tmp_path):
     inner.mkdir()
     (inner / "latest").write_text("step-00000007.pt\n")
     code, _, err = cli_in_process("train", *SHORT, "--out", inner, "--resume", "--no-progress")
-    assert code == 2 and f"--out {inner}: holds files but no run" in err and f"did you mean {tmp_path}?" in err, err
+    assert code == 2 and f"--out {inner} is not an advnets run" in err and f"did you mean {tmp_path}?" in err, err
     assert [p.name for p in inner.iterdir()] == ["latest"]  # nothing written
 
 

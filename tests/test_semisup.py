@@ -208,7 +208,7 @@ def test_cli_semisup_refuses_a_dataset_without_labels(tmp_path):
     [
         (["semisup", "--run", "/no/such/run"], "/no/such/run"),
         (["semisup"], "--run"),
-        (["semisup", "--run", "EMPTY"], "no checkpoint"),
+        (["semisup", "--run", "EMPTY"], "is not an advnets run"),
         (["semisup", "--run", "RUN", "--labels", "0,100"], "--labels"),
         (["semisup", "--run", "RUN", "--labels", "ten"], "--labels"),
         (["semisup", "--run", "RUN", "--labels", "5"], "--labels 5"),

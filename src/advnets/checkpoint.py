@@ -9,6 +9,12 @@ Writes go to a temporary file in the same directory, are flushed and fsynced,
 then ``os.replace``d into place; the ``latest`` pointer is swapped the same
 way, only after the checkpoint is complete, and a ``.sha256`` beside each
 checkpoint is verified on load.
+
+Non-finite weights never pass through here: a G or D holding a NaN or an
+infinity is refused when a checkpoint is written and when one is read (every
+command and the Python loaders read through :func:`load_checkpoint`), naming
+the tensor and the file. A checkpoint whose config this advnets cannot read
+says which version wrote it, and to upgrade when that one is newer.
 """
 
 from __future__ import annotations
@@ -23,12 +29,15 @@ from typing import Any
 import torch
 
 from advnets import __version__
-from advnets.errors import CheckpointError
+from advnets.config import RunConfig, from_dict
+from advnets.errors import AdvnetsError, CheckpointError, ConfigError
 from advnets.io import atomic_write_bytes, write_failure
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
 BEST = "best"  # checkpoints/best: a file naming the checkpoint of the best validation check (train.validation)
+CONFIG_FILE = "config.json"  # a run's resolved configuration (advnets.runs writes it)
+NETS = {"generator": "G", "discriminator": "D"}  # the state-dict keys of the two nets, and their names in messages
 _NAME = re.compile(r"^step-\d{8}\.pt$")
 
 
@@ -38,10 +47,13 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     for stale in ckpt_dir.glob(".*.tmp"):  # left by a process killed mid-write
         stale.unlink(missing_ok=True)
+    path = ckpt_dir / f"step-{state['step']:08d}.pt"
+    bad = nonfinite_weights(state)  # the divergence guard stops training first; this is the last line
+    if bad:
+        raise CheckpointError(f"refusing to write checkpoint {path}: {bad}; the previous checkpoint is intact")
     buf = io.BytesIO()
     torch.save({**state, "version": __version__}, buf)
     data = buf.getvalue()
-    path = ckpt_dir / f"step-{state['step']:08d}.pt"
     digest = path.with_suffix(".sha256")
     try:
         atomic_write_bytes(path, data)
@@ -135,7 +147,13 @@ def _instead(corrupt: Path) -> str:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely: verify its SHA-256, then ``weights_only=True``."""
+    """Read a checkpoint safely: verify its SHA-256, then ``weights_only=True``; then check its config
+    (:func:`checkpoint_config`) and that G's and D's weights are finite (:func:`nonfinite_weights`).
+
+    Raises:
+        CheckpointError: missing, corrupt or foreign file; a config this advnets cannot read (naming the
+            version that wrote it); a NaN or infinity in G or D (naming each tensor and the file).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -163,7 +181,80 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     missing = {"generator", "discriminator", "config", "step"} - set(state)
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(sorted(missing))}")
+    checkpoint_config(state["config"], state.get("version"), f"checkpoint {path}")
+    bad = nonfinite_weights(state, f"checkpoint {path}")
+    if bad:
+        raise CheckpointError(f"checkpoint {path} holds non-finite weights ({bad}): refused; {_instead(path)}")
     return state
+
+
+def nonfinite_weights(state: dict[str, Any], source: str = "checkpoint") -> str:
+    """What is not finite in the nets of ``state`` (``state["generator"]`` and ``state["discriminator"]``,
+    state dicts of tensors), as ``"G: layers.0.weight holds 3 NaN values; D: output.bias holds 1 infinite
+    value"``, or "" when every floating-point tensor is finite. A tensor registered under two names (G's output
+    layer) is named once. One host sync when all is well; counts only when something is not. ``source`` names
+    the file in the one error.
+
+    Raises:
+        CheckpointError: a net's entry is not a dict of tensors (a damaged or foreign file).
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[tuple] = set()
+    for key, net in NETS.items():
+        sd = state.get(key)
+        if sd is None:  # a pretrained file without D
+            continue
+        if not isinstance(sd, dict) or not all(isinstance(t, torch.Tensor) for t in sd.values()):
+            raise CheckpointError(f"{source}: {key}: expected a state dict of tensors, got {type(sd).__name__}")
+        for name, t in sd.items():
+            ident = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride())
+            if t.is_floating_point() and t.numel() and ident not in seen:
+                seen.add(ident)
+                tensors[f"{net}: {name}"] = t
+    flags = [torch.isfinite(t).all() for t in tensors.values()]
+    if not flags or bool(torch.stack([f.to(flags[0].device) for f in flags]).all()):
+        return ""
+    said = []
+    for name, t in tensors.items():
+        nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+        kinds = [f"{n} {what} value{'s' if n != 1 else ''}" for n, what in ((nan, "NaN"), (inf, "infinite")) if n]
+        if kinds:
+            said.append(f"{name} holds {' and '.join(kinds)}")
+    return "; ".join(said)
+
+
+def _newer(version: Any) -> bool:
+    """Whether ``version`` (a checkpoint's ``version`` field) is a later advnets than this one."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(str(version)) > Version(__version__)
+    except InvalidVersion:
+        return False
+
+
+def checkpoint_config(config: Any, version: Any, source: str) -> RunConfig:
+    """The RunConfig stored in a checkpoint (or a pretrained file) written by advnets ``version``;
+    ``source`` names it in messages ("checkpoint runs/x/checkpoints/step-00000100.pt").
+
+    Raises:
+        CheckpointError: the config does not fit this advnets. When ``version`` is newer than this
+            one (a field it added, e.g. ``ema_decay``), the message names both versions and says to
+            upgrade; otherwise it names the unknown or wrong field and the version that wrote it.
+    """
+    try:
+        return from_dict(RunConfig, config)
+    except ConfigError as e:
+        if _newer(version):
+            raise CheckpointError(
+                f"{source} was written by advnets {version}, newer than this advnets {__version__}, and its config "
+                f"has settings this version does not know ({e}); upgrade advnets (pip install --upgrade advnets) "
+                "to load it"
+            ) from None
+        written = f"written by advnets {version}" if version else "written by an unknown advnets version"
+        raise CheckpointError(
+            f"{source}: its config does not fit this advnets {__version__} ({written}): {e}"
+        ) from None
 
 
 def resolve_checkpoint(run: Path, option: str = "--run") -> Path:
@@ -178,11 +269,36 @@ def resolve_checkpoint(run: Path, option: str = "--run") -> Path:
         run = run.parent.parent  # the pointer file: the checkpoint it names
     elif run.is_file():
         return run
-    if not run.is_dir():
-        raise CheckpointError(f"{option} {run}: no such run directory or checkpoint file")
     if run.name == CHECKPOINT_DIR and (run / LATEST).is_file():
         run = run.parent  # a run's checkpoints/ folder: its latest checkpoint
+    require_run(run, option)
     path = latest_checkpoint(run)
     if path is None:
         raise CheckpointError(f"{option} {run}: no checkpoint yet (expected {run / CHECKPOINT_DIR / LATEST})")
     return path
+
+
+def require_run(run: Path, option: str = "--run", expected: str = "a run directory or a checkpoint file") -> None:
+    """Check that the directory ``run`` is a run: it holds a config.json or a ``checkpoints/latest``
+    (it may have no checkpoint yet). The one place that says so, so every command given a folder
+    that is not a run (sample, evaluate, report, classes, infer, inpaint, semisup, train --branch-from
+    and --resume) says the same; ``expected`` ends the message with what the command takes.
+
+    Raises:
+        CheckpointError: ``run`` does not exist, or is a directory that holds no run.
+    """
+    run = Path(run)
+    if not run.is_dir():
+        raise CheckpointError(f"{option} {run}: no such run directory or checkpoint file")
+    if not (run / CONFIG_FILE).is_file() and not (run / CHECKPOINT_DIR / LATEST).is_file():
+        raise not_a_run(run, option, expected)
+
+
+def not_a_run(run: Path, option: str = "--run", expected: str = "a run directory or a checkpoint file") -> AdvnetsError:
+    """The error for a directory ``run`` that holds no run (see :func:`require_run`)."""
+    run = Path(run)
+    hint = f" (did you mean {run.parent}?)" if (run.parent / CONFIG_FILE).is_file() else ""
+    return CheckpointError(
+        f"{option} {run} is not an advnets run: it has neither {CONFIG_FILE} nor {CHECKPOINT_DIR}/{LATEST}{hint}; "
+        f"expected {expected}"
+    )

@@ -27,3 +27,8 @@ class CheckpointError(AdvnetsError):
 class WriteError(AdvnetsError):
     """A file could not be written because its filesystem is full, over quota or read-only; the message names
     the file and what to do (what a run directory still holds, and how to continue)."""
+
+
+class TooFewSamples(DataError):
+    """A set of samples or features with fewer rows than a statistic needs (N > d for a covariance, more than
+    k for k-NN radii): a caller that cut one set to the size of another can say which count is short."""

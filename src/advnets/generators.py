@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from advnets.checkpoint import load_checkpoint, resolve_checkpoint
-from advnets.config import RunConfig, from_dict, override
+from advnets.checkpoint import checkpoint_config, load_checkpoint, nonfinite_weights, resolve_checkpoint
+from advnets.config import RunConfig, override
 from advnets.errors import CheckpointError, ConfigError, DataError
 from advnets.nets import Discriminator, Generator, build_nets
 from advnets.pretrained import FORMAT, PretrainedModel, get_entry
@@ -141,8 +141,8 @@ def _epoch(state: dict[str, Any], batch_size: int) -> float:
 
 
 def _from_checkpoint(path: Path, map_location: str | torch.device) -> LoadedGenerator:
-    state = load_checkpoint(path, map_location=map_location)
-    cfg = from_dict(RunConfig, state["config"])
+    state = load_checkpoint(path, map_location=map_location)  # refuses non-finite weights, naming the tensor
+    cfg = checkpoint_config(state["config"], state.get("version"), f"checkpoint {path}")
     shape = tuple(int(n) for n in state["image_shape"])
     g, d = build_nets(cfg.generator, cfg.discriminator, shape)
     g.load_state_dict(state["generator"])
@@ -202,7 +202,7 @@ def _from_safetensors(path: Path, sha256: str | None, map_location: str | torch.
     data = _read_verified(Path(path), sha256)
     meta = _metadata(path, data)
     try:
-        cfg = from_dict(RunConfig, json.loads(meta["config"]))
+        cfg = checkpoint_config(json.loads(meta["config"]), meta.get("advnets_version"), str(path))
         shape = tuple(int(n) for n in json.loads(meta["image_shape"]))
         tensors = load(data)
         tensors.update({alias: tensors[name] for alias, name in json.loads(meta.get("aliases", "{}")).items()})
@@ -213,13 +213,16 @@ def _from_safetensors(path: Path, sha256: str | None, map_location: str | torch.
     present = {key.split(".", 1)[0] for key in tensors}
     if "generator" not in present:
         raise CheckpointError(f"{path}: holds no generator.* tensors")
+    parts = {part: {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(part + ".")} for part in present}
+    bad = nonfinite_weights({part: parts.get(part) for part in _PARTS}, str(path))
+    if bad:
+        raise CheckpointError(f"{path} holds non-finite weights ({bad}): refused")
     for part in _PARTS:
         if part not in present:
             nets[part] = None
             continue
-        sd = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(part + ".")}
         try:
-            nets[part].load_state_dict(sd)
+            nets[part].load_state_dict(parts[part])
         except RuntimeError as e:  # missing / unexpected keys or wrong shapes
             raise CheckpointError(f"{path}: {part} tensors do not fit its config: {str(e).splitlines()[0]}") from None
         nets[part] = nets[part].to(map_location).eval()

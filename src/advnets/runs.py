@@ -25,18 +25,21 @@ from typing import Any
 
 from advnets.checkpoint import (
     CHECKPOINT_DIR,
+    CONFIG_FILE,
     LATEST,
+    checkpoint_config,
     latest_checkpoint,
     load_checkpoint,
     newest_at_or_before,
+    not_a_run,
     prune_checkpoints,
+    require_run,
     resolve_checkpoint,
 )
 from advnets.config import RunConfig, from_dict, get_preset, to_dict
 from advnets.errors import AdvnetsError, CheckpointError
 from advnets.io import atomic_write_bytes, atomic_write_json, naming
 
-CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 _RUN_KEYS = ("dataset", "image_shape", "splits", "resumes")  # what config.json holds beside the RunConfig
 RUNS_ROOT = Path("runs")  # where `advnets train` without --out numbers its runs
@@ -177,20 +180,23 @@ def read_config_json(run_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def open_run(run_dir: Path, purpose: str = "this") -> dict[str, Any]:
+def open_run(run_dir: Path, purpose: str = "this", option: str = "--run") -> dict[str, Any]:
     """config.json of a run, after checking that ``run_dir`` is a run with a checkpoint
-    (``purpose`` names, in the error, what needs the checkpoint: "a report").
+    (``purpose`` names, in the error, what needs the checkpoint: "a report"; ``option`` the flag
+    that named ``run_dir``).
 
     Raises:
-        AdvnetsError: no such directory, or no readable config.json in it.
-        CheckpointError: the run has no checkpoint yet.
+        CheckpointError: no such directory, a directory that is not a run (:func:`require_run`, the
+            message every command gives), or a run without a checkpoint yet.
+        AdvnetsError: a run without a readable config.json.
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise AdvnetsError(f"{run_dir}: no such run directory")
+    if run_dir.is_file():
+        raise AdvnetsError(f"{option} {run_dir}: {purpose} needs a run directory, not a file")
+    require_run(run_dir, option, expected="a run directory")
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
-        raise AdvnetsError(f"{run_dir} is not an advnets run: it has no {CONFIG_FILE}")
+        raise AdvnetsError(f"{option} {run_dir}: the run has a checkpoint but no {CONFIG_FILE}; {purpose} needs both")
     try:
         doc = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -199,7 +205,7 @@ def open_run(run_dir: Path, purpose: str = "this") -> dict[str, Any]:
         raise AdvnetsError(f"{config_path}: expected a JSON object, got {type(doc).__name__}")
     if latest_checkpoint(run_dir) is None:
         raise CheckpointError(
-            f"{run_dir} has no checkpoint yet (expected {run_dir / CHECKPOINT_DIR / LATEST}); "
+            f"{option} {run_dir}: no checkpoint yet (expected {run_dir / CHECKPOINT_DIR / LATEST}); "
             f"{purpose} needs a trained generator"
         )
     return doc
@@ -216,13 +222,14 @@ def resume_state(run_dir: Path, preset: str | None = None, option: str = "--run"
         CheckpointError: no checkpoint, or one that cannot be loaded.
         AdvnetsError: ``preset`` is given and is not the one the run was trained with.
     """
-    state = load_checkpoint(resolve_checkpoint(run_dir, option))
+    path = resolve_checkpoint(run_dir, option)
+    state = load_checkpoint(path)
     train = state["config"].get("train") if isinstance(state["config"], dict) else None
     if isinstance(train, dict):
         # A run begun before train.keep_checkpoints existed kept every checkpoint (a Table 1 curve scores them
         # all); resumed or branched, it goes on keeping them unless --keep-checkpoints says otherwise.
         train.setdefault("keep_checkpoints", 0)
-    cfg = from_dict(RunConfig, state["config"])
+    cfg = checkpoint_config(state["config"], state.get("version"), f"checkpoint {path}")
     _check_preset(cfg, preset, run_dir)
     return cfg, state
 
@@ -292,11 +299,7 @@ def start_point(preset: str | None = None, resume: Path | None = None, option: s
         )
     if resume.is_dir() and any(f.is_file() for f in resume.rglob("*")):
         # Files but no run: another run's subfolder, or someone's data. Training into it would mix the two.
-        hint = f" (did you mean {resume.parent}?)" if (resume.parent / CONFIG_FILE).is_file() else ""
-        raise AdvnetsError(
-            f"{option} {resume}: holds files but no run (no {CONFIG_FILE}){hint}; expected a run directory, "
-            "or a missing or empty one to start a new run in"
-        )
+        raise not_a_run(resume, option, expected="a run directory, or a missing or empty one to start a new run in")
     what = "does not exist" if not resume.exists() else "holds no run"
     return StartPoint(get_preset(preset or "mnist"), note=f"{option} {resume} {what} yet: starting a new run there")
 

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from advnets.errors import DataError
+from advnets.errors import DataError, TooFewSamples
 from advnets.evaluate.inputs import as_rows
 
 __all__ = ["SQRTM_EPS", "fit_gaussian", "frechet_distance", "frechet_distance_from_moments"]
@@ -64,7 +64,7 @@ def fit_gaussian(features: Any, name: str = "features") -> tuple[np.ndarray, np.
     x = as_rows(features, name, flatten=False)
     n, d = x.shape
     if n <= d:
-        raise DataError(
+        raise TooFewSamples(
             f"{name}: {n} samples of dimension {d}; the Fréchet distance needs more samples than feature "
             f"dimensions (N > d, here at least {d + 1}) for a non-singular covariance; use more samples"
         )
@@ -142,7 +142,9 @@ def frechet_distance(real_features: Any, generated_features: Any) -> dict[str, A
             f"generated features have dimension {g.shape[1]} but real features have {r.shape[1]}; "
             "extract both with the same feature network"
         )
-    mu1, s1 = fit_gaussian(r, "real features")
+    # The generated set first: a caller scoring at equal N (evaluate_table) cuts the real set to the sample
+    # count, so when both are too small it is the samples that are, and the message must say so.
     mu2, s2 = fit_gaussian(g, "generated features")
+    mu1, s1 = fit_gaussian(r, "real features")
     out = frechet_distance_from_moments(mu1, s1, mu2, s2)
     return {"fd": out.pop("fd"), "n_real": len(r), "n_generated": len(g), "dim": r.shape[1], **out}

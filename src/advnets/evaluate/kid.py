@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advnets.errors import DataError
+from advnets.errors import DataError, TooFewSamples
 from advnets.evaluate.inputs import as_rows
 
 __all__ = ["DEFAULT_SUBSETS", "DEFAULT_SUBSET_SIZE", "kernel_distance", "mmd2_unbiased", "polynomial_kernel"]
@@ -104,7 +104,7 @@ def kernel_distance(
     smallest = min(len(r), len(g))
     m = min(DEFAULT_SUBSET_SIZE, smallest) if subset_size is None else _positive_int(subset_size, "subset_size")
     if not 2 <= m <= smallest:
-        raise DataError(
+        raise TooFewSamples(
             f"kid: subset_size {m} must be between 2 and the size of the smaller set ({smallest} features: "
             f"{len(r)} real, {len(g)} generated)"
         )

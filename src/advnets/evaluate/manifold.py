@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advnets.errors import DataError
+from advnets.errors import DataError, TooFewSamples
 from advnets.evaluate.distances import DEFAULT_MAX_BYTES, iter_sq_distances
 from advnets.evaluate.inputs import as_rows
 
@@ -98,9 +98,11 @@ def manifold_metrics(
     for name, v in (("k", k), ("k_dc", k_dc)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise DataError(f"precision/recall/density/coverage: {name} must be a positive integer, got {v!r}")
-    for name, x, need in (("real", r, max(k, k_dc)), ("generated", g, k)):
+    # The generated set first: a caller scoring at equal N (evaluate_table) cuts the real set to the sample
+    # count, so when both are too small it is the samples that are.
+    for name, x, need in (("generated", g, k), ("real", r, max(k, k_dc))):
         if len(x) <= need:
-            raise DataError(f"{name} features: {len(x)} rows; the k-NN radii need more than {need}")
+            raise TooFewSamples(f"{name} features: {len(x)} rows; the k-NN radii need more than {need}")
     real_r = kth_neighbour_sq_distances(r, (k, k_dc), dtype=dtype, max_bytes=max_bytes)
     rr_pr, rr_dc = real_r[k], real_r[k_dc]
     rg = kth_neighbour_sq_distances(g, (k,), dtype=dtype, max_bytes=max_bytes)[k]

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advnets.errors import ConfigError, DataError
+from advnets.errors import ConfigError, DataError, TooFewSamples
 from advnets.evaluate.features import FeatureCache, FeatureExtractor, default_extractor, get_extractor
 from advnets.evaluate.frechet import frechet_distance
 from advnets.evaluate.inputs import as_images
@@ -238,6 +238,7 @@ def evaluate_table(
     if unknown:
         raise ConfigError(f"options for unknown metrics {sorted(unknown)}; expected names from {list(REGISTRY)}")
     real = as_images(real_images, "real images")
+    n_real_all = len(real)
     real_idx = _subset(len(real), num_samples, seed)
     need_features = any(REGISTRY[n].inputs == "features" for n in names)
     extractor = _resolve_extractor(features, tuple(real.shape[1:]), device) if need_features else None
@@ -266,13 +267,28 @@ def evaluate_table(
             if m.fn not in done:  # once for metrics sharing a function, with all their options
                 opts = {k: v for n in names if REGISTRY[n].fn is m.fn for k, v in options.get(n, {}).items()}
                 a, b = (real_feats, gen_feats) if m.inputs == "features" else (real, gen)
-                done[m.fn] = m.fn(a, b, **opts)
+                try:
+                    done[m.fn] = m.fn(a, b, **opts)
+                except TooFewSamples as e:
+                    raise _too_few(e, name, label, len(gen), len(real), cut=len(real) < n_real_all) from None
             out = done[m.fn]
             row.update({k: out[k] for k in m.keys})
             row["details"][name] = out
         row.update(n_real=len(real), n_generated=len(gen), features=extractor.name if extractor else None)
         table[label] = row
     return table
+
+
+def _too_few(e: TooFewSamples, metric: str, label: str, n_gen: int, n_real: int, cut: bool) -> TooFewSamples:
+    """A metric's too-few-rows error, said of the set that is short. The real set is cut to ``num_samples``
+    (the caller's sample count, to score every row at equal N), so when it is no larger than the generated
+    row it is that row's count that is short, whichever set the metric checked first."""
+    if cut and n_real <= n_gen:
+        return TooFewSamples(
+            f"{label}: {n_gen} samples are too few for {metric} (the real images are cut to as many, to score at "
+            f"equal N): {e}"
+        )
+    return TooFewSamples(f"{label}: {metric}: {e}")
 
 
 def evaluate_metrics(

@@ -9,6 +9,7 @@ import html
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 
 @dataclass
@@ -163,5 +164,7 @@ def render_markdown(sections: list[Section], meta: dict[str, Any], files_dir: st
             else:
                 fig: Figure = block
                 alt = fig.alt.replace("[", "(").replace("]", ")")
-                out += [f"![{alt}]({files_dir}/{fig.name})", "", f"*{_md_text(fig.caption)}*", ""]
+                # URL-encoded: a space, '#', '%' or 'ü' in the report's name would break the link (CommonMark).
+                target = f"{quote(files_dir)}/{quote(fig.name)}"
+                out += [f"![{alt}]({target})", "", f"*{_md_text(fig.caption)}*", ""]
     return "\n".join(out)
