@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             # The metrics are functions of arrays (they import nothing above io), so training's
             # collapse monitor may use them; the run-level protocol is higher up (evaluate.protocol).
             "advnets.evaluate.distances",
+            "advnets.evaluate.chunks",  # block sizes for a memory budget, under distances
             "advnets.evaluate.parzen",
             "advnets.evaluate.nearest",
             "advnets.evaluate.diversity",
