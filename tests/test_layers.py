@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "advnets.evaluate.nearest",
             "advnets.evaluate.diversity",
             "advnets.evaluate.modes",
+            "advnets.evaluate.classifier_cache",  # the classifier's cache files, under classifier
             "advnets.evaluate.classifier",
             # Issue 17's metrics on features and the shipped feature network: functions of arrays too,
             # so the validation monitor (train.validation) may log them during training.
