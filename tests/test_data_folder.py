@@ -128,6 +128,7 @@ def test_zero_byte_and_corrupt_images_are_skipped_with_a_count(tmp_path):
     with pytest.warns(SkippedImagesWarning, match=r"skipped 4 of 10") as rec:
         out = load_image_folder(tmp_path, image_size=8, valid_fraction=0, test_fraction=0)
     msg = str(rec[0].message)
+    assert rec[0].filename == __file__  # the warning points at load_image_folder's caller
     for name in ("a/empty.png", "b/corrupt.jpg", "b/truncated.png", "b/text.png"):
         assert name in msg
     assert "empty file" in msg

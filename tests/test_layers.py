@@ -29,10 +29,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             # The metrics are functions of arrays (they import nothing above io), so training's
             # collapse monitor may use them; the run-level protocol is higher up (evaluate.protocol).
             "advnets.evaluate.distances",
+            "advnets.evaluate.chunks",  # block sizes for a memory budget, under distances
             "advnets.evaluate.parzen",
             "advnets.evaluate.nearest",
             "advnets.evaluate.diversity",
             "advnets.evaluate.modes",
+            "advnets.evaluate.classifier_cache",  # the classifier's cache files, under classifier
             "advnets.evaluate.classifier",
             # Issue 17's metrics on features and the shipped feature network: functions of arrays too,
             # so the validation monitor (train.validation) may log them during training.

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -255,45 +256,19 @@ def run_semisup(
     (or ``out``) and the figure beside it (the same name, .png), and returns the result."""
     from advnets.generators import load_generator
     from advnets.io import atomic_write_json
-    from advnets.nets import build_nets
     from advnets.runs import run_dir_of
 
     run = Path(run)
     run_dir = run_dir_of(run)
     model = load_generator(run)
-    d, run_cfg, ckpt = model.discriminator, model.config, model.source
-    encoder = None
-    if with_encoder:
-        from advnets.errors import CheckpointError
-        from advnets.infer import ENCODER_META, load_encoder
-
-        if not (run_dir / ENCODER_META).is_file():
-            raise CheckpointError(
-                f"--with-encoder: {run_dir} has no encoder ({ENCODER_META}); run `advnets infer --run {run_dir}` first"
-            )
-        encoder, enc_meta = load_encoder(run_dir)
-        if enc_meta.get("checkpoint") != ckpt.name:
-            warnings.warn(
-                f"the encoder in {run_dir} was trained for {enc_meta.get('checkpoint')}, not {ckpt.name}; "
-                "rerun `advnets infer` to match",
-                stacklevel=2,
-            )
+    ckpt = model.source
+    encoder = _run_encoder(run_dir, ckpt.name) if with_encoder else None
     data = model.load_data(data_dir=data_dir)
     train_y = check_labels(data.train_labels, "training")
     test_y = check_labels(data.test_labels, "test")
     draws = labelled_draws(train_y, cfg)  # checks every size before any work
 
-    # The untrained baseline: D initialised exactly as the run's trainer did at step 0.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(run_cfg.train.seed)
-        _, d0 = build_nets(run_cfg.generator, run_cfg.discriminator, model.image_shape)
-    feature_sets = {
-        "raw pixels": pixel_features,
-        "untrained D (same architecture and seed)": lambda x: discriminator_features(d0, x),
-        f"trained D (step {model.step})": lambda x: discriminator_features(d, x),
-    }
-    if encoder is not None:
-        feature_sets["encoder E (hidden layers and z)"] = lambda x: encoder_features(encoder, x)
+    feature_sets = _feature_sets(model, encoder)
     # Only the training images of some labelled set need features (a few thousand, even on full MNIST).
     used = np.unique(np.concatenate([idx for sets in draws.values() for idx in sets]))
     local = {n: [np.searchsorted(used, idx) for idx in sets] for n, sets in draws.items()}
@@ -321,3 +296,45 @@ def run_semisup(
     result["json"] = str(path)
     result["figure"] = str(plot_semisup(result, path.with_suffix(".png")))
     return result
+
+
+def _run_encoder(run_dir: Path, checkpoint: str) -> Any:
+    """``--with-encoder``: the run's encoder (advnets infer), warning when it was trained for another checkpoint.
+
+    Raises:
+        CheckpointError: the run has no encoder.
+    """
+    from advnets.errors import CheckpointError
+    from advnets.infer import ENCODER_META, load_encoder
+
+    if not (run_dir / ENCODER_META).is_file():
+        raise CheckpointError(
+            f"--with-encoder: {run_dir} has no encoder ({ENCODER_META}); run `advnets infer --run {run_dir}` first"
+        )
+    encoder, enc_meta = load_encoder(run_dir)
+    if enc_meta.get("checkpoint") != checkpoint:
+        warnings.warn(
+            f"the encoder in {run_dir} was trained for {enc_meta.get('checkpoint')}, not {checkpoint}; "
+            "rerun `advnets infer` to match",
+            stacklevel=3,  # at run_semisup's caller
+        )
+    return encoder
+
+
+def _feature_sets(model: Any, encoder: Any) -> dict[str, Callable[[torch.Tensor], np.ndarray]]:
+    """The table's rows: raw pixels, D untrained, D trained, and the encoder's features when given."""
+    from advnets.nets import build_nets
+
+    d, run_cfg = model.discriminator, model.config
+    # The untrained baseline: D initialised exactly as the run's trainer did at step 0.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(run_cfg.train.seed)
+        _, d0 = build_nets(run_cfg.generator, run_cfg.discriminator, model.image_shape)
+    feature_sets = {
+        "raw pixels": pixel_features,
+        "untrained D (same architecture and seed)": lambda x: discriminator_features(d0, x),
+        f"trained D (step {model.step})": lambda x: discriminator_features(d, x),
+    }
+    if encoder is not None:
+        feature_sets["encoder E (hidden layers and z)"] = lambda x: encoder_features(encoder, x)
+    return feature_sets

@@ -168,13 +168,46 @@ def load_image_folder(
         raise DataError(f"{root}: no images found; expected .png, .jpg or .jpeg files")
 
     n = len(rel_paths)
+    assign = _assign_splits(n, vf, tf, seed)
+    images, skipped = _decode_all(root, rel_paths, size_hw, "L" if channels == 1 else "RGB")
+
+    h, w = size_hw
+    out = {}
+    for code, split in ((0, "train"), (1, "valid"), (2, "test")):
+        keep = [images[i] for i in range(n) if assign[i] == code and images[i] is not None]
+        X = np.empty((len(keep), channels, h, w), dtype=np.float32)
+        for j, arr in enumerate(keep):
+            X[j] = arr
+        X /= np.float32(255.0)
+        out[split] = X
+    if out["train"].shape[0] == 0:
+        raise DataError(
+            f"{root}: no images left for training with valid_fraction={vf} and "
+            f"test_fraction={tf} ({n} files, {len(skipped)} skipped)"
+        )
+    return out
+
+
+def _assign_splits(n: int, vf: float, tf: float, seed: int) -> np.ndarray:
+    """Each file's split, 0 train, 1 valid, 2 test: a seeded permutation's first ``round(n·tf)`` go to test,
+    the next ``round(n·vf)`` to valid."""
     perm = np.random.default_rng(seed).permutation(n)
     n_test, n_valid = round(n * tf), round(n * vf)
     assign = np.zeros(n, dtype=np.int8)  # 0 train, 1 valid, 2 test
     assign[perm[:n_test]] = 2
     assign[perm[n_test : n_test + n_valid]] = 1
+    return assign
 
-    mode = "L" if channels == 1 else "RGB"
+
+def _decode_all(
+    root: Path, rel_paths: list[str], size_hw: tuple[int, int], mode: str
+) -> tuple[list[np.ndarray | None], list[tuple[str, str]]]:
+    """Every file decoded (None where skipped) and the ``(path, reason)`` of the skipped ones.
+
+    Warns once (:class:`SkippedImagesWarning`, at :func:`load_image_folder`'s caller) when some are skipped;
+    raises :class:`~advnets.errors.DataError` when all are.
+    """
+    n = len(rel_paths)
     images: list[np.ndarray | None] = []
     skipped: list[tuple[str, str]] = []
     for rel in rel_paths:
@@ -192,21 +225,6 @@ def load_image_folder(
         warnings.warn(
             f"{root}: skipped {len(skipped)} of {n} image files that are empty, corrupt or too large: {shown}{more}",
             SkippedImagesWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-
-    h, w = size_hw
-    out = {}
-    for code, split in ((0, "train"), (1, "valid"), (2, "test")):
-        keep = [images[i] for i in range(n) if assign[i] == code and images[i] is not None]
-        X = np.empty((len(keep), channels, h, w), dtype=np.float32)
-        for j, arr in enumerate(keep):
-            X[j] = arr
-        X /= np.float32(255.0)
-        out[split] = X
-    if out["train"].shape[0] == 0:
-        raise DataError(
-            f"{root}: no images left for training with valid_fraction={vf} and "
-            f"test_fraction={tf} ({n} files, {len(skipped)} skipped)"
-        )
-    return out
+    return images, skipped

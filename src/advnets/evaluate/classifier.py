@@ -54,12 +54,8 @@ commits them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import re
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,8 +66,8 @@ from torch import nn
 
 from advnets import __version__
 from advnets.errors import DataError
+from advnets.evaluate.classifier_cache import CACHE_FORMAT, cache_paths, dataset_fingerprint, read_cache, write_cache
 from advnets.evaluate.inputs import as_images
-from advnets.io import atomic_write_bytes, write_failure
 
 __all__ = [
     "CACHE_FORMAT",
@@ -85,8 +81,6 @@ __all__ = [
     "train_digit_classifier",
 ]
 
-#: Version of the cache files' layout; a cache of another format is retrained.
-CACHE_FORMAT = 1
 #: Training length: this many minibatch steps, rounded up to whole epochs (at least one).
 #: 8 epochs of the 4,000 embedded MNIST images, 22 of the 1,439 8x8 digits, 1 of full MNIST.
 DEFAULT_STEPS = 500
@@ -337,23 +331,6 @@ def train_digit_classifier(
 # --------------------------------------------------------------------------- cache
 
 
-def dataset_fingerprint(dataset: Any) -> str:
-    """SHA-256 over the shapes and contents of the train and test images and labels."""
-    h = hashlib.sha256()
-    for t in (dataset.train, dataset.train_labels, dataset.test, dataset.test_labels):
-        a = t.detach().cpu().contiguous()
-        h.update(f"{a.dtype}:{tuple(a.shape)};".encode())
-        h.update(a.numpy().tobytes())
-    return h.hexdigest()
-
-
-def cache_paths(cache_dir: Path, dataset_name: str, seed: int = 0) -> tuple[Path, Path]:
-    """The (weights, metadata) files of a dataset's cached classifier."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(dataset_name)).strip("._") or "dataset"
-    stem = Path(cache_dir) / f"digit-classifier-{slug}-seed{int(seed)}"
-    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-
-
 def _expected_meta(dataset: Any, seed: int, num_classes: int) -> dict[str, Any]:
     shape = [int(s) for s in dataset.train.shape[1:]]
     arch = {
@@ -374,35 +351,13 @@ def _expected_meta(dataset: Any, seed: int, num_classes: int) -> dict[str, Any]:
     }
 
 
-def _try_load(weights_path: Path, meta_path: Path, expected: dict[str, Any]) -> DigitClassifier | None:
-    """The cached classifier if its metadata match ``expected`` and its files are sound, else None."""
-    if not meta_path.is_file():
-        return None
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        warnings.warn(f"{meta_path}: unreadable cache metadata ({e}); retraining the classifier", stacklevel=3)
-        return None
-    if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in expected.items()):
-        return None  # another dataset, shape, seed, recipe or format: not this classifier
-    try:
-        from safetensors.torch import load as load_safetensors
-
-        data = weights_path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != meta.get("weights_sha256"):
-            raise ValueError(f"{weights_path.name} does not match the SHA-256 recorded in {meta_path.name}")
-        model = DigitClassifier.from_architecture(meta["architecture"])
-        model.load_state_dict(load_safetensors(data))
-        test_accuracy = float(meta["test_accuracy"])
-    except Exception as e:  # missing file, truncated safetensors, wrong keys, ...
-        msg = str(e).splitlines()[0] if str(e) else ""
-        warnings.warn(f"{weights_path}: damaged classifier cache ({type(e).__name__}: {msg}); retraining", stacklevel=3)
-        return None
+def _restored(model: DigitClassifier, meta: dict[str, Any]) -> DigitClassifier:
+    """A classifier read from the cache, in eval mode, with what its metadata record."""
     model.eval()
     model.dataset_name = meta["dataset"]
     model.seed = int(meta["seed"])
     model.epochs = int(meta["recipe"]["epochs"])
-    model.test_accuracy = test_accuracy
+    model.test_accuracy = float(meta["test_accuracy"])
     model.from_cache = True
     return model
 
@@ -431,34 +386,21 @@ def load_or_train_classifier(
     weights_path, meta_path = cache_paths(cache_dir, dataset.name, seed)
     expected = _expected_meta(dataset, seed, num_classes)
 
-    cached = _try_load(weights_path, meta_path, expected)
+    cached = read_cache(weights_path, meta_path, expected, DigitClassifier.from_architecture)
     if cached is not None:
-        return cached.to(device)
+        return _restored(*cached).to(device)
 
     if announce is not None:
         announce(f"training a digit classifier on {dataset.name} (once; cached in {cache_dir})")
     model = train_digit_classifier(dataset, seed=seed, device=device)
-    from safetensors.torch import save as save_safetensors
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    data = save_safetensors(state)
     meta = {
         **expected,
         "architecture": model.architecture,
         "test_accuracy": model.test_accuracy,
         "train_seconds": round(model.train_seconds, 3),
-        "weights_file": weights_path.name,
-        "weights_sha256": hashlib.sha256(data).hexdigest(),
         "advnets_version": __version__,
     }
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(weights_path, data)
-        atomic_write_bytes(meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
-    except OSError as e:
-        raise DataError(
-            write_failure(e.filename or cache_dir, e, "the classifier cache", "another --data-dir or $ADVNETS_DATA")
-        ) from e
+    write_cache(cache_dir, weights_path, meta_path, model.state_dict(), meta)
     return model
 
 

@@ -191,34 +191,54 @@ def _log_likelihoods(
             q1 = min(q0 + qc, n_q)
             n = q1 - q0
             x_aug, x_sq = ref.load_queries(queries[q0:q1], qbufs)
-            # Blocks hold the scores s_j = x·μ_j − ‖μ_j‖²/2 = (‖x‖² − ‖x − μ_j‖²)/2, so
-            # −‖x − μ_j‖²/(2σ²) = c·(2 s_j) − c·‖x‖² with c = 1/(2σ²).
-            run_max: torch.Tensor | None = None  # running max_j s_j
-            acc = torch.zeros((len(sigmas), n), dtype=torch.float64, device=dev)
-            for _, _, y_aug, _ in ref.chunks():
-                blk = block[:n, : y_aug.shape[0]]
-                scores(x_aug, y_aug, out=blk)
-                cmax = blk.amax(dim=1)
-                if run_max is None:
-                    run_max = cmax
-                else:
-                    new_max = torch.maximum(run_max, cmax)
-                    rise = (new_max - run_max).to(torch.float64)  # ≥ 0
-                    acc.mul_(torch.exp(-2.0 * inv2s2.unsqueeze(1) * rise.unsqueeze(0)))
-                    run_max = new_max
-                e = expo[:n, : y_aug.shape[0]]
-                col = run_max.unsqueeze(1)
-                for k, c in enumerate(cs):
-                    # e_j = exp(−(‖x−μ_j‖² − min_j‖x−μ_j‖²)/(2σ²)) = exp(2c·s_j − 2c·max s),
-                    # formed in one pass, exponentiated in place, then summed.
-                    torch.add(col * (-2.0 * c), blk, alpha=2.0 * c, out=e)
-                    e.clamp_(min=floor).exp_()
-                    acc[k] += e.sum(dim=1)  # float32 sums (≤ M terms in (0, 1]) suffice
-            assert run_max is not None
+            acc, run_max = _streaming_sums(x_aug, ref, block[:n], expo[:n], cs, inv2s2, floor)
             dmin = (x_sq - 2.0 * run_max.to(torch.float64)).clamp_(min=0)  # min_j ‖x − μ_j‖²
             out[:, q0:q1] = -inv2s2.unsqueeze(1) * dmin.unsqueeze(0) + torch.log(acc) + consts.unsqueeze(1)
             bar.update(n)
     return out
+
+
+def _streaming_sums(
+    x_aug: torch.Tensor,
+    ref: ReferenceSet,
+    block: torch.Tensor,
+    expo: torch.Tensor,
+    cs: list[float],
+    inv2s2: torch.Tensor,
+    floor: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One query batch against every sample chunk: the per-σ sums and the running max score.
+
+    Returns ``(acc, run_max)``: ``acc[k, i] = Σ_j exp(2c_k·s_ij − 2c_k·max_j s_ij)`` (float64,
+    (S, n)) and ``run_max[i] = max_j s_ij`` with ``s_ij = x_i·μ_j − ‖μ_j‖²/2``. ``block`` and
+    ``expo`` are (n, chunk) working buffers of the compute dtype.
+    """
+    n = x_aug.shape[0]
+    # Blocks hold the scores s_j = x·μ_j − ‖μ_j‖²/2 = (‖x‖² − ‖x − μ_j‖²)/2, so
+    # −‖x − μ_j‖²/(2σ²) = c·(2 s_j) − c·‖x‖² with c = 1/(2σ²).
+    run_max: torch.Tensor | None = None  # running max_j s_j
+    acc = torch.zeros((len(cs), n), dtype=torch.float64, device=block.device)
+    for _, _, y_aug, _ in ref.chunks():
+        blk = block[:, : y_aug.shape[0]]
+        scores(x_aug, y_aug, out=blk)
+        cmax = blk.amax(dim=1)
+        if run_max is None:
+            run_max = cmax
+        else:
+            new_max = torch.maximum(run_max, cmax)
+            rise = (new_max - run_max).to(torch.float64)  # ≥ 0
+            acc.mul_(torch.exp(-2.0 * inv2s2.unsqueeze(1) * rise.unsqueeze(0)))
+            run_max = new_max
+        e = expo[:, : y_aug.shape[0]]
+        col = run_max.unsqueeze(1)
+        for k, c in enumerate(cs):
+            # e_j = exp(−(‖x−μ_j‖² − min_j‖x−μ_j‖²)/(2σ²)) = exp(2c·s_j − 2c·max s),
+            # formed in one pass, exponentiated in place, then summed.
+            torch.add(col * (-2.0 * c), blk, alpha=2.0 * c, out=e)
+            e.clamp_(min=floor).exp_()
+            acc[k] += e.sum(dim=1)  # float32 sums (≤ M terms in (0, 1]) suffice
+    assert run_max is not None
+    return acc, run_max
 
 
 # --------------------------------------------------------------------------- public API
@@ -373,19 +393,7 @@ def parzen_evaluate(
         warn_if_not_unit_range(smp, "samples", d)
         if v is not None:
             warn_if_not_unit_range(v, "valid", d)
-    if sigma is None:
-        if v is None:
-            raise DataError(
-                "valid: expected a validation set to choose σ from sigmas (or pass sigma=... explicitly), got None"
-            )
-        sel = select_sigma(v, smp, sigmas, **kw)
-        s, grid, vmeans = sel["sigma"], sel["sigmas"], sel["valid_means"]
-    else:
-        s = _check_sigma(sigma)
-        grid, vmeans = [], []
-        if v is not None:
-            vll = _log_likelihoods(v, smp, [s], desc="Parzen valid", **kw)
-            grid, vmeans = [s], [float(vll.mean())]
+    s, grid, vmeans = _choose_sigma(v, smp, sigma, sigmas, kw)
     ll = _log_likelihoods(t, smp, [s], desc="Parzen test", **kw)[0].cpu().numpy()
     n = ll.shape[0]
     res: dict[str, Any] = {
@@ -401,3 +409,25 @@ def parzen_evaluate(
     if return_per_point:
         res["per_point"] = ll
     return res
+
+
+def _choose_sigma(
+    v: torch.Tensor | None, smp: torch.Tensor, sigma: Any, sigmas: Any, kw: dict[str, Any]
+) -> tuple[float, list[float], list[float]]:
+    """:func:`parzen_evaluate`'s σ: ``(σ, candidate σs, their validation means)``.
+
+    Selected on ``v`` when ``sigma`` is None (``v`` is then required), else ``sigma`` itself,
+    with its validation mean when ``v`` is given. ``kw`` holds the compute keywords.
+    """
+    if sigma is None:
+        if v is None:
+            raise DataError(
+                "valid: expected a validation set to choose σ from sigmas (or pass sigma=... explicitly), got None"
+            )
+        sel = select_sigma(v, smp, sigmas, **kw)
+        return sel["sigma"], sel["sigmas"], sel["valid_means"]
+    s = _check_sigma(sigma)
+    if v is None:
+        return s, [], []
+    vll = _log_likelihoods(v, smp, [s], desc="Parzen valid", **kw)
+    return s, [s], [float(vll.mean())]

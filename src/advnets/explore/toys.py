@@ -28,17 +28,9 @@ from advnets.evaluate.modes import mode_coverage
 from advnets.losses import GENERATOR_LOSSES, value_function
 from advnets.nets import sample_noise
 from advnets.theory import js_divergence, optimal_discriminator
-from advnets.toy import (
-    EVAL_SEED_OFFSET,
-    TOY_DATASETS,
-    _d_prob,
-    _optimizer,
-    _samples,
-    _snapshot,
-    iterate,
-    start_game,
-    toy_config,
-)
+from advnets.toy import EVAL_SEED_OFFSET, TOY_DATASETS, iterate, start_game, toy_config
+from advnets.toy.game import make_optimizer
+from advnets.toy.measures import d_prob, samples_of, snapshot
 
 __all__ = ["DATASETS", "RULES", "ToySession"]
 
@@ -163,8 +155,8 @@ class ToySession:
         game.cfg = self.cfg
         game.g_loss_fn = GENERATOR_LOSSES[self.cfg.g_loss]
         if "optimizer" in fields:  # a new rule: fresh optimiser state
-            game.opt_g = _optimizer(self.cfg, game.g.parameters(), self.settings["g_lr"])
-            game.opt_d = _optimizer(self.cfg, game.d.parameters(), self.cfg.lr)
+            game.opt_g = make_optimizer(self.cfg, game.g.parameters(), self.settings["g_lr"])
+            game.opt_d = make_optimizer(self.cfg, game.d.parameters(), self.cfg.lr)
         game.scale_lr(1.0)
 
     # ----------------------------------------------------------------- steps
@@ -234,7 +226,7 @@ class ToySession:
             self.history = self.history[::2]
 
     def _view_1d(self, fake_x: torch.Tensor) -> dict[str, Any]:
-        snap = _snapshot("", self.iterations, self.game.data, self.game.g, self.game.d, self.eval_z)
+        snap = snapshot("", self.iterations, self.game.data, self.game.g, self.game.d, self.eval_z)
         # JSD of the drawn densities' cell masses on the view's grid (which spans p_data and G's samples): the
         # same quantity as advnets.toy's final measure, without its slower sample KDE, so that frames stay fast.
         p, q = snap.p_data / snap.p_data.sum(), snap.p_g / max(snap.p_g.sum(), 1e-300)
@@ -263,7 +255,7 @@ class ToySession:
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         box = [cx - span, cx + span, cy - span, cy + span]
         gx, gy = np.meshgrid(np.linspace(box[0], box[1], HEAT), np.linspace(box[2], box[3], HEAT))
-        heat = _d_prob(self.game.d, np.stack([gx.ravel(), gy.ravel()], axis=1)).reshape(HEAT, HEAT)
+        heat = d_prob(self.game.d, np.stack([gx.ravel(), gy.ravel()], axis=1)).reshape(HEAT, HEAT)
         return {
             "box": box,
             "real": self.eval_x[:N_SHOWN].tolist(),
@@ -288,4 +280,4 @@ class ToySession:
             z[axis, :, :, axis] = t
             if nz > 1:
                 z[axis, :, :, 1 - axis] = levels[:, None]
-        return _samples(self.game.g, z.reshape(-1, nz)).reshape(2 * lines, points, -1).tolist()
+        return samples_of(self.game.g, z.reshape(-1, nz)).reshape(2 * lines, points, -1).tolist()
