@@ -7,7 +7,7 @@ import shutil
 import torch
 
 from advnets.checkpoint import latest_checkpoint, load_checkpoint
-from advnets.runs import read_metrics
+from advnets.runlog import read_metrics
 from conftest import cli_in_process
 
 # 1439 digits / m = 50: 28 steps in one epoch, a row every 7.

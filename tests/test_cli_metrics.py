@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 
 from advnets.evaluate.features import get_extractor
-from advnets.runs import read_metrics
+from advnets.runlog import read_metrics
 from advnets.train import Trainer
 from conftest import cli_in_process, tiny_config
 

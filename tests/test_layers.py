@@ -57,6 +57,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "advnets.checkpoint",
             "advnets.runs",
+            "advnets.runlog",
             "advnets.data",
             "advnets.figures",
             "advnets.sampling",

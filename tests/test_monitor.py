@@ -5,7 +5,7 @@ import torch
 
 from advnets.checkpoint import latest_checkpoint, load_checkpoint
 from advnets.config import override
-from advnets.runs import read_metrics
+from advnets.runlog import read_metrics
 from advnets.train import Trainer, TrainingCollapsed
 from conftest import tiny_config
 

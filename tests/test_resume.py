@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from advnets.runs import MetricsLog, create_run, describe_rewind, read_metrics, rewind_metrics
+from advnets.runlog import MetricsLog, describe_rewind, read_metrics, rewind_metrics
+from advnets.runs import create_run
 from conftest import cli_in_process
 
 # 1439 digits / m = 50: 28 steps in one epoch, a row every 7.

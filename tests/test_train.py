@@ -217,7 +217,8 @@ def test_resume_continues_bit_identically(tmp_path, digits):
 
 
 def test_run_directory_holds_config_metrics_samples_checkpoint_and_events(tmp_path, digits):
-    from advnets.runs import read_config_json, read_metrics
+    from advnets.runlog import read_metrics
+    from advnets.runs import read_config_json
 
     cfg = tiny_config(epochs=2, log_every=7, sample_every=10)
     tr = Trainer(cfg, digits)

@@ -12,7 +12,7 @@ from advnets.config import override
 from advnets.errors import ConfigError
 from advnets.generators import load_generator
 from advnets.nets import sample_noise
-from advnets.runs import read_metrics
+from advnets.runlog import read_metrics
 from advnets.train import Trainer
 from advnets.train.streams import one_off
 from advnets.train.validation import EVAL_SAMPLES

@@ -20,7 +20,7 @@ import pytest
 
 from advnets.checkpoint import latest_checkpoint, load_checkpoint
 from advnets.errors import WriteError
-from advnets.runs import read_metrics
+from advnets.runlog import read_metrics
 from advnets.train import Trainer
 from conftest import cli_in_process, tiny_config
 

@@ -22,7 +22,7 @@ _HOME = {
     "load_dataset": "advnets.data",
     "Trainer": "advnets.train",
     "create_run": "advnets.runs",
-    "read_metrics": "advnets.runs",
+    "read_metrics": "advnets.runlog",
     "load_generator": "advnets.generators",
     "LoadedGenerator": "advnets.generators",
     "generate": "advnets.sampling",

@@ -266,7 +266,7 @@ def _record_parzen(args: argparse.Namespace, result: dict, run_dir: Path | None,
     """``--json`` (default ``RUN/parzen.json``) written atomically, and the model's row logged in the run."""
     from advnets.evaluate.protocol import parzen_record
     from advnets.io import atomic_write_json
-    from advnets.runs import append_metrics
+    from advnets.runlog import append_metrics
 
     out = args.json or (run_dir / "parzen.json" if run_dir is not None else None)
     doc = parzen_record(

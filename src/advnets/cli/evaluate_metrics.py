@@ -4,7 +4,7 @@ A thin layer: it gathers the images (a run's or a shipped model's samples of G, 
 real test images, the validation images Parzen needs and the honest context rows
 (:func:`advnets.evaluate.baselines.context_samples`) through :func:`advnets.evaluate.scoring.quality_table`,
 prints :func:`~advnets.evaluate.metrics.format_table`, writes the JSON atomically and, for a run, logs
-one row per metric through :class:`advnets.runs.MetricsLog` (metrics.jsonl and TensorBoard).
+one row per metric through :class:`advnets.runlog.MetricsLog` (metrics.jsonl and TensorBoard).
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def _print_table(doc: dict[str, Any], with_context: bool) -> None:
 def _log_rows(run_dir: Path, doc: dict[str, Any], step: int, tensorboard: bool) -> None:
     """One row per metric in the run's metrics.jsonl and TensorBoard, its numbers prefixed "eval_" (fd -> eval_fd)."""
     from advnets.evaluate.metrics import REGISTRY
-    from advnets.runs import MetricsLog
+    from advnets.runlog import MetricsLog
 
     first = doc["rows"][doc["model"]]
     log = MetricsLog(run_dir, tensorboard=tensorboard)

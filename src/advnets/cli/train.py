@@ -373,7 +373,8 @@ def _branch(trainer, cfg, dataset, start, out: Path | None) -> Path:
         CheckpointError: the checkpoint is of another architecture or image shape.
     """
     from advnets.config import RunConfig, config_changes, from_dict
-    from advnets.runs import copy_metrics, prepare_run_dir, run_dir_of
+    from advnets.runlog import copy_metrics
+    from advnets.runs import prepare_run_dir, run_dir_of
 
     _start_branch(trainer, start)
     run_dir = prepare_run_dir(out, cfg)

@@ -27,7 +27,8 @@ from advnets.evaluate.nearest import MEMORIZATION_RATIO, distance_summary, neare
 from advnets.generators import LoadedGenerator, load_generator
 from advnets.inpaint import completions
 from advnets.nets import sample_noise
-from advnets.runs import open_run, read_metrics
+from advnets.runlog import read_metrics
+from advnets.runs import open_run
 from advnets.sampling import draw, grid_columns, slerp
 
 __all__ = ["ModelSession", "encode_images"]

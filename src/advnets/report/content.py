@@ -23,7 +23,8 @@ from advnets.errors import DataError
 from advnets.generators import load_generator
 from advnets.report.curves import collapse_figure, curve_figures
 from advnets.report.page import Figure, Section
-from advnets.runs import CONFIG_FILE, read_metrics
+from advnets.runlog import read_metrics
+from advnets.runs import CONFIG_FILE
 
 PARZEN_FILE = "parzen.json"
 QUALITY_FILE = "quality.json"  # the table of `advnets evaluate --run DIR --metrics ...` (issue 17)

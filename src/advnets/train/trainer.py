@@ -407,7 +407,7 @@ class Trainer:
     def _open_run_dir(self, run_dir: Path, tensorboard: bool) -> tuple[Any, Any]:
         """The run directory made, config.json written (a new run) or its write deferred (a resume), and the
         log opened at this step: ``(log or None, the deferred config write or None)``."""
-        from advnets.runs import MetricsLog, describe_rewind
+        from advnets.runlog import MetricsLog, describe_rewind
 
         run_dir.mkdir(parents=True, exist_ok=True)
         if not self.parallel.writes_files:
