@@ -46,7 +46,18 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     # sampling is "the one way to draw from G" (nets + conditioning), so training's progress
     # grids may use it: it sits below training, not beside evaluate.
-    ("storage", ("advnets.checkpoint", "advnets.runs", "advnets.data", "advnets.figures", "advnets.sampling")),
+    # runlock: one training per run directory (issue 26); runs and training take it.
+    (
+        "storage",
+        (
+            "advnets.checkpoint",
+            "advnets.runlock",
+            "advnets.runs",
+            "advnets.data",
+            "advnets.figures",
+            "advnets.sampling",
+        ),
+    ),
     ("training", ("advnets.train", "advnets.monitor", "advnets.distributed")),
     (
         "uses",

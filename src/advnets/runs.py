@@ -25,6 +25,7 @@ from advnets.checkpoint import CHECKPOINT_DIR, LATEST, latest_checkpoint, load_c
 from advnets.config import RunConfig, from_dict, get_preset, to_dict
 from advnets.errors import AdvnetsError, CheckpointError
 from advnets.io import atomic_write_bytes, atomic_write_json
+from advnets.runlock import LOCK_FILE, ensure_held
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -124,13 +125,22 @@ def write_run_config(run_dir: Path, cfg: RunConfig, dataset: Any, resumes: list[
 def create_run(cfg: RunConfig, dataset: Any, out: Path | None = None, root: Path = RUNS_ROOT) -> Path:
     """A new run directory for training ``cfg`` on ``dataset``, with its config.json, laid out as
     ``advnets train`` lays it out (:func:`prepare_run_dir`): pass it to ``Trainer.fit(run_dir)``
-    and every command (report, evaluate, sample, classes, train --resume) works on it.
+    and every command (report, evaluate, sample, classes, train --resume) works on it. It is made under
+    the run's lock (advnets.runlock), taken before ``out`` is checked, so that it never writes into a run
+    that another process is training.
 
     Raises:
         AdvnetsError: ``out`` already holds a run.
+        advnets.runlock.RunLocked: another process holds ``out``'s lock.
     """
-    run_dir = prepare_run_dir(out, cfg, root)
-    write_run_config(run_dir, cfg, dataset)
+    if out is None:
+        run_dir = prepare_run_dir(out, cfg, root)  # a new numbered directory: no one else writes there
+        with ensure_held(run_dir):
+            write_run_config(run_dir, cfg, dataset)
+        return run_dir
+    with ensure_held(check_new_run_dir(out)):
+        run_dir = prepare_run_dir(out, cfg, root)
+        write_run_config(run_dir, cfg, dataset)
     return run_dir
 
 
@@ -251,7 +261,7 @@ def start_point(preset: str | None = None, resume: Path | None = None, option: s
             note=f"{option} {resume} has no checkpoint yet (stopped before the first): "
             "starting its run again from step 0 with its stored configuration",
         )
-    if resume.is_dir() and any(f.is_file() for f in resume.rglob("*")):
+    if resume.is_dir() and any(f.is_file() and f != resume / LOCK_FILE for f in resume.rglob("*")):
         # Files but no run: another run's subfolder, or someone's data. Training into it would mix the two.
         hint = f" (did you mean {resume.parent}?)" if (resume.parent / CONFIG_FILE).is_file() else ""
         raise AdvnetsError(

@@ -277,8 +277,23 @@ def config_from_argv(argv: list[str]):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    with ExitStack() as held:  # the run's lock (advnets.runlock), when this process takes it
+        return _train(args, held)
+
+
+def takes_lock(args: argparse.Namespace, torchrun) -> bool:
+    """Whether this process holds the run directory's lock while it trains: a training in one process, or rank 0
+    of a torchrun group (for the group: the other ranks write nothing). Not a dry run, nor --nproc's launcher,
+    whose rank 0 takes it."""
+    return not args.dry_run and (torchrun.rank == 0 if torchrun is not None else args.nproc is None)
+
+
+def _train(args: argparse.Namespace, held) -> int:
     from advnets import distributed
     from advnets.config import RunConfig, config_changes, from_dict, with_condition
+    from advnets.runlock import check_free, hold_run
 
     torchrun = distributed.torchrun_env()  # None unless torchrun started this process
     if args.max_restarts and args.nproc is None and torchrun is None:
@@ -287,7 +302,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise AdvnetsError("--max-restarts goes with --nproc N (it restarts the group of N processes)")
     if torchrun is not None:
         distributed.check_train_args(args, torchrun)  # needs --out; resumes after one of torchrun's restarts
+    locking = takes_lock(args, torchrun)
+    if locking and args.out is not None and args.out.is_dir():  # before reading what the run holds
+        held.enter_context(hold_run(args.out))
+        locking = False
     cfg, start = train_config(args)
+    if args.out is not None and (args.dry_run or args.nproc is not None):
+        check_free(args.out)  # say now that another training holds it
     state = start.state
     dataset = None
     # --inpaint on a new run: G's and D's inputs grow by the image size, so load the data first
@@ -316,8 +337,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer = distributed.DistributedTrainer(cfg, dataset, group, classifier=classifier)
         if trainer.rank != 0:  # rank 0 checks and writes the run directory and reports; the others train
             return distributed.follow(trainer, state, args.out)
+    out = args.out
+    if locking:  # --out did not exist, or a new numbered run: made now, locked before anything is written there
+        from advnets.runs import check_new_run_dir, prepare_run_dir
+
+        out = check_new_run_dir(out) if out is not None else prepare_run_dir(None, cfg)
+        held.enter_context(hold_run(out))
     if start.origin is not None:
-        run_dir = _branch(trainer, cfg, dataset, start, args.out)
+        run_dir = _branch(trainer, cfg, dataset, start, out)
     elif state is not None or start.stored is not None:
         # Both refuse another architecture (or image shape); fit() records the resume in config.json.
         if state is not None:
@@ -338,7 +365,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if start.note:  # --resume on an empty or missing --out
             print(start.note, file=sys.stderr)
-        run_dir = create_run(cfg, dataset, args.out)
+        run_dir = create_run(cfg, dataset, out)
     print(
         f"training {cfg.preset} on {dataset.name} ({len(dataset.train)} train images, "
         f"{trainer.total_steps} steps, {cfg.train.update} update, device {trainer.device}) -> {run_dir}",
