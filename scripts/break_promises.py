@@ -220,6 +220,52 @@ MUTATIONS = [
         "tests/test_resume.py::test_checkpoint_minutes_checkpoints_when_the_time_is_up_beside_checkpoint_every",
     ),
     (
+        "15 one training per run directory: no lock taken",
+        "src/advnets/runlock.py",
+        """        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)""",
+        """        pass""",
+        "tests/test_runlock.py::test_a_second_training_is_refused_at_once_naming_the_holder_and_writes_nothing",
+    ),
+    (
+        "15 one training per run directory: train reads the run before it locks it",
+        "src/advnets/cli/train.py",
+        """    if locking and args.out is not None and args.out.is_dir():  # before reading what the run holds""",
+        """    if False:""",
+        "tests/test_runlock.py::test_a_second_training_is_refused_at_once_naming_the_holder_and_writes_nothing",
+    ),
+    (
+        "15 one training per run directory: Trainer.fit does not lock",
+        "src/advnets/train/trainer.py",
+        """        with ensure_held(Path(run_dir)):""",
+        """        if True:""",
+        "tests/test_runlock.py::test_the_python_api_takes_the_lock_and_releases_it",
+    ),
+    (
+        "15 one training per run directory: a killed job's lock file read as a run's files",
+        "src/advnets/runs.py",
+        """f.is_file() and f != resume / LOCK_FILE for f""",
+        """f.is_file() for f""",
+        "tests/test_runlock.py::test_a_folder_holding_only_a_lock_file_holds_no_run",
+    ),
+    (
+        "15 readers while a run trains: a torn last row of metrics.jsonl breaks them",
+        "src/advnets/runs.py",
+        """                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue""",
+        """                rows.append(json.loads(line))
+            except ImportError:
+                continue""",
+        "tests/test_runlock.py::test_readers_skip_a_torn_last_line_of_the_log",
+    ),
+    (
+        "15 readers while a run trains: outputs written in place",
+        "src/advnets/io.py",
+        """        os.replace(tmp, path)""",
+        """        Path(path).write_bytes(Path(tmp).read_bytes()); os.unlink(tmp)""",
+        "tests/test_runlock.py::test_two_writers_of_one_file_last_wins_never_torn",
+    ),
+    (
         "collapse warning: the advice repeats remedies the run already uses",
         "src/advnets/evaluate/diversity.py",
         """    used = [opt for opt, (measured, run, _) in remedy.items() if math.isclose(run, measured)]""",

@@ -72,7 +72,7 @@ def lock_path(run_dir: Path) -> Path:
 def holds(run_dir: Path) -> bool:
     """Whether this process holds the lock of ``run_dir`` (taken by :func:`hold_run`)."""
     with _GUARD:
-        return str(lock_path(run_dir).absolute()) in _HELD
+        return str(lock_path(run_dir).resolve()) in _HELD
 
 
 def read_holder(run_dir: Path) -> dict[str, Any]:
@@ -158,7 +158,7 @@ def hold_run(run_dir: Path) -> Iterator[Path]:
             raise AdvnetsError(f"{run_dir}: cannot create the run directory ({e.strerror or e})") from None
     fd = _open(path, run_dir)
     _lock(fd, path, run_dir)
-    key = str(path.absolute())
+    key = str(path.resolve())
     try:
         holder = {
             "pid": os.getpid(),
