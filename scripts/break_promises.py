@@ -241,10 +241,10 @@ MUTATIONS = [
         "tests/test_runlock.py::test_the_python_api_takes_the_lock_and_releases_it",
     ),
     (
-        "15 one training per run directory: a killed job's lock file read as a run's files",
+        "15 one training per run directory: a killed job's lone lock file read as a run's files",
         "src/advnets/runs.py",
-        """f.is_file() and f != resume / LOCK_FILE for f""",
-        """f.is_file() for f""",
+        """    return path == run_dir / LOCK_FILE or""",
+        """    return False or""",
         "tests/test_runlock.py::test_a_folder_holding_only_a_lock_file_holds_no_run",
     ),
     (

@@ -18,7 +18,16 @@ import pytest
 
 from advnets.runlock import LOCK_DIR_ENV, LOCK_FILE, RunLocked, hold_run, holds, lock_path, read_holder
 from conftest import cli_in_process, tiny_config
-from test_resume import KILL_ARGS, SHORT, _assert_same_run, _attempt, _config_only_run, _uninterrupted, kill_args
+from test_resume import (
+    KILL_ARGS,
+    SHORT,
+    _assert_same_run,
+    _attempt,
+    _config_only_run,
+    _uninterrupted,
+    _workers_of,
+    kill_args,
+)
 
 _HOLDER = """import sys
 from advnets.runlock import hold_run
@@ -179,13 +188,25 @@ def test_a_dry_run_says_the_run_is_held_and_creates_nothing(tmp_path):
     assert code == 0 and not (tmp_path / "new").exists(), err
 
 
-def test_a_folder_holding_only_a_lock_file_holds_no_run(tmp_path):
-    """A job killed after it locked a new --out and before it wrote config.json leaves only the lock file:
-    the same command with --resume starts the run there, not "holds files but no run"."""
+def test_nproc_is_refused_before_it_starts_torchrun(tmp_path):
+    """--nproc's launcher holds no lock (its rank 0 takes it) but says at once that another training holds it."""
+    run_dir = tmp_path / "run"
+    _config_only_run(run_dir)
+    with held_elsewhere(run_dir) as holder:
+        code, _, err = cli_in_process("train", "--nproc", "2", "--out", run_dir, "--resume", "--no-progress")
+    assert code == 2 and f"PID {holder.pid} on " in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("cut_short", [False, True])
+def test_a_folder_holding_only_a_lock_file_holds_no_run(tmp_path, cut_short):
+    """A job killed after it locked a new --out and before its config.json was in place leaves the lock file
+    (and, killed inside the write, the temporary file of config.json): the same command with --resume starts the
+    run there, not "holds files but no run" (seen with a torchrun group whose rank 0 was killed)."""
     run_dir = tmp_path / "run"
     with hold_run(run_dir):
         pass
-    assert [p.name for p in run_dir.iterdir()] == [LOCK_FILE]
+    if cut_short:
+        (run_dir / ".config.json.k3j9x0ab.tmp").write_text('{"preset": "mn')
     code, _, err = cli_in_process("train", *SHORT, "--out", run_dir, "--resume", "--dry-run")
     assert code == 0 and "would train" in err, err
 
@@ -359,3 +380,39 @@ def test_two_resumes_of_one_run_at_once_one_trains_and_the_other_is_refused(tmp_
     assert [r["changes"] for r in doc["resumes"]] == [{"train.epochs": [1, 2]}]
     steps = [row["step"] for row in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
     assert steps == sorted(set(steps)) and steps[-1] == 28
+
+
+def _rank_of(pid: int) -> int | None:
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return next((int(v[5:]) for v in env if v.startswith(b"RANK=")), None)
+
+
+@pytest.mark.slow  # two groups of two processes
+def test_rank_0_of_a_torchrun_group_holds_the_lock_and_a_restart_takes_it_again(tmp_path):
+    """`--nproc 2 --max-restarts 3`: rank 0 (not the launcher, not rank 1) holds the lock; a second training is
+    refused naming it; rank 0 SIGKILLed, torchrun restarts the group and the new rank 0 holds the lock."""
+    run_dir = tmp_path / "run"
+    proc = _attempt(run_dir, nproc=2)
+    workers = _workers_of(proc)
+    _wait_until(lambda: _holder_pid(run_dir) in workers, [proc])
+    first = _holder_pid(run_dir)
+    assert _rank_of(first) == 0
+    os.kill(first, signal.SIGSTOP)  # the group waits for it while the second training tries
+    try:
+        code, _, err = cli_in_process("train", *KILL_ARGS, "--out", run_dir, "--resume", "--no-progress")
+    finally:
+        os.kill(first, signal.SIGCONT)
+    assert code == 2 and f"(PID {first} on " in err, err
+    os.kill(first, signal.SIGKILL)
+    holders = set()
+    while proc.poll() is None:
+        pid = _holder_pid(run_dir)
+        if pid is not None and pid != first and pid not in holders and _rank_of(pid) == 0:
+            holders.add(pid)
+        time.sleep(0.01)
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err[-4000:]
+    assert holders and "another training holds" not in err, err[-4000:]

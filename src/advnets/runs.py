@@ -261,7 +261,7 @@ def start_point(preset: str | None = None, resume: Path | None = None, option: s
             note=f"{option} {resume} has no checkpoint yet (stopped before the first): "
             "starting its run again from step 0 with its stored configuration",
         )
-    if resume.is_dir() and any(f.is_file() and f != resume / LOCK_FILE for f in resume.rglob("*")):
+    if resume.is_dir() and any(f.is_file() and not _leftover(resume, f) for f in resume.rglob("*")):
         # Files but no run: another run's subfolder, or someone's data. Training into it would mix the two.
         hint = f" (did you mean {resume.parent}?)" if (resume.parent / CONFIG_FILE).is_file() else ""
         raise AdvnetsError(
@@ -270,6 +270,12 @@ def start_point(preset: str | None = None, resume: Path | None = None, option: s
         )
     what = "does not exist" if not resume.exists() else "holds no run"
     return StartPoint(get_preset(preset or "mnist"), note=f"{option} {resume} {what} yet: starting a new run there")
+
+
+def _leftover(run_dir: Path, path: Path) -> bool:
+    """Whether ``path`` is what a job killed before its run's config.json leaves behind: the run's lock file, or
+    the temporary file of an atomic write (``.NAME.XXXXXXXX.tmp``, advnets.io) cut short."""
+    return path == run_dir / LOCK_FILE or (path.name.startswith(".") and path.name.endswith(".tmp"))
 
 
 def branch_point(source: Path, preset: str | None = None, option: str = "--branch-from") -> StartPoint:
