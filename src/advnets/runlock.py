@@ -16,7 +16,8 @@ working locks (NFSv4, or NFSv3 with lockd), but are local to one machine under `
 ``local_lock=flock``; ``$ADVNETS_LOCK_DIR`` moves the lock file to a filesystem whose locks the machines
 share (docs/runs.md).
 
-This module imports only the ground floor (errors), so that runs, training and the CLI may all use it.
+POSIX only (``fcntl``: Linux, macOS). This module imports only the ground floor (errors), so that runs, training
+and the CLI may all use it.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def _command() -> str:
     """This process's command line, as the user typed it when it is ``advnets ...`` (at most 300 characters)."""
     argv = list(sys.argv) or ["python"]
     head = "advnets" if Path(argv[0]).name in ("advnets", "__main__.py") else argv[0]
-    text = " ".join([head, *map(shlex.quote, argv[1:])])
+    text = " ".join([head, *map(shlex.quote, argv[1:])]).replace("\n", "\\n")  # one line in the refusal
     return text if len(text) <= 300 else text[:297] + "..."
 
 
