@@ -294,6 +294,7 @@ def _train(args: argparse.Namespace, held) -> int:
     from advnets import distributed
     from advnets.config import RunConfig, config_changes, from_dict, with_condition
     from advnets.runlock import check_free, hold_run
+    from advnets.runs import holds_run
 
     torchrun = distributed.torchrun_env()  # None unless torchrun started this process
     if args.max_restarts and args.nproc is None and torchrun is None:
@@ -303,7 +304,7 @@ def _train(args: argparse.Namespace, held) -> int:
     if torchrun is not None:
         distributed.check_train_args(args, torchrun)  # needs --out; resumes after one of torchrun's restarts
     locking = takes_lock(args, torchrun)
-    if locking and args.out is not None and args.out.is_dir():  # before reading what the run holds
+    if locking and args.out is not None and holds_run(args.out):  # before reading the run
         held.enter_context(hold_run(args.out))
         locking = False
     cfg, start = train_config(args)
@@ -337,8 +338,10 @@ def _train(args: argparse.Namespace, held) -> int:
         trainer = distributed.DistributedTrainer(cfg, dataset, group, classifier=classifier)
         if trainer.rank != 0:  # rank 0 checks and writes the run directory and reports; the others train
             return distributed.follow(trainer, state, args.out)
+    if start.origin is not None:
+        _start_branch(trainer, start)  # refuses --epochs that leave no step to train, before anything is made
     out = args.out
-    if locking:  # --out did not exist, or a new numbered run: made now, locked before anything is written there
+    if locking:  # a new run (--out held none): locked before anything is written there, then checked again
         from advnets.runs import check_new_run_dir, prepare_run_dir
 
         out = check_new_run_dir(out) if out is not None else prepare_run_dir(None, cfg)
@@ -384,18 +387,17 @@ def _train(args: argparse.Namespace, held) -> int:
 
 
 def _branch(trainer, cfg, dataset, start, out: Path | None) -> Path:
-    """A new run from the checkpoint ``start.origin`` (--branch-from): its directory holds, before the first
-    step, that checkpoint (so that --resume after a kill continues the branch, never a run from step 0), the
-    config with the branch recorded, and the source's log up to the branch's step.
+    """A new run from the checkpoint ``start.origin`` (--branch-from), loaded into ``trainer`` by
+    :func:`_start_branch`: its directory holds, before the first step, that checkpoint (so that --resume after a
+    kill continues the branch, never a run from step 0), the config with the branch recorded, and the source's
+    log up to the branch's step.
 
     Raises:
-        AdvnetsError: --out already holds a run, or --epochs leaves nothing to train after the checkpoint.
-        CheckpointError: the checkpoint is of another architecture or image shape.
+        AdvnetsError: --out already holds a run.
     """
     from advnets.config import RunConfig, config_changes, from_dict
     from advnets.runs import copy_metrics, prepare_run_dir, run_dir_of
 
-    _start_branch(trainer, start)
     run_dir = prepare_run_dir(out, cfg)
     trainer.save(run_dir)
     trainer.write_run_config(run_dir)
@@ -408,7 +410,12 @@ def _branch(trainer, cfg, dataset, start, out: Path | None) -> Path:
 
 
 def _start_branch(trainer, start) -> None:
-    """Load the checkpoint a branch starts from into ``trainer``; AdvnetsError when --epochs leaves no step."""
+    """Load the checkpoint a branch starts from into ``trainer``.
+
+    Raises:
+        AdvnetsError: --epochs leaves nothing to train after the checkpoint.
+        CheckpointError: the checkpoint is of another architecture or image shape.
+    """
     trainer.branch_from(start.state, start.origin)
     if trainer.step >= trainer.total_steps:
         from advnets.errors import AdvnetsError
