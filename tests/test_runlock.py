@@ -416,3 +416,34 @@ def test_rank_0_of_a_torchrun_group_holds_the_lock_and_a_restart_takes_it_again(
     _, err = proc.communicate()
     assert proc.returncode == 0, err[-4000:]
     assert holders and "another training holds" not in err, err[-4000:]
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs holding an empty run directory with its lock file, then filled up (skipped where this
+    process may not mount one)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        run_dir = mnt / "run"
+        with hold_run(run_dir):
+            pass
+        with contextlib.suppress(OSError), open(mnt / "filler", "wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        yield run_dir
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_the_lock_holds_on_a_full_disk(full_disk):
+    """The holder's name cannot be written there: the lock is taken all the same, and a second holder is
+    refused, saying that the holder has not written its name."""
+    with hold_run(full_disk):
+        with pytest.raises(RunLocked, match="a process that has not yet written its name"):
+            with hold_run(full_disk):
+                pass

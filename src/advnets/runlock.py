@@ -167,9 +167,11 @@ def hold_run(run_dir: Path) -> Iterator[Path]:
             "command": _command(),
             "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         }
-        # Written in place, never renamed over: the lock belongs to this inode.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        # Written in place, never renamed over: the lock belongs to this inode. Best effort: on a full disk the
+        # lock still holds, and a refused second training names no holder.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         with _GUARD:
             _HELD[key] = fd
         yield path
