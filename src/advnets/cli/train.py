@@ -341,10 +341,10 @@ def _train(args: argparse.Namespace, held) -> int:
     if start.origin is not None:
         _start_branch(trainer, start)  # refuses --epochs that leave no step to train, before anything is made
     out = args.out
-    if locking:  # a new run (--out held none): locked before anything is written there, then checked again
-        from advnets.runs import check_new_run_dir, prepare_run_dir
+    if locking:  # a new run (--out held none): made, locked before anything is written there, then checked again
+        from advnets.runs import prepare_run_dir
 
-        out = check_new_run_dir(out) if out is not None else prepare_run_dir(None, cfg)
+        out = prepare_run_dir(out, cfg)
         held.enter_context(hold_run(out))
     if start.origin is not None:
         run_dir = _branch(trainer, cfg, dataset, start, out)
