@@ -52,10 +52,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # grids may use it: it sits below training, not beside evaluate.
     # generators: "a generator ready to sample" from a run, a checkpoint or a shipped model (pretrained's
     # registry and export): loading only, so everything that uses a trained model sits above it.
+    # runlock: one training per run directory (issue 26); runs and training take it.
     (
         "storage",
         (
             "advnets.checkpoint",
+            "advnets.runlock",
             "advnets.runs",
             "advnets.runlog",
             "advnets.data",

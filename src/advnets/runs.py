@@ -38,6 +38,7 @@ from advnets.checkpoint import (
 from advnets.config import RunConfig, from_dict, get_preset, to_dict
 from advnets.errors import AdvnetsError, CheckpointError
 from advnets.io import atomic_write_json
+from advnets.runlock import LOCK_FILE, ensure_held
 
 _RUN_KEYS = ("dataset", "image_shape", "splits", "resumes")  # what config.json holds beside the RunConfig
 RUNS_ROOT = Path("runs")  # where `advnets train` without --out numbers its runs
@@ -135,13 +136,22 @@ def write_run_config(run_dir: Path, cfg: RunConfig, dataset: Any, resumes: list[
 def create_run(cfg: RunConfig, dataset: Any, out: Path | None = None, root: Path = RUNS_ROOT) -> Path:
     """A new run directory for training ``cfg`` on ``dataset``, with its config.json, laid out as
     ``advnets train`` lays it out (:func:`prepare_run_dir`): pass it to ``Trainer.fit(run_dir)``
-    and every command (report, evaluate, sample, classes, train --resume) works on it.
+    and every command (report, evaluate, sample, classes, train --resume) works on it. It is made under
+    the run's lock (advnets.runlock), taken before ``out`` is checked, so that it never writes into a run
+    that another process is training.
 
     Raises:
         AdvnetsError: ``out`` already holds a run.
+        advnets.runlock.RunLocked: another process holds ``out``'s lock.
     """
-    run_dir = prepare_run_dir(out, cfg, root)
-    write_run_config(run_dir, cfg, dataset)
+    if out is None:
+        run_dir = prepare_run_dir(out, cfg, root)  # a new numbered directory: no one else writes there
+        with ensure_held(run_dir):
+            write_run_config(run_dir, cfg, dataset)
+        return run_dir
+    with ensure_held(check_new_run_dir(out)):
+        run_dir = prepare_run_dir(out, cfg, root)
+        write_run_config(run_dir, cfg, dataset)
     return run_dir
 
 
@@ -295,11 +305,17 @@ def start_point(preset: str | None = None, resume: Path | None = None, option: s
             note=f"{option} {resume} has no checkpoint yet (stopped before the first): "
             "starting its run again from step 0 with its stored configuration",
         )
-    if resume.is_dir() and any(f.is_file() for f in resume.rglob("*")):
+    if resume.is_dir() and any(f.is_file() and not _leftover(resume, f) for f in resume.rglob("*")):
         # Files but no run: another run's subfolder, or someone's data. Training into it would mix the two.
         raise not_a_run(resume, option, expected="a run directory, or a missing or empty one to start a new run in")
     what = "does not exist" if not resume.exists() else "holds no run"
     return StartPoint(get_preset(preset or "mnist"), note=f"{option} {resume} {what} yet: starting a new run there")
+
+
+def _leftover(run_dir: Path, path: Path) -> bool:
+    """Whether ``path`` is what a job killed before its run's config.json leaves behind: the run's lock file, or
+    the temporary file of an atomic write (``.NAME.XXXXXXXX.tmp``, advnets.io) cut short."""
+    return path == run_dir / LOCK_FILE or (path.name.startswith(".") and path.name.endswith(".tmp"))
 
 
 def branch_point(source: Path, preset: str | None = None, option: str = "--branch-from") -> StartPoint:

@@ -282,8 +282,24 @@ def config_from_argv(argv: list[str]):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    with ExitStack() as held:  # the run's lock (advnets.runlock), when this process takes it
+        return _train(args, held)
+
+
+def takes_lock(args: argparse.Namespace, torchrun) -> bool:
+    """Whether this process holds the run directory's lock while it trains: a training in one process, or rank 0
+    of a torchrun group (for the group: the other ranks write nothing). Not a dry run, nor --nproc's launcher,
+    whose rank 0 takes it."""
+    return not args.dry_run and (torchrun.rank == 0 if torchrun is not None else args.nproc is None)
+
+
+def _train(args: argparse.Namespace, held) -> int:
     from advnets import distributed
     from advnets.config import RunConfig, config_changes, from_dict, with_condition
+    from advnets.runlock import check_free, hold_run
+    from advnets.runs import holds_run
 
     torchrun = distributed.torchrun_env()  # None unless torchrun started this process
     if args.max_restarts and args.nproc is None and torchrun is None:
@@ -292,7 +308,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise AdvnetsError("--max-restarts goes with --nproc N (it restarts the group of N processes)")
     if torchrun is not None:
         distributed.check_train_args(args, torchrun)  # needs --out; resumes after one of torchrun's restarts
+    locking = takes_lock(args, torchrun)
+    if locking and args.out is not None and holds_run(args.out):  # before reading the run
+        held.enter_context(hold_run(args.out))
+        locking = False
     cfg, start = train_config(args)
+    if args.out is not None and (args.dry_run or args.nproc is not None):
+        check_free(args.out)  # say now that another training holds it
     state = start.state
     dataset = None
     # --inpaint on a new run: G's and D's inputs grow by the image size, so load the data first
@@ -323,7 +345,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         if trainer.rank != 0:  # rank 0 checks and writes the run directory and reports; the others train
             return distributed.follow(trainer, state, args.out)
     if start.origin is not None:
-        run_dir = _branch(trainer, cfg, dataset, start, args.out)
+        _start_branch(trainer, start)  # refuses --epochs that leave no step to train, before anything is made
+    out = args.out
+    if locking:  # a new run (--out held none): made, locked before anything is written there, then checked again
+        from advnets.runs import prepare_run_dir
+
+        out = prepare_run_dir(out, cfg)
+        held.enter_context(hold_run(out))
+    if start.origin is not None:
+        run_dir = _branch(trainer, cfg, dataset, start, out)
     elif state is not None or start.stored is not None:
         # Both refuse another architecture (or image shape); fit() records the resume in config.json.
         if state is not None:
@@ -345,7 +375,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if start.note:  # --resume on an empty or missing --out
             print(start.note, file=sys.stderr)
-        run_dir = create_run(cfg, dataset, args.out)
+        run_dir = create_run(cfg, dataset, out)
     print(
         f"training {cfg.preset} on {dataset.name} ({len(dataset.train)} train images, "
         f"{trainer.total_steps} steps, {cfg.train.update} update, device {trainer.device}) -> {run_dir}",
@@ -364,19 +394,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _branch(trainer, cfg, dataset, start, out: Path | None) -> Path:
-    """A new run from the checkpoint ``start.origin`` (--branch-from): its directory holds, before the first
-    step, that checkpoint (so that --resume after a kill continues the branch, never a run from step 0), the
-    config with the branch recorded, and the source's log up to the branch's step.
+    """A new run from the checkpoint ``start.origin`` (--branch-from), loaded into ``trainer`` by
+    :func:`_start_branch`: its directory holds, before the first step, that checkpoint (so that --resume after a
+    kill continues the branch, never a run from step 0), the config with the branch recorded, and the source's
+    log up to the branch's step.
 
     Raises:
-        AdvnetsError: --out already holds a run, or --epochs leaves nothing to train after the checkpoint.
-        CheckpointError: the checkpoint is of another architecture or image shape.
+        AdvnetsError: --out already holds a run.
     """
     from advnets.config import RunConfig, config_changes, from_dict
     from advnets.runlog import copy_metrics
     from advnets.runs import prepare_run_dir, run_dir_of
 
-    _start_branch(trainer, start)
     run_dir = prepare_run_dir(out, cfg)
     trainer.save(run_dir)
     trainer.write_run_config(run_dir)
@@ -390,7 +419,12 @@ def _branch(trainer, cfg, dataset, start, out: Path | None) -> Path:
 
 
 def _start_branch(trainer, start) -> None:
-    """Load the checkpoint a branch starts from into ``trainer``; AdvnetsError when --epochs leaves no step."""
+    """Load the checkpoint a branch starts from into ``trainer``.
+
+    Raises:
+        AdvnetsError: --epochs leaves nothing to train after the checkpoint.
+        CheckpointError: the checkpoint is of another architecture or image shape.
+    """
     trainer.branch_from(start.state, start.origin)
     if trainer.step >= trainer.total_steps:
         from advnets.errors import AdvnetsError

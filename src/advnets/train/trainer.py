@@ -435,7 +435,18 @@ class Trainer:
         raise TrainingInterrupted; a non-finite loss or gradient raises
         TrainingDiverged naming the first bad step and network, before any bad
         weights are saved; a sustained collapse warns or, with on_collapse =
-        "stop", raises TrainingCollapsed."""
+        "stop", raises TrainingCollapsed.
+
+        The process that writes ``run_dir`` holds its lock throughout (advnets.runlock; joined when this
+        process holds it already): RunLocked, before anything is written, when another training holds it."""
+        from advnets.runlock import ensure_held
+
+        if run_dir is None or not self.parallel.writes_files:
+            return self._fit(run_dir, progress, tensorboard)
+        with ensure_held(Path(run_dir)):
+            return self._fit(run_dir, progress, tensorboard)
+
+    def _fit(self, run_dir: Path | None, progress: bool, tensorboard: bool) -> dict[str, float]:
         self.parallel.announce(self.cfg)
         log = None
         record = None  # a resume is recorded in config.json once its first step is taken (loop.fit calls this)
