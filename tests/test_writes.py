@@ -132,9 +132,13 @@ class Mounts:
 
 
 @pytest.fixture
-def mounts():
+def mounts(tmp_path_factory, monkeypatch):
+    """Small filesystems to fill or remount read-only. The run's lock file (advnets.runlock) goes to a folder on
+    the ordinary disk ($ADVNETS_LOCK_DIR), so that a filled filesystem holds only the writer under test; a
+    read-only run directory without it is test_a_read_only_run_directory_is_refused_at_its_lock_file."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
+    monkeypatch.setenv("ADVNETS_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
     m = Mounts()
     yield m
     m.close()
@@ -269,6 +273,23 @@ def test_a_read_only_filesystem_stops_in_one_line_and_resume_continues_once_writ
     assert "step-00000014.pt, is intact" in text
     mounts.read_only(fs, ro=False)
     _resume_finishes(cfg, run, digits, after=14)
+
+
+def test_a_read_only_run_directory_is_refused_at_its_lock_file(tmp_path, digits, mounts, monkeypatch):
+    """The lock file is the first thing a training writes: on a read-only run directory it is the file named,
+    in the same one line as any other failed write, with where else the lock can go."""
+    monkeypatch.delenv("ADVNETS_LOCK_DIR")
+    run = tmp_path / "run"
+    fs = mounts.tmpfs(run, size="4m")
+    Trainer(_config(epochs=1, checkpoint_every=1000), digits).fit(run, progress=False)
+    mounts.read_only(fs)
+    tr = Trainer(_config(epochs=2, checkpoint_every=1000), digits)
+    tr.load_state_dict(load_checkpoint(latest_checkpoint(run)))
+    with pytest.raises(WriteError) as info:
+        tr.fit(run, progress=False)
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(f"could not write the run's lock file {fs / '.lock'}: Read-only")
+    assert "$ADVNETS_LOCK_DIR" in text
 
 
 # --------------------------------------------------------------------------- other commands' writes

@@ -38,7 +38,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from advnets.errors import AdvnetsError
+from advnets.errors import AdvnetsError, WriteError
+from advnets.io import NO_ROOM, READ_ONLY, write_failure
 
 LOCK_FILE = ".lock"  # in the run directory, unless $ADVNETS_LOCK_DIR says where
 LOCK_DIR_ENV = "ADVNETS_LOCK_DIR"
@@ -109,6 +110,9 @@ def _open(path: Path, run_dir: Path) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     except OSError as e:
+        if e.errno in NO_ROOM | READ_ONLY:  # a write that failed like any other: one line, what to do
+            where = f"another --out, or a writable folder in ${LOCK_DIR_ENV}"
+            raise WriteError(write_failure(path, e, "the run's lock file", where)) from None
         raise AdvnetsError(f"{run_dir}: cannot create the lock file {path} ({e.strerror or e})") from None
 
 
