@@ -21,7 +21,7 @@ from advnets.errors import AdvnetsError, CheckpointError
 from advnets.losses import GENERATOR_LOSSES
 from advnets.monitor import MONITOR_BATCH, CollapseMonitor
 from advnets.nets import build_nets, sample_noise
-from advnets.train import algorithm, loop
+from advnets.train import algorithm, compiled, loop
 from advnets.train.parallel import SingleProcess
 from advnets.train.streams import DataOrder, Streams, one_off
 from advnets.train.validation import ValidationMonitor
@@ -120,6 +120,9 @@ class Trainer:
         self._resumed: dict[str, Any] | None = None  # a resume that fit() is yet to record in config.json
         self._continues_run = False  # whether config.json's earlier resumes belong to this trainer's run
         self.parallel.prepare(self)
+        # The update functions: advnets.train.algorithm's (eager), or the compiled whole steps of
+        # advnets.train.compiled (train.compile; same signatures, same random streams, same checkpoints).
+        self.steps: Any = compiled.select(self, t.compile)
         self.monitor = self.parallel.make_monitor(self, lambda: self._build_monitor(classifier))
         # The sums of the logged values since the last log row (advnets.train.loop): checkpointed, so
         # that a run stopped between two rows logs, once resumed, the row an uninterrupted run logs.
@@ -227,13 +230,13 @@ class Trainer:
 
     # ----- Algorithm 1 -----------------------------------------------------------------------
     def _d_step(self) -> dict[str, torch.Tensor]:
-        return algorithm.d_step(self)
+        return self.steps.d_step(self)
 
     def _g_step(self) -> dict[str, torch.Tensor]:
-        return algorithm.g_step(self)
+        return self.steps.g_step(self)
 
     def _simultaneous_step(self) -> dict[str, torch.Tensor]:
-        return algorithm.simultaneous_step(self)
+        return self.steps.simultaneous_step(self)
 
     def train_step(self, stop=None) -> dict[str, torch.Tensor] | None:
         """One Algorithm-1 iteration; returns on-device scalars for logging.
