@@ -1,0 +1,166 @@
+"""The compiled training step (advnets.train.compiled, issue 28): when it is used, resume and checkpoints.
+
+Its numbers (losses, gradients, updates against the plain and the eager step) are tests/test_step_equivalence.py's.
+Here: ``train.compile`` chooses as documented, a compiled run resumes bit for bit, a checkpoint moves between the
+eager and the compiled step and between fp32 and bf16, and a compiled run never recompiles between steps.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from advnets.config import PRESETS, override
+from advnets.data import Dataset
+from advnets.train import Trainer, algorithm
+from advnets.train.compiled import AUTO_MIN_STEPS, CompiledSteps, CompileError
+from conftest import cli_in_process, tiny_config
+
+
+def small_data(n: int = 60) -> Dataset:
+    """60 random 28x28 images: with m = 20, three steps per epoch (epoch ends are where the schedules move)."""
+    images = torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    labels = torch.full((n,), -1)
+    return Dataset("random-28x28", images, images[:20], images[:20], labels, labels[:20], labels[:20])
+
+
+def config(**train):
+    return tiny_config(**{"epochs": 4, **train})
+
+
+# ----- which step a run gets
+
+
+def test_off_and_short_runs_train_eagerly():
+    data = small_data()
+    assert Trainer(config(compile="off"), data, device="cpu").steps is algorithm
+    assert Trainer(config(compile="auto"), data, device="cpu").steps is algorithm  # 12 steps: not worth compiling
+
+
+def test_auto_compiles_a_long_run_it_supports_and_not_one_it_does_not():
+    data = small_data()
+    epochs = AUTO_MIN_STEPS // 3 + 1
+    assert isinstance(Trainer(config(compile="auto", epochs=epochs), data, device="cpu").steps, CompiledSteps)
+    adam = override(config(compile="auto", epochs=epochs), optim=override(PRESETS["mnist"].optim, optimizer="adam"))
+    assert Trainer(adam, data, device="cpu").steps is algorithm
+
+
+def test_on_compiles_even_a_short_run():
+    assert isinstance(Trainer(config(compile="on"), small_data(), device="cpu").steps, CompiledSteps)
+
+
+@pytest.mark.parametrize(
+    "option, reason",
+    [
+        (("--optimizer", "adam"), "optimizer adam"),
+        (("--instance-noise", "0.1"), "instance noise"),
+        (("--skip-nonfinite", "3"), "--skip-nonfinite"),
+        (("--conditional",), "conditioning"),
+    ],
+)
+def test_compile_on_for_an_unsupported_run_is_one_clear_line_and_exit_2(tmp_path, option, reason):
+    code, _, err = cli_in_process(
+        "train", "--preset", "mnist", "--data", "embedded-digits", "--epochs", "1", "--compile", "on",
+        "--out", tmp_path / "run", *option,
+    )  # fmt: skip
+    assert code == 2
+    assert "--compile on" in err and reason in err and "--compile off" in err
+    assert "Traceback" not in err
+
+
+def test_compile_on_for_an_unsupported_run_raises_compile_error_from_the_trainer():
+    with pytest.raises(CompileError, match="instance noise"):
+        Trainer(config(compile="on", instance_noise=0.1), small_data(), device="cpu")
+
+
+def test_an_unknown_compile_setting_is_refused_naming_the_option(tmp_path):
+    code, _, err = cli_in_process("train", "--compile", "sometimes", "--out", tmp_path / "run")
+    assert code == 2 and "--compile" in err
+
+
+# ----- checkpoints and resume
+
+
+def _state(trainer: Trainer) -> dict:
+    return copy.deepcopy(trainer.state_dict())
+
+
+def _weights(trainer: Trainer) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in (*trainer.g.parameters(), *trainer.d.parameters())]
+
+
+def _trainer(cfg, data, mode: str, state: dict | None = None) -> Trainer:
+    """A Trainer with the eager step ("eager"), the compiled one ("compiled") or its functions uncompiled
+    ("hand"), optionally continued from ``state``."""
+    trainer = Trainer(cfg, data, device="cpu")
+    if mode != "eager":
+        trainer.steps = CompiledSteps(trainer, compiled=mode == "compiled")
+    if state is not None:
+        trainer.load_state_dict(copy.deepcopy(state))
+    return trainer
+
+
+@pytest.mark.parametrize("mode", ["hand", pytest.param("compiled", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("update", ["simultaneous", "alternating"])
+def test_a_resumed_run_repeats_the_uninterrupted_run_bit_for_bit(mode, update):
+    """Stopped at step 4 (mid-epoch), resumed in a new Trainer: steps 5..8 are the uninterrupted run's."""
+    data, cfg = small_data(), config(update=update, k=2 if update == "alternating" else 1)
+    whole = _trainer(cfg, data, mode)
+    for _ in range(4):
+        whole.train_step()
+    saved = _state(whole)
+    for _ in range(4):
+        whole.train_step()
+    resumed = _trainer(cfg, data, mode, saved)
+    for _ in range(4):
+        resumed.train_step()
+    for a, b in zip(_weights(whole), _weights(resumed), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(whole.streams.dropout.get_state(), resumed.streams.dropout.get_state())
+
+
+@pytest.mark.parametrize("mode", ["hand", pytest.param("compiled", marks=pytest.mark.slow)])
+def test_a_checkpoint_moves_between_eager_and_compiled_and_fp32_and_bf16(mode):
+    """A run hops eager fp32 -> compiled fp32 -> eager bf16 -> compiled bf16 -> eager fp32, three steps each
+    (an epoch boundary falls inside): every checkpoint loads in the next setting, its keys and optimiser state
+    are the eager step's, and each leg continues the random streams as the eager step would."""
+    data = small_data()
+    legs = [("eager", "fp32"), (mode, "fp32"), ("eager", "bf16"), (mode, "bf16"), ("eager", "fp32")]
+    state = None
+    for kind, precision in legs:
+        cfg = config(precision=precision)
+        trainer = _trainer(cfg, data, kind, state)
+        twin = _trainer(cfg, data, "eager", state)  # the same leg, eagerly
+        for _ in range(3):
+            out, want = trainer.train_step(), twin.train_step()
+            tol = dict(rtol=2e-2, atol=1e-3) if precision == "bf16" else dict(rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(out["d_loss"], want["d_loss"], **tol)
+            torch.testing.assert_close(out["g_loss"], want["g_loss"], **tol)
+        state = _state(trainer)
+        reference = twin.state_dict()
+        assert state.keys() == reference.keys()
+        assert state["opt_g"]["state"].keys() == reference["opt_g"]["state"].keys()
+        assert all(set(s) == {"momentum_buffer"} for s in state["opt_d"]["state"].values())
+        for name in ("data", "noise", "dropout"):
+            assert torch.equal(state["rng"][name], reference["rng"][name]), name
+    assert state["step"] == 15 and state["epoch"] == 5
+
+
+@pytest.mark.slow
+def test_a_compiled_run_never_recompiles_between_steps():
+    """Across epoch ends (the momentum changes), every step of the learning-rate decay, both updates, and a
+    save and load: the graphs compiled at the first step serve every later one."""
+    data = small_data()
+    for update in ("simultaneous", "alternating"):
+        trainer = _trainer(config(update=update), data, "compiled")
+        trainer.train_step()
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for _ in range(4):
+                trainer.train_step()
+            trainer.load_state_dict(_state(trainer))
+            for _ in range(4):
+                trainer.train_step()
+        assert trainer.epoch >= 2
+        assert set(trainer.steps.compile_seconds) == ({"simultaneous"} if update == "simultaneous" else {"d", "g"})
