@@ -164,3 +164,35 @@ def test_a_compiled_run_never_recompiles_between_steps():
                 trainer.train_step()
         assert trainer.epoch >= 2
         assert set(trainer.steps.compile_seconds) == ({"simultaneous"} if update == "simultaneous" else {"d", "g"})
+
+
+# ----- the benchmark's table (its numbers are the lead's, on a quiet machine)
+
+
+@pytest.mark.slow
+def test_train_throughput_modes_table_has_every_mode_floor_and_the_paper_hours(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "train_throughput.py"
+    args = ["--modes-only", "--quick", "--update", "simultaneous", "--threads-list", "1", "--rounds", "1"]
+    out = subprocess.run(
+        [sys.executable, str(script), *args, "--steps", "1", "--floor-calls", "1"],
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| simultaneous")]
+    names = [r[1].strip() for r in rows]
+    assert names == [
+        "eager fp32", "compiled fp32", "eager bf16", "compiled bf16",
+        "floor fp32 (matrix products only)", "floor bf16 (matrix products only)",
+    ]  # fmt: skip
+    for r in rows:
+        steps_per_s, ms, floor_ms, share, hours = (r[i].strip() for i in (3, 4, 5, 6, 7))
+        assert float(steps_per_s.split()[0]) > 0 and float(ms) > 0 and float(floor_ms) > 0
+        assert share.endswith("%") and float(hours) > 0
+        # hours for the paper's 575,000 steps follow from the time per step
+        assert abs(float(hours) - 575_000 * float(ms) / 1e3 / 3600) <= 0.01 * float(hours) + 0.01
+    compiled = [r for r in rows if r[1].strip().startswith("compiled")]
+    assert all(r[8].strip().endswith(" s") and "; " in r[8] for r in compiled)  # compile; cached first step

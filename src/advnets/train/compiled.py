@@ -394,8 +394,11 @@ class CompiledSteps:
             except Exception as exc:
                 if not (self.fallback and first):
                     raise CompileError(f"the compiled training step failed: {type(exc).__name__}: {exc}") from exc
-                print(f"advnets: compiling the training step failed ({type(exc).__name__}); training eagerly "
-                      "(--compile off avoids the attempt)", file=sys.stderr)
+                print(
+                    f"advnets: compiling the training step failed ({type(exc).__name__}); training eagerly "
+                    "(--compile off avoids the attempt)",
+                    file=sys.stderr,
+                )
                 out = self.plain[name](*args)
                 from advnets.train import algorithm
 
