@@ -196,3 +196,27 @@ def test_train_throughput_modes_table_has_every_mode_floor_and_the_paper_hours(t
         assert abs(float(hours) - 575_000 * float(ms) / 1e3 / 3600) <= 0.01 * float(hours) + 0.01
     compiled = [r for r in rows if r[1].strip().startswith("compiled")]
     assert all(r[8].strip().endswith(" s") and "; " in r[8] for r in compiled)  # compile; cached first step
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fallback", [True, False], ids=["auto", "on"])
+def test_a_failed_compile_trains_eagerly_under_auto_and_is_one_line_under_on(capfd, fallback):
+    """No usable C++ compiler (a real inductor failure, not a stand-in): ``auto`` says so on stderr and the run
+    goes on eagerly with the inputs already drawn, as the eager run would; ``on`` raises CompileError."""
+    data = small_data()
+    eager = _trainer(config(), data, "eager")
+    trainer = Trainer(config(), data, device="cpu")
+    trainer.steps = CompiledSteps(trainer, fallback=fallback)
+    broken = torch._inductor.config.patch({"cpp.cxx": ("/nonexistent/c++",), "fx_graph_cache": False})
+    if not fallback:
+        with broken, pytest.raises(CompileError, match="compiling the training step failed"):
+            trainer.train_step()
+        return
+    with broken:
+        outs = [(trainer.train_step(), eager.train_step())]
+    assert trainer.steps is algorithm
+    assert "compiling the training step failed" in capfd.readouterr().err
+    outs.append((trainer.train_step(), eager.train_step()))
+    for out, want in outs:
+        torch.testing.assert_close(out["d_loss"], want["d_loss"], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(out["g_loss"], want["g_loss"], rtol=1e-4, atol=1e-6)

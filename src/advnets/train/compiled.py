@@ -331,12 +331,19 @@ class CompiledSteps:
         self.spec = spec_of(trainer)
         self.device = trainer.device
         self.mode = mode or ("reduce-overhead" if trainer.device.type == "cuda" else "default")
-        self.graphs = self.mode == "reduce-overhead" and trainer.device.type == "cuda"
+        # CUDA graphs' bookkeeping (static weights and buffers, a step mark per call, copies of the outputs read
+        # later) runs whenever that mode is asked for, so that the CPU tests exercise it; graphs exist on CUDA only.
+        self.static = self.mode == "reduce-overhead"
+        self.graphs = self.static and trainer.device.type == "cuda"
         self.fallback, self.compiled = fallback, compiled
         g_linear = [m for m in trainer.g.net if isinstance(m, nn.Linear)]
         d_linear = [layer.linear for layer in trainer.d.hidden] + [trainer.d.output]
         self.g_params = [t for layer in g_linear for t in (layer.weight, layer.bias)]
         self.d_params = [t for layer in d_linear for t in (layer.weight, layer.bias)]
+        # The weights as the step functions see them: the same storage outside autograd, updated in place. Under
+        # CUDA graphs they (and the momentum buffers) are static inputs, updated where they are, not copied in.
+        self.gw = [self._static(w.detach()) for w in self.g_params]
+        self.dw = [self._static(w.detach()) for w in self.d_params]
         self.widths = (trainer.d.data_dim, *trainer.cfg.discriminator.hidden_units)
         spec = self.spec
         plain = {
@@ -363,37 +370,40 @@ class CompiledSteps:
             for width, q in zip(self.widths, self.spec.include, strict=True)
         ]
 
-    @staticmethod
-    def _bufs(opt: torch.optim.Optimizer, params: list[torch.Tensor]) -> list[torch.Tensor]:
-        """The optimiser's momentum buffers (zeros before the first step: v = mu 0 + g = g, as torch's first)."""
+    def _static(self, t: torch.Tensor) -> torch.Tensor:
+        if self.static and getattr(t, "_dynamo_static_input_type", None) is None:
+            torch._dynamo.mark_static_address(t)
+        return t
+
+    def _bufs(self, opt: torch.optim.Optimizer, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The optimiser's momentum buffers (zeros before the first step: v = mu 0 + g = g, as torch's first).
+        Looked up every step: loading a checkpoint replaces them."""
         out = []
         for w in params:
             state = opt.state[w]
             if state.get("momentum_buffer") is None:
                 state["momentum_buffer"] = torch.zeros_like(w)
-            out.append(state["momentum_buffer"])
+            out.append(self._static(state["momentum_buffer"]))
         return out
 
     def _hyper(self, p: Any) -> torch.Tensor:
         g, d = p.opt_g.param_groups[0], p.opt_d.param_groups[0]
         return torch.tensor([g["lr"], d["lr"], g["momentum"]], dtype=torch.float32, device=self.device)
 
-    @staticmethod
-    def _weights(params: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [w.detach() for w in params]  # the same storage, outside autograd: updated in place
-
     # ----- one call
     def _call(self, p: Any, name: str, *args: Any) -> tuple:
         first = name not in self.compile_seconds
         t0 = time.perf_counter()
         with torch.no_grad():
-            if self.graphs:
+            if self.static:
                 torch.compiler.cudagraph_mark_step_begin()
             try:
                 out = self.fns[name](*args)
             except Exception as exc:
-                if not (self.fallback and first):
-                    raise CompileError(f"the compiled training step failed: {type(exc).__name__}: {exc}") from exc
+                if not first:  # compiled and run before: a bug, with its traceback
+                    raise
+                if not self.fallback:
+                    raise CompileError(f"compiling the training step failed: {type(exc).__name__}: {exc}") from exc
                 print(
                     f"advnets: compiling the training step failed ({type(exc).__name__}); training eagerly "
                     "(--compile off avoids the attempt)",
@@ -405,7 +415,7 @@ class CompiledSteps:
                 p.steps = algorithm
         if first:
             self.compile_seconds[name] = time.perf_counter() - t0
-        if self.graphs:  # CUDA graphs reuse their output memory at the next replay: keep copies of what is read
+        if self.static:  # CUDA graphs reuse their output memory at the next replay: copies of what is read later
             out = tuple(o.clone() if isinstance(o, torch.Tensor) else o for o in out)
         return out
 
@@ -422,7 +432,7 @@ class CompiledSteps:
         x = p.next_real_batch()
         z = p.noise(m)
         masks = self._masks(p, 2 * m)
-        gw, dw = self._weights(self.g_params), self._weights(self.d_params)
+        gw, dw = self.gw, self.dw
         g_bufs, d_bufs = self._bufs(p.opt_g, self.g_params), self._bufs(p.opt_d, self.d_params)
         out = self._call(p, "simultaneous", gw, dw, g_bufs, d_bufs, x, z, masks, self._hyper(p))
         loss_d, loss_g, logits, d_norm, g_norm, d_grads, g_grads = out
@@ -445,7 +455,7 @@ class CompiledSteps:
         x = p.next_real_batch()
         z = p.noise(m)
         masks = self._masks(p, 2 * m)
-        gw, dw = self._weights(self.g_params), self._weights(self.d_params)
+        gw, dw = self.gw, self.dw
         out = self._call(p, "d", gw, dw, self._bufs(p.opt_d, self.d_params), x, z, masks, self._hyper(p))
         loss_d, logits, d_norm, d_grads = out
         self._set_grads(self.d_params, d_grads)
@@ -456,7 +466,7 @@ class CompiledSteps:
         """advnets.train.algorithm.g_step, compiled."""
         z = p.noise(p.m)
         masks = self._masks(p, p.m)
-        gw, dw = self._weights(self.g_params), self._weights(self.d_params)
+        gw, dw = self.gw, self.dw
         out = self._call(p, "g", gw, dw, self._bufs(p.opt_g, self.g_params), z, masks, self._hyper(p))
         loss_g, g_norm, g_grads = out
         self._set_grads(self.g_params, g_grads)
