@@ -64,7 +64,8 @@ ADDED_OPTIONS = {
     + ["--checkpoint-minutes"]  # issue 18: a wall-clock checkpoint interval
     + ["--noise-prior"]  # issue 15: the reference code's two noise draws, one measured difference
     + ["--lr-decay"]  # issue 15: the learning rate's schedule, the measured cause of the gap to Table 1
-    + ["--branch-from"],  # issue 15: a run continued at another rate in a directory of its own
+    + ["--branch-from"]  # issue 15: a run continued at another rate in a directory of its own
+    + ["--compile"],  # issue 28: the compiled training step
     # issue 17: the metrics table (--out: the same option as --json); issue 15: shipped models
     "evaluate": ["--metrics", "--features", "--no-tensorboard", "--out", "--pretrained", "--data"]
     + ["--no-context"],  # issue 17: the model's row alone
