@@ -1,11 +1,14 @@
 """The training step in its four implementations, against the matrix-product floor (issue 28).
 
 For the ``mnist`` preset (m = 100), both update rules, at each thread count (one fresh process per count: the
-compiled kernels fix their OpenMP thread count when they are compiled), it times in interleaved rounds:
+compiled kernels fix their OpenMP thread count when they are compiled), on the CPU or (``--device cuda``) a GPU,
+it times in interleaved rounds:
 
 * eager fp32: advnets.train.algorithm's step (``--compile off``);
 * compiled fp32: advnets.train.compiled's whole step (``--compile on``);
 * eager bf16 and compiled bf16: the same with ``--precision bf16``;
+* on CUDA also "compiled, no CUDA graphs": the compiled fp32 step with ``mode="default"`` (the compiled rows use
+  CUDA graphs there, ``mode="reduce-overhead"``);
 * the floor of each precision: every matrix product the step needs (train_throughput.needed_products), each timed
   alone at its shape in float32 or bfloat16, summed.
 
@@ -44,41 +47,58 @@ class Timed:
     times: list[float] = field(default_factory=list)  # mean seconds per step of each round
 
 
-def _trainer(tt, data, update: str, kind: str, precision: str):
+def _trainer(tt, data, update: str, kind: str, precision: str, device: torch.device):
     from advnets.config import override
     from advnets.train import Trainer
+    from advnets.train.compiled import CompiledSteps
 
     cfg = tt.mnist_config(update, 1)
-    cfg = override(cfg, train=override(cfg.train, compile="on" if kind == "compiled" else "off", precision=precision))
-    return Trainer(cfg, data, device="cpu")
+    compile_ = "off" if kind == "eager" else "on"
+    trainer = Trainer(cfg=override(cfg, train=override(cfg.train, compile=compile_, precision=precision)), dataset=data,
+                      device=device)  # fmt: skip
+    if kind == "compiled, no CUDA graphs":  # on CUDA the compiled step uses CUDA graphs; this row is without them
+        trainer.steps = CompiledSteps(trainer, mode="default")
+    return trainer
 
 
-def worker(tt, updates: list[str], rounds: int, steps: int, warmup: int, floor_calls: int, first_only: bool) -> dict:
-    """In this process (threads set by the caller): every mode of every update, timed; or, with ``first_only``,
-    only the compiled modes' first steps (the cached start-up)."""
+def _modes(device: torch.device) -> list[tuple[str, str]]:
+    if device.type != "cuda":
+        return list(MODES)
+    return [*MODES[:2], ("compiled, no CUDA graphs", "fp32"), *MODES[2:]]
+
+
+def worker(
+    tt, updates: list[str], rounds: int, steps: int, warmup: int, floor_calls: int, first_only: bool, device: str
+) -> dict:
+    """In this process (threads set by the caller): every mode of every update on ``device``, timed; or, with
+    ``first_only``, only the compiled modes' first steps (the cached start-up)."""
+    dev = torch.device(device)
     data = tt.load_data()
     timed: list[Timed] = []
     for update in updates:
-        for kind, precision in MODES:
-            if first_only and kind != "compiled":
+        for kind, precision in _modes(dev):
+            if first_only and kind == "eager":
                 continue
-            trainer = _trainer(tt, data, update, kind, precision)
+            trainer = _trainer(tt, data, update, kind, precision, dev)
             t0 = time.perf_counter()
             trainer.train_step()
+            tt.sync(dev)
             v = Timed(f"{kind} {precision}", update, precision, trainer.train_step, time.perf_counter() - t0)
             timed.append(v)
             for _ in range(warmup):
                 v.step()
     if first_only:
         return {"first": {f"{v.update}/{v.name}": v.first_s for v in timed}}
-    floors = {(u, p): tt.Floor(torch.device("cpu"), floor_calls, dtype=d) for u in updates for p, d in _DTYPES}
+    floors = {(u, p): tt.Floor(dev, floor_calls, dtype=d) for u in updates for p, d in _DTYPES}
     floor_times: dict[str, list[float]] = {f"{u}/{p}": [] for u in updates for p, _ in _DTYPES}
     for rnd in range(rounds):
         shift = rnd % len(timed)
         for v in timed[shift:] + timed[:shift]:
+            tt.sync(dev)
             t0 = time.perf_counter()
             for _ in range(steps):
                 v.step()
+            tt.sync(dev)
             v.times.append((time.perf_counter() - t0) / steps)
         for (u, p), floor in floors.items():
             products = tt.needed_products(u, 1)
@@ -86,6 +106,7 @@ def worker(tt, updates: list[str], rounds: int, steps: int, warmup: int, floor_c
             floor_times[f"{u}/{p}"].append(floor.total(products))
     return {
         "threads": torch.get_num_threads(),
+        "device_name": tt.device_name(dev),
         "load": os.getloadavg()[0],
         "rows": [
             {"update": v.update, "name": v.name, "precision": v.precision, "first_s": v.first_s, "times": v.times}
@@ -102,6 +123,7 @@ def _run_worker(args, threads: int, cache: str, first_only: bool = False) -> dic
     cmd = [sys.executable, os.path.join(os.path.dirname(__file__), "train_throughput.py"), "--modes-worker"]
     cmd += ["--threads", str(threads), "--update", args.update, "--rounds", str(args.rounds)]
     cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--floor-calls", str(args.floor_calls)]
+    cmd += ["--device", args.device]
     if first_only:
         cmd.append("--first-only")
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
@@ -137,7 +159,7 @@ def table(args) -> str:
             t_med, t_fast = statistics.median(row["times"]), _fast(row["times"])
             share = statistics.median(f / t for f, t in zip(fl, row["times"], strict=True))
             first = "—"
-            if row["name"].startswith("compiled"):
+            if not row["name"].startswith("eager"):
                 first = f"{row['first_s']:.0f} s; {cached[row['update'] + '/' + row['name']]:.1f} s"
             lines.append(
                 f"| {row['update']} | {row['name']} | {n} | {1 / t_med:.1f} ({1 / t_fast:.1f}) | {1e3 * t_med:.1f} "
@@ -153,7 +175,8 @@ def table(args) -> str:
             )
     lines += [
         "",
-        f"- `mnist` preset (m = 100, k = 1) on the embedded MNIST digits, CPU; {args.rounds} interleaved rounds of "
+        f"- `mnist` preset (m = 100, k = 1) on the embedded MNIST digits, {args.device.upper()} "
+        f"({results[0]['device_name']}); {args.rounds} interleaved rounds of "
         f"{args.steps} steps per row in one process per thread count. steps/s: median over rounds (fastest fifth in "
         "brackets); % of floor: median of per-round floor / step time; hours: 575,000 steps at the median rate.",
         "- First step of a compiled row: compiling with an empty inductor cache, then (last process) the same "

@@ -721,10 +721,11 @@ def main() -> None:
         import step_modes  # benchmarks/step_modes.py
 
         updates = ["alternating", "simultaneous"] if args.update == "both" else [args.update]
+        args.device = resolve(args.device).type
         if args.modes_worker:
             this = sys.modules[__name__]
             res = step_modes.worker(
-                this, updates, args.rounds, args.steps, args.warmup, args.floor_calls, args.first_only
+                this, updates, args.rounds, args.steps, args.warmup, args.floor_calls, args.first_only, args.device
             )
             print(json.dumps(res))
             return
