@@ -154,13 +154,13 @@ def g_forward(spec: Spec, gw: list[torch.Tensor], z: torch.Tensor) -> list[torch
 
 
 def g_backward(spec: Spec, gw: list[torch.Tensor], hs: list[torch.Tensor], d_out: torch.Tensor) -> list[torch.Tensor]:
-    """G's weight and bias gradients (float32, in ``gw``'s order) from the gradient ``d_out`` at G(z); no
+    """G's weight and bias gradients (in the products' dtype, in ``gw``'s order) from the gradient ``d_out`` at G(z); no
     gradient w.r.t. the noise."""
     grads: list[torch.Tensor] = []
     d = d_out
     for i in reversed(range(len(spec.g_acts))):
         du = _act_backward(spec.g_acts[i], hs[i + 1], d.to(hs[i + 1].dtype))
-        grads = [_mm(spec, du.t(), hs[i]).float(), du.sum(0).float(), *grads]
+        grads = [_mm(spec, du.t(), hs[i]), du.sum(0), *grads]
         if i > 0:
             d = _mm(spec, du, gw[2 * i])
     return grads
@@ -184,7 +184,7 @@ def d_forward(spec: Spec, dw: list[torch.Tensor], x: torch.Tensor, masks: list[t
 
 def d_backward(spec, dw, masks, cache, a_out, d_logits, start: int, weights: bool, inputs: bool):
     """Backward through D from ``d_logits`` (float32) for the rows from ``start`` on: the weight gradients
-    (``weights``; float32, in ``dw``'s order, else []) and the input gradient (``inputs``, else None).
+    (``weights``; in the products' dtype, in ``dw``'s order, else []) and the input gradient (``inputs``, else None).
 
     Maxout's gradient goes to the winning piece (each of tied pieces gets it all, as Theano's max and
     advnets.nets._MaxOverPieces)."""
@@ -193,7 +193,7 @@ def d_backward(spec, dw, masks, cache, a_out, d_logits, start: int, weights: boo
     dl = d_logits.to(spec.dtype)[:, None]  # n x 1
     grads: list[torch.Tensor] = []
     if weights:
-        grads = [_mm(spec, dl.t(), sel(a_out)).float(), dl.sum(0).float()]
+        grads = [_mm(spec, dl.t(), sel(a_out)), dl.sum(0)]
     da = dl * dw[-2].to(spec.dtype)  # the output layer's input gradient: an outer product
     for i in reversed(range(len(spec.pieces))):
         a, z, h = (sel(t) for t in cache[i])
@@ -202,7 +202,7 @@ def d_backward(spec, dw, masks, cache, a_out, d_logits, start: int, weights: boo
         pieces = spec.pieces[i]
         dz = ((z.view(n, -1, pieces) == h.unsqueeze(-1)) * dh.unsqueeze(-1)).view(n, -1)
         if weights:
-            grads = [_mm(spec, dz.t(), a).float(), dz.sum(0).float(), *grads]
+            grads = [_mm(spec, dz.t(), a), dz.sum(0), *grads]
         if i > 0 or inputs:
             da = _mm(spec, dz, dw[2 * i])
     if not inputs:
@@ -231,14 +231,15 @@ def _g_loss_and_grad(spec: Spec, f: torch.Tensor):
 
 
 def _norm(grads: list[torch.Tensor]) -> torch.Tensor:
-    return torch.stack([g.square().sum() for g in grads]).sum().sqrt()
+    return torch.stack([g.float().square().sum() for g in grads]).sum().sqrt()
 
 
 def sgd_(params, bufs, grads, lr: torch.Tensor, momentum: torch.Tensor, max_col_norm: float | None) -> None:
     """torch's SGD with momentum (v <- mu v + g, p <- p - lr v; a zero v before the first step gives torch's
-    v = g), then the max-col-norm constraint on the weight matrices (advnets.nets.apply_max_col_norm), in place."""
+    v = g), then the max-col-norm constraint on the weight matrices (advnets.nets.apply_max_col_norm), in place.
+    A bfloat16 gradient is widened inside the update (as autocast's float32 .grad, without storing one)."""
     for p, v, g in zip(params, bufs, grads, strict=True):
-        v.mul_(momentum).add_(g)
+        v.mul_(momentum).add_(g.float())
         p.sub_(lr * v)
         if max_col_norm is not None and p.dim() == 2:
             p.mul_(torch.clamp(max_col_norm / (p.norm(dim=1, keepdim=True) + 1e-7), max=1.0))
@@ -420,8 +421,10 @@ class CompiledSteps:
         return out
 
     def _set_grads(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
-        if self.graphs:
-            return  # (graph-owned memory: left out rather than overwritten under the reader)
+        """``.grad`` as the eager step leaves it, in float32; not under CUDA graphs (their memory is reused at the
+        next replay) nor with bf16 products (a float32 copy of every gradient would cost a pass over them)."""
+        if self.graphs or grads[0].dtype != params[0].dtype:
+            return
         for w, g in zip(params, grads, strict=True):
             w.grad = g
 
