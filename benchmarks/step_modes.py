@@ -179,8 +179,9 @@ def table(args) -> str:
         f"({results[0]['device_name']}); {args.rounds} interleaved rounds of "
         f"{args.steps} steps per row in one process per thread count. steps/s: median over rounds (fastest fifth in "
         "brackets); % of floor: median of per-round floor / step time; hours: 575,000 steps at the median rate.",
-        "- First step of a compiled row: compiling with an empty inductor cache, then (last process) the same "
-        "graphs loaded from that cache; both include one step.",
+        "- First step of a compiled row: compiling with an empty inductor cache, then the same graphs loaded from "
+        f"that cache in a last process at {threads_list[-1]} thread(s) (the same figure on every thread count's row); "
+        "both include one step.",
         f"- Load average {', '.join(f'{x:.1f}' for x in loads)} (1 min, at the end of each process); torch "
         f"{torch.__version__}; {time.perf_counter() - t_start:.0f} s.",
     ]
