@@ -26,7 +26,9 @@ A second table gives sampling throughput: images/s of ``Trainer.sample(10_000)``
 
 Usage: python benchmarks/train_throughput.py [--update both|alternating|simultaneous] [--k 1] [--threads N]
        [--steps S] [--rounds R] [--device cpu|cuda|auto] [--quick] [--ablations] [--no-memory]
-       [--no-sampling | --sampling-only]
+       [--no-sampling | --sampling-only] [--modes | --modes-only [--threads-list 1,2]]
+(--modes adds, and --modes-only prints alone, the table of issue 28: eager and compiled steps in fp32 and bf16
+against each precision's floor at 1 and 2 threads, with the hours of the paper's 575,000 steps; step_modes.py)
 (--ablations adds rows for each optimisation switched off, and for changes proposed for train.py; see NOTES.md)
 """
 
@@ -75,14 +77,15 @@ class Product:
     def flops(self) -> int:
         return 2 * self.rows * self.fan_in * self.fan_out
 
-    def operands(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def operands(self, device: torch.device, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         n, i, o = self.rows, self.fan_in, self.fan_out
-        w = torch.randn(o, i, device=device)
+        w = torch.randn(o, i, device=device, dtype=dtype)
         if self.what == "fwd":  # Y = X @ W.T
-            return torch.randn(n, i, device=device), w.t()
+            return torch.randn(n, i, device=device, dtype=dtype), w.t()
         if self.what == "igrad":  # dX = dY @ W
-            return torch.randn(n, o, device=device), w
-        return torch.randn(n, o, device=device).t(), torch.randn(n, i, device=device)  # dW = dY.T @ X
+            return torch.randn(n, o, device=device, dtype=dtype), w
+        # dW = dY.T @ X
+        return torch.randn(n, o, device=device, dtype=dtype).t(), torch.randn(n, i, device=device, dtype=dtype)
 
 
 def _linear_products(net: str, dims: list[tuple[int, int]], rows: int, fwd: bool, wgrad: bool, igrad: set[int]):
@@ -125,17 +128,18 @@ def needed_products(update: str, k: int, m: int = M) -> list[Product]:
 
 
 class Floor:
-    """Times each distinct product alone (median of a few back-to-back batches) and sums over an iteration."""
+    """Times each distinct product alone (median of a few back-to-back batches) and sums over an iteration;
+    ``dtype`` bfloat16 gives the floor of --precision bf16 (its products run in bfloat16)."""
 
-    def __init__(self, device: torch.device, calls: int) -> None:
-        self.device, self.calls = device, calls
+    def __init__(self, device: torch.device, calls: int, dtype: torch.dtype = torch.float32) -> None:
+        self.device, self.calls, self.dtype = device, calls, dtype
         self.operands: dict[Product, tuple[torch.Tensor, torch.Tensor]] = {}
         self.last: dict[Product, float] = {}
 
     def measure(self, products: list[Product]) -> None:
         for p in dict.fromkeys(products):
             if p not in self.operands:
-                self.operands[p] = p.operands(self.device)
+                self.operands[p] = p.operands(self.device, self.dtype)
                 torch.mm(*self.operands[p])  # warm-up
             a, b = self.operands[p]
             batches = []
@@ -175,10 +179,12 @@ def load_data():
 
 
 def mnist_config(update: str, k: int):
+    """The preset with the eager step (compile "off"): the issue-7 table compares the eager step with the plain
+    loop; the compiled step has its own table (step_modes.py, ``--modes``)."""
     from advnets.config import PRESETS, override
 
     cfg = PRESETS["mnist"]
-    return override(cfg, train=override(cfg.train, update=update, k=k, batch_size=M))
+    return override(cfg, train=override(cfg.train, update=update, k=k, batch_size=M, compile="off"))
 
 
 @dataclass
@@ -698,10 +704,39 @@ def main() -> None:
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     ap.add_argument("--no-sampling", action="store_true", help="skip the sampling throughput table")
     ap.add_argument("--sampling-only", action="store_true", help="only the sampling throughput table")
+    ap.add_argument("--modes", action="store_true", help="also the step-modes table (step_modes.py)")
+    ap.add_argument(
+        "--modes-only",
+        action="store_true",
+        help="only the step-modes table: eager/compiled x fp32/bf16 against each floor at --threads-list",
+    )
+    ap.add_argument("--threads-list", default="1,2", help="thread counts of the step-modes table (default 1,2)")
     ap.add_argument("--memory-worker", help=argparse.SUPPRESS)
+    ap.add_argument("--modes-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--first-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.modes_worker or args.modes_only or args.modes:
+        import step_modes  # benchmarks/step_modes.py
+
+        updates = ["alternating", "simultaneous"] if args.update == "both" else [args.update]
+        args.device = resolve(args.device).type
+        if args.modes_worker:
+            this = sys.modules[__name__]
+            res = step_modes.worker(
+                this, updates, args.rounds, args.steps, args.warmup, args.floor_calls, args.first_only, args.device
+            )
+            print(json.dumps(res))
+            return
+        args.steps = args.steps or (2 if args.quick else 5)
+        args.rounds = args.rounds or (2 if args.quick else 15)
+        if args.quick:
+            args.warmup = 1
+        modes = step_modes.table(args)
+        if args.modes_only:
+            print(modes)
+            return
     if args.memory_worker:
         print(json.dumps(memory_worker(args.memory_worker, args.update, args.k, args.steps or 20, args.threads)))
         return
@@ -711,6 +746,8 @@ def main() -> None:
     args.steps = args.steps or (3 if args.quick else 5)
     args.rounds = args.rounds or (3 if args.quick else 15)
     print(run(args))
+    if args.modes:
+        print("\n" + modes)
 
 
 if __name__ == "__main__":

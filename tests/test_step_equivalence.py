@@ -304,3 +304,106 @@ def test_it_catches_a_wrong_dropout_scale(digits):
     trainer.d.dropout_mask = types.MethodType(unscaled, trainer.d)
     with pytest.raises(AssertionError, match="loss|gradient"):
         check_steps(trainer, steps=1)
+
+
+# ----- the compiled step (advnets.train.compiled, issue 28): the same comparison, and against the eager step
+
+
+def compiled_trainer(cfg, data, compiled: bool = True, mode: str | None = None) -> Trainer:
+    """A Trainer with the step of advnets.train.compiled (``compiled=False``: its functions run uncompiled)."""
+    from advnets.train.compiled import CompiledSteps
+
+    trainer = Trainer(cfg, data, device="cpu")
+    trainer.steps = CompiledSteps(trainer, compiled=compiled, mode=mode)
+    return trainer
+
+
+def _params(trainer: Trainer) -> list[torch.Tensor]:
+    return [*trainer.g.parameters(), *trainer.d.parameters()]
+
+
+HAND_CASES = [
+    *CASES,
+    pytest.param({"update": "simultaneous", "g_loss": "minimax"}, id="simultaneous-minimax"),
+]
+
+
+@pytest.mark.parametrize("train", HAND_CASES)
+def test_hand_written_step_equals_the_plain_step(digits, train):
+    """The compiled step's functions, run uncompiled: their written-out backward pass and SGD are the plain
+    step's autograd and optimiser."""
+    check_steps(compiled_trainer(tiny_config(**train), digits, compiled=False))
+
+
+def test_hand_written_step_keeps_the_max_col_norm_constraint(digits):
+    cfg = tiny_config(update="simultaneous")
+    cfg = override(cfg, discriminator=override(cfg.discriminator, max_col_norm=0.02))
+    cfg = override(cfg, generator=override(cfg.generator, max_col_norm=0.3))
+    eager, hand = Trainer(cfg, digits, device="cpu"), compiled_trainer(cfg, digits, compiled=False)
+    for _ in range(3):
+        eager.train_step(), hand.train_step()
+    for a, b in zip(_params(eager), _params(hand), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+    norms = hand.d.hidden[0].linear.weight.norm(dim=1)
+    assert 0.0199 < norms.max() <= 0.02 + 1e-6  # the constraint is active and kept
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("train", CASES[:3])
+def test_compiled_step_equals_the_plain_step(train):
+    """torch.compile'd (inductor, fullgraph), at the MNIST architecture: losses, gradients and updates."""
+    cfg, data = mnist_architecture(**train)
+    check_steps(compiled_trainer(cfg, data), steps=3)
+
+
+@pytest.mark.slow
+def test_compiled_step_with_the_cuda_graph_mode_equals_the_plain_step(digits):
+    """mode="reduce-overhead" (CUDA graphs on a GPU) compiles the same step; on the CPU it runs without graphs."""
+    check_steps(compiled_trainer(tiny_config(update="simultaneous"), digits, mode="reduce-overhead"), steps=3)
+
+
+def _eager_and_other(cfg, data, compiled: bool, steps: int = 3):
+    eager, other = Trainer(cfg, data, device="cpu"), compiled_trainer(cfg, data, compiled=compiled)
+    outs = [(eager.train_step(), other.train_step()) for _ in range(steps)]
+    return eager, other, outs
+
+
+@pytest.mark.parametrize(
+    "compiled", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["uncompiled", "compiled"]
+)
+@pytest.mark.parametrize(
+    "train",
+    [{"update": "simultaneous"}, {"update": "alternating", "k": 2}, {"update": "simultaneous", "real_label": 0.9}],
+    ids=["simultaneous", "alternating-k2", "label-smoothing"],
+)
+def test_fp32_step_equals_the_eager_step_from_the_same_seed(digits, train, compiled):
+    """Same seed, same streams: the eager and the compiled run draw the same batches, noise and masks, so
+    their losses and weights agree to float rounding step after step."""
+    eager, other, outs = _eager_and_other(tiny_config(**train), digits, compiled)
+    for a, b in outs:
+        for key in ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm", "d_real", "d_fake", "value"):
+            torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6)
+    for a, b in zip(_params(eager), _params(other), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "compiled", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["uncompiled", "compiled"]
+)
+def test_bf16_step_agrees_with_the_eager_bf16_step(digits, compiled):
+    """--precision bf16: products in bfloat16 as under autocast; not bit-equal to autocast's (another order of
+    casts), so compared at bfloat16's resolution: losses, gradient norms and each step's update."""
+    cfg = tiny_config(update="simultaneous", precision="bf16")
+    eager, other = Trainer(cfg, digits, device="cpu"), compiled_trainer(cfg, digits, compiled=compiled)
+    for _ in range(3):
+        before = [p.detach().clone() for p in _params(eager)]
+        a, b = eager.train_step(), other.train_step()
+        for key in ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm"):
+            torch.testing.assert_close(b[key], a[key], rtol=3e-2, atol=1e-3)
+        for old, pa, pb in zip(before, _params(eager), _params(other), strict=True):
+            step_a, step_b = pa.detach() - old, pb.detach() - old
+            assert (step_b - step_a).norm() <= 5e-2 * step_a.norm() + 1e-7
+        for pa, pb in zip(_params(eager), _params(other), strict=True):  # the next step starts from the same weights
+            with torch.no_grad():
+                pb.copy_(pa)

@@ -29,6 +29,7 @@ OPTIMIZERS = ("sgd", "adam")
 ON_COLLAPSE = ("warn", "stop")
 CONDITIONS = ("none", "class", "inpaint")
 PRECISIONS = ("fp32", "bf16")
+COMPILE_MODES = ("auto", "on", "off")
 PREPROCESSING = ("none", "gcn")
 CONDITIONAL_CLASSES = 10  # `advnets train --conditional`: the digit datasets' classes
 # Seeds reach torch, NumPy and scikit-learn (the k-means baseline), and some are offset (seed + 1, ...):
@@ -152,6 +153,9 @@ class TrainConfig:
     # "fp32", or "bf16": forward passes under bfloat16 autocast (meant for
     # CUDA; evaluation stays float64).
     precision: str = "fp32"
+    # The MLP presets' step as one compiled function (advnets.train.compiled): "on", "off", or "auto" (compiled
+    # when the run can use it and is long enough to repay the compile time; eager otherwise).
+    compile: str = "auto"
     # 0: stop at the first NaN/inf loss or gradient. K > 0: skip such updates
     # and stop after K consecutive ones.
     skip_nonfinite: int = 0
@@ -297,6 +301,7 @@ def _validate_train(t: TrainConfig) -> None:
     _need(t.skip_nonfinite >= 0, "train.skip_nonfinite", ">= 0", t.skip_nonfinite)
     _need(t.monitor_every >= 0, "train.monitor_every", ">= 0 (0 = no collapse checks)", t.monitor_every)
     _need(t.precision in PRECISIONS, "train.precision", f"one of {PRECISIONS}", t.precision)
+    _need(t.compile in COMPILE_MODES, "train.compile", f"one of {COMPILE_MODES}", t.compile)
     _need(0.5 < t.real_label <= 1, "train.real_label", "in (0.5, 1] (1 = the paper)", t.real_label)
     _need(t.instance_noise >= 0, "train.instance_noise", ">= 0 (0 = the paper)", t.instance_noise)
     _need(t.on_collapse in ON_COLLAPSE, "train.on_collapse", f"one of {ON_COLLAPSE}", t.on_collapse)

@@ -28,6 +28,7 @@ from advnets.cli.common import (
     seed_int,
 )
 from advnets.config import (
+    COMPILE_MODES,
     CONDITIONAL_CLASSES,
     G_LOSSES,
     NOISE_PRIORS,
@@ -118,6 +119,11 @@ OPTIONS: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
         choices=PRECISIONS,
         help="bf16: forward passes under bfloat16 autocast, for CUDA GPUs; weights, gradients and "
         "evaluation stay in full precision (default fp32)")),
+    ("--compile", "train.compile", dict(
+        choices=COMPILE_MODES,
+        help="the MLP presets' training step as one compiled function (torch.compile; same results to float "
+        "rounding, same random streams, checkpoints interchangeable): on, off, or auto (default: on for runs of "
+        "10,000 steps or more that it supports, which pay the ~1 min compile once; cached afterwards)")),
     ("--skip-nonfinite", "train.skip_nonfinite", dict(
         type=nonneg_int, metavar="K",
         help="skip updates whose loss or gradient is NaN/inf and stop after K consecutive ones "

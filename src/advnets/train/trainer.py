@@ -22,7 +22,7 @@ from advnets.errors import AdvnetsError, CheckpointError
 from advnets.losses import GENERATOR_LOSSES
 from advnets.monitor import MONITOR_BATCH, CollapseDetector, CollapseMonitor, collapse_advice
 from advnets.nets import build_nets, sample_noise
-from advnets.train import algorithm, loop
+from advnets.train import algorithm, compiled, loop
 from advnets.train.parallel import SingleProcess
 from advnets.train.streams import DataOrder, Streams, one_off
 from advnets.train.validation import ValidationMonitor
@@ -106,6 +106,9 @@ class Trainer:
         # One line for the user when a resume or branch starts another optimiser fresh ("" otherwise).
         self.optimizer_note = ""
         self.parallel.prepare(self)
+        # The update functions: advnets.train.algorithm's (eager), or the compiled whole steps of
+        # advnets.train.compiled (train.compile; same signatures, same random streams, same checkpoints).
+        self.steps: Any = compiled.select(self, t.compile)
         self.monitor = self.parallel.make_monitor(self, lambda: self._build_monitor(classifier))
         # The sums of the logged values since the last log row (advnets.train.loop): checkpointed, so
         # that a run stopped between two rows logs, once resumed, the row an uninterrupted run logs.
@@ -213,13 +216,13 @@ class Trainer:
 
     # ----- Algorithm 1 -----------------------------------------------------------------------
     def _d_step(self) -> dict[str, torch.Tensor]:
-        return algorithm.d_step(self)
+        return self.steps.d_step(self)
 
     def _g_step(self) -> dict[str, torch.Tensor]:
-        return algorithm.g_step(self)
+        return self.steps.g_step(self)
 
     def _simultaneous_step(self) -> dict[str, torch.Tensor]:
-        return algorithm.simultaneous_step(self)
+        return self.steps.simultaneous_step(self)
 
     def train_step(self, stop=None) -> dict[str, torch.Tensor] | None:
         """One Algorithm-1 iteration; returns on-device scalars for logging.
