@@ -65,7 +65,7 @@ ADDED_OPTIONS = {
     + ["--noise-prior"]  # issue 15: the reference code's two noise draws, one measured difference
     + ["--lr-decay"]  # issue 15: the learning rate's schedule, the measured cause of the gap to Table 1
     + ["--branch-from"]  # issue 15: a run continued at another rate in a directory of its own
-    + ["--keep-checkpoints"],  # issue 26: a bound on the checkpoints a long run leaves on disk
+    + ["--keep-checkpoints"]  # issue 26: a bound on the checkpoints a long run leaves on disk
     + ["--compile"],  # issue 28: the compiled training step
     # issue 17: the metrics table (--out: the same option as --json); issue 15: shipped models
     "evaluate": ["--metrics", "--features", "--no-tensorboard", "--out", "--pretrained", "--data"]
