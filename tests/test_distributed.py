@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from advnets.checkpoint import latest_checkpoint, load_checkpoint
-from advnets.distributed import _without_launcher_options, stream_seed
+from advnets.distributed import stream_seed, without_launcher_options
 from advnets.nets import sample_noise
 from advnets.train import Trainer
 
@@ -331,7 +331,7 @@ def test_a_distributed_run_needs_out(monkeypatch, capsys):
 
 def test_the_launcher_passes_on_everything_but_its_own_options():
     argv = ["--debug", "train", "--nproc", "2", "--epochs", "3", "--max-restarts=1", "--np", "4", "--no-progress"]
-    assert _without_launcher_options(argv) == ["--debug", "train", "--epochs", "3", "--no-progress"]
+    assert without_launcher_options(argv) == ["--debug", "train", "--epochs", "3", "--no-progress"]
 
 
 @pytest.mark.parametrize("rank", [1, 2])

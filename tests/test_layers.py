@@ -198,3 +198,19 @@ def test_the_walker_sees_imports_inside_functions(tmp_path):
     path = tmp_path / "m.py"
     path.write_text("def f():\n    from advnets.cli import main\n    import advnets.report\n")
     assert imports_of(path) == {"advnets.cli", "advnets.report"}
+
+
+def test_no_library_module_reads_the_command_line():
+    """Only advnets.cli parses arguments: a library module taking an argparse.Namespace (or importing argparse)
+    could not be called from a notebook the way the CLI calls it (issue 27)."""
+    readers = sorted(
+        name
+        for name, path in MODULES.items()
+        if not name.startswith("advnets.cli")
+        and any(
+            (isinstance(n, ast.Import) and any(a.name == "argparse" for a in n.names))
+            or (isinstance(n, ast.ImportFrom) and n.module == "argparse")
+            for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        )
+    )
+    assert not readers, f"library modules that import argparse: {readers}"

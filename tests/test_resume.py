@@ -105,9 +105,10 @@ def test_a_torchrun_restart_continues_whatever_the_run_directory_holds(tmp_path,
     first checkpoint starts again from step 0 rather than refusing an --out that "already holds a run"."""
     import argparse
 
-    from advnets.distributed import TorchrunEnv, check_train_args
-    from advnets.runs import start_point
+    from advnets.cli.train import check_torchrun_args
+    from advnets.distributed import TorchrunEnv
     from advnets.train import Trainer
+    from advnets.train.session import plan_run
     from conftest import tiny_config
 
     run_dir = tmp_path / "run"
@@ -116,12 +117,12 @@ def test_a_torchrun_restart_continues_whatever_the_run_directory_holds(tmp_path,
     elif holds == "a checkpoint":
         Trainer(tiny_config(), digits).fit(run_dir, progress=False, tensorboard=False)
     args = argparse.Namespace(nproc=None, out=run_dir, resume=False)
-    check_train_args(args, TorchrunEnv(rank=0, world_size=2, local_rank=0, restart_count=1))
+    check_torchrun_args(args, TorchrunEnv(rank=0, world_size=2, local_rank=0, restart_count=1))
     assert args.resume
-    start = start_point(None, args.out)
-    assert (start.state is not None, start.stored is not None) == (holds == "a checkpoint", holds == "config.json only")
+    plan = plan_run(out=args.out, resume=args.resume)
+    assert plan.kind == {"nothing": "new", "config.json only": "continue", "a checkpoint": "resume"}[holds]
     first = argparse.Namespace(nproc=None, out=run_dir, resume=False)
-    check_train_args(first, TorchrunEnv(rank=0, world_size=2, local_rank=0, restart_count=0))
+    check_torchrun_args(first, TorchrunEnv(rank=0, world_size=2, local_rank=0, restart_count=0))
     assert not first.resume  # the first attempt runs the command as given
 
 

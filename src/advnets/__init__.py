@@ -21,6 +21,8 @@ _HOME = {
     "train_config_from_options": "advnets.config",
     "load_dataset": "advnets.data",
     "Trainer": "advnets.train",
+    "train_run": "advnets.train.session",
+    "plan_run": "advnets.train.session",
     "create_run": "advnets.runs",
     "read_metrics": "advnets.runlog",
     "load_generator": "advnets.generators",

@@ -43,7 +43,6 @@ after --epochs epochs.
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import os
 import signal
@@ -62,7 +61,6 @@ from advnets.config import RunConfig
 from advnets.data import Dataset
 from advnets.devices import resolve_device
 from advnets.errors import AdvnetsError, CheckpointError
-from advnets.runs import holds_run
 from advnets.train import Trainer, TrainingCollapsed, TrainingDiverged, TrainingInterrupted
 from advnets.train.parallel import Running, SingleProcess, StopOnSignal
 from advnets.train.streams import PER_RANK, stream_seed  # noqa: F401 (stream_seed: imported from here by tests)
@@ -94,20 +92,6 @@ def torchrun_env() -> TorchrunEnv | None:
         local_rank=int(os.environ["LOCAL_RANK"]),
         restart_count=int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")),
     )
-
-
-def check_train_args(args: argparse.Namespace, env: TorchrunEnv) -> None:
-    """`advnets train` under torchrun: every rank, and every restart, must find the same run
-    directory; after a restart (torchrun --max-restarts) training continues from its last
-    complete checkpoint."""
-    if getattr(args, "nproc", None) is not None:
-        raise AdvnetsError("--nproc starts torchrun itself; leave it out when you run torchrun")
-    if args.out is None:
-        raise AdvnetsError(
-            "a data-parallel run needs --out DIR: every process, and torchrun's restarts, must find the same run"
-        )
-    if env.restart_count > 0:  # from its last checkpoint or, killed before the first, from step 0 (runs.start_point)
-        args.resume = True
 
 
 @dataclass(frozen=True)
@@ -395,7 +379,7 @@ def follow(trainer: DistributedTrainer, state: dict[str, Any] | None, run_dir: P
 _LAUNCHER_OPTIONS = ("--nproc", "--max-restarts")
 
 
-def _without_launcher_options(argv: list[str]) -> list[str]:
+def without_launcher_options(argv: list[str]) -> list[str]:
     """argv less --nproc N and --max-restarts R (also as --opt=V or an abbreviation argparse
     accepted), for the processes torchrun starts."""
     out, skip = [], False
@@ -453,16 +437,3 @@ def run_torchrun(nproc: int, max_restarts: int, target: list[str]) -> int:
         code = failure.exitcode
         return 128 - code if code < 0 else code  # a negative exit code is the signal that killed the worker
     return 0
-
-
-def launch(args: argparse.Namespace) -> int:
-    """`advnets train --nproc N`: the same command, less the launcher's options, in N processes
-    under torchrun on this machine."""
-    if torchrun_env() is not None:
-        raise AdvnetsError("--nproc starts torchrun itself; leave it out when you run torchrun")
-    if args.out is None:
-        raise AdvnetsError("--nproc needs --out DIR: every process, and torchrun's restarts, must find the same run")
-    if not args.resume and holds_run(args.out):
-        raise AdvnetsError(f"--out {args.out} already holds a run; add --resume to continue it")
-    argv = _without_launcher_options(list(getattr(args, "argv", sys.argv[1:])))
-    return run_torchrun(args.nproc, args.max_restarts, ["-m", "advnets", *argv])

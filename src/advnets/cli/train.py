@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -236,29 +235,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def train_config(args: argparse.Namespace):
-    """The RunConfig of ``advnets train ARGS`` (before --inpaint, which needs the data) and where
-    it starts (advnets.runs.StartPoint: with --resume, what --out holds)."""
-    from advnets.config import train_config_from_options
+    """The library's plan (advnets.train.session.RunPlan) for ``advnets train ARGS``: the RunConfig to train
+    with (before --inpaint, which needs the data) and what --out (or --branch-from) holds."""
     from advnets.errors import AdvnetsError, ConfigError
-    from advnets.runs import branch_point, holds_run, start_point
+    from advnets.train.session import plan_run
 
-    if args.resume and args.out is None:
-        raise AdvnetsError("--resume needs --out DIR, the run to continue")
     if args.branch_from is not None and args.nproc is not None:
         raise AdvnetsError("--branch-from goes without --nproc: branch in one process, then continue the new run "
                            "with --resume --nproc N")  # fmt: skip
-    if args.branch_from is not None and not (args.resume and holds_run(args.out)):
-        start = branch_point(args.branch_from, args.preset)
-    else:
-        start = start_point(args.preset, args.out if args.resume else None, option="--out")
     options = {field: getattr(args, _dest(flag)) for flag, field, _ in OPTIONS if field is not None}
     try:
-        cfg = train_config_from_options(options, start.base, conditional=args.conditional)
+        plan = plan_run(
+            options,
+            preset=args.preset,
+            out=args.out,
+            resume=args.resume,
+            branch_from=args.branch_from,
+            conditional=args.conditional,
+        )
     except ConfigError as e:  # name the option the user typed beside the config field it sets
         flag = next((f for f, field, _ in OPTIONS if field and str(e).startswith(f"{field} ")), None)
         raise ConfigError(f"{flag}: {e}" if flag else str(e)) from None
-    _check_data_options(args, cfg.data.source)
-    return cfg, start
+    _check_data_options(args, plan.cfg.data.source)
+    return plan
 
 
 def _check_data_options(args: argparse.Namespace, source: str) -> None:
@@ -284,7 +283,7 @@ def config_from_argv(argv: list[str]):
     """The RunConfig that ``advnets train ARGV`` resolves (not --inpaint's, which is sized from the data)."""
     parser = Parser(prog="advnets")
     add_parser(parser.add_subparsers(dest="command", parser_class=Parser))
-    return train_config(parser.parse_args(["train", *argv]))[0]
+    return train_config(parser.parse_args(["train", *argv])).cfg
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -303,9 +302,9 @@ def takes_lock(args: argparse.Namespace, torchrun) -> bool:
 
 def _train(args: argparse.Namespace, held) -> int:
     from advnets import distributed
-    from advnets.config import RunConfig, config_changes, from_dict, with_condition
     from advnets.runlock import check_free, hold_run
     from advnets.runs import holds_run
+    from advnets.train import session
 
     torchrun = distributed.torchrun_env()  # None unless torchrun started this process
     if args.max_restarts and args.nproc is None and torchrun is None:
@@ -313,75 +312,60 @@ def _train(args: argparse.Namespace, held) -> int:
 
         raise AdvnetsError("--max-restarts goes with --nproc N (it restarts the group of N processes)")
     if torchrun is not None:
-        distributed.check_train_args(args, torchrun)  # needs --out; resumes after one of torchrun's restarts
+        check_torchrun_args(args, torchrun)  # needs --out; resumes after one of torchrun's restarts
     locking = takes_lock(args, torchrun)
     if locking and args.out is not None and holds_run(args.out):  # before reading the run
         held.enter_context(hold_run(args.out))
         locking = False
-    cfg, start = train_config(args)
+    plan = train_config(args)
     if args.out is not None and (args.dry_run or args.nproc is not None):
         check_free(args.out)  # say now that another training holds it
-    state = start.state
     dataset = None
-    # --inpaint on a new run: G's and D's inputs grow by the image size, so load the data first
-    # (a resumed run's stored config is sized already).
-    if args.inpaint and state is None and start.stored is None:
-        from advnets.data import load_dataset
-
-        dataset = load_dataset(cfg.data, data_dir=args.data_dir)
-        cfg = with_condition(cfg, "inpaint", math.prod(dataset.image_shape))
+    if args.inpaint and plan.kind == "new":  # G's and D's inputs grow by the image size: load the data first
+        dataset = _load_data(plan, args)
+        plan = session.size_for_data(plan, dataset)
     if args.nproc is not None and not args.dry_run:  # this command again, in N processes under torchrun
-        return distributed.launch(args)
+        return _launch(args)
+    dataset = dataset if dataset is not None else _load_data(plan, args)
+    if args.dry_run:
+        return _dry_run(args, plan, dataset)
+    trainer = _trainer(plan, dataset, torchrun)
+    if trainer.rank != 0:  # rank 0 checks and writes the run directory and reports; the others train
+        return distributed.follow(trainer, plan.start.state, args.out)
+    # A requeued command on a finished run: nothing to do, nothing written (single process: under torchrun every
+    # rank must reach fit(), which ends at once).
+    if not session.start(plan, trainer) and torchrun is None:
+        _say(session.complete_note(plan, trainer))
+        return 0
+    run_dir = session.open_run_dir(plan, trainer, dataset, held if locking else None)
+    _say(plan.describe(trainer, run_dir))
+    _say(trainer.optimizer_note)
+    _fit(args, plan, trainer, dataset, run_dir)
+    return 0
 
+
+def _load_data(plan, args: argparse.Namespace):
     from advnets.data import load_dataset
+
+    return load_dataset(plan.cfg.data, data_dir=args.data_dir)
+
+
+def _trainer(plan, dataset, torchrun):
+    """The Trainer of this process: one process's, or this rank's in a torchrun group."""
+    from advnets import distributed
     from advnets.devices import resolve_device
-    from advnets.runs import create_run
     from advnets.train import Trainer
 
-    if dataset is None:
-        dataset = load_dataset(cfg.data, data_dir=args.data_dir)
-    if args.dry_run:
-        return _dry_run(args, cfg, dataset, start)
+    cfg = plan.cfg
     if torchrun is None:
-        trainer = Trainer(cfg, dataset, classifier=_collapse_classifier(cfg, dataset, resolve_device(cfg.train.device)))
-    else:
-        group = distributed.join(torchrun, cfg.train.device)
-        classifier = _collapse_classifier(cfg, dataset, group.device) if group.rank == 0 else None
-        trainer = distributed.DistributedTrainer(cfg, dataset, group, classifier=classifier)
-        if trainer.rank != 0:  # rank 0 checks and writes the run directory and reports; the others train
-            return distributed.follow(trainer, state, args.out)
-    if start.origin is not None:
-        _start_branch(trainer, start)  # refuses --epochs that leave no step to train, before anything is made
-    out = args.out
-    if locking:  # a new run (--out held none): made, locked before anything is written there, then checked again
-        from advnets.runs import prepare_run_dir
+        return Trainer(cfg, dataset, classifier=_collapse_classifier(cfg, dataset, resolve_device(cfg.train.device)))
+    group = distributed.join(torchrun, cfg.train.device)
+    classifier = _collapse_classifier(cfg, dataset, group.device) if group.rank == 0 else None
+    return distributed.DistributedTrainer(cfg, dataset, group, classifier=classifier)
 
-        out = prepare_run_dir(out, cfg)
-        held.enter_context(hold_run(out))
-    if start.origin is not None:
-        run_dir = _branch(trainer, cfg, dataset, start, out)
-    elif state is not None or start.stored is not None:
-        # Both refuse another architecture (or image shape); fit() records the resume in config.json.
-        if state is not None:
-            trainer.load_state_dict(state)
-            said = f"resuming {args.out} at step {trainer.step} of {trainer.total_steps}"
-        else:  # killed before its first checkpoint: from step 0 with the stored config
-            trainer.continue_run(start.stored)
-            said = start.note
-        run_dir = args.out
-        # A requeued command on a finished run: nothing to do, nothing written (single process: under torchrun
-        # every rank must reach fit(), which ends at once).
-        if torchrun is None and _complete(trainer, args.out):
-            return 0
-        stored = from_dict(RunConfig, state["config"]) if state is not None else start.stored
-        changes = config_changes(stored, cfg)
-        shown = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
-        print(said + (f" with changes: {shown}" if shown else ""), file=sys.stderr)
-        _say(trainer.optimizer_note)
-    else:
-        if start.note:  # --resume on an empty or missing --out
-            print(start.note, file=sys.stderr)
-        run_dir = create_run(cfg, dataset, out)
+
+def _fit(args: argparse.Namespace, plan, trainer, dataset, run_dir: Path) -> None:
+    cfg = plan.cfg
     print(
         f"training {cfg.preset} on {dataset.name} ({len(dataset.train)} train images, "
         f"{trainer.total_steps} steps, {cfg.train.update} update, device {trainer.device}) -> {run_dir}",
@@ -396,100 +380,64 @@ def _train(args: argparse.Namespace, held) -> int:
         )
     final = run_dir / "samples" / f"step-{trainer.step:08d}.png"
     print(f"run directory: {run_dir}\nsamples: {final}\ncheckpoint: {run_dir / 'checkpoints'}")
-    return 0
 
 
-def _branch(trainer, cfg, dataset, start, out: Path | None) -> Path:
-    """A new run from the checkpoint ``start.origin`` (--branch-from), loaded into ``trainer`` by
-    :func:`_start_branch`: its directory holds, before the first step, that checkpoint (so that --resume after a
-    kill continues the branch, never a run from step 0), the config with the branch recorded, and the source's
-    log up to the branch's step.
+def check_torchrun_args(args: argparse.Namespace, env) -> None:
+    """`advnets train` under torchrun: every rank, and every restart, must find the same run directory; after a
+    restart (torchrun --max-restarts) training continues from its last complete checkpoint."""
+    from advnets.errors import AdvnetsError
 
-    Raises:
-        AdvnetsError: --out already holds a run.
-    """
-    from advnets.config import RunConfig, config_changes, from_dict
-    from advnets.runlog import copy_metrics
-    from advnets.runs import prepare_run_dir, run_dir_of
-
-    run_dir = prepare_run_dir(out, cfg)
-    trainer.save(run_dir)
-    trainer.write_run_config(run_dir)
-    copy_metrics(run_dir_of(start.origin), run_dir, trainer.step)
-    changes = config_changes(from_dict(RunConfig, start.state["config"]), cfg)
-    shown = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
-    print(f"branching {start.origin} at step {trainer.step} into {run_dir}" + (f" with changes: {shown}" if shown
-          else ""), file=sys.stderr)  # fmt: skip
-    _say(trainer.optimizer_note)
-    return run_dir
-
-
-def _start_branch(trainer, start) -> None:
-    """Load the checkpoint a branch starts from into ``trainer``.
-
-    Raises:
-        AdvnetsError: --epochs leaves nothing to train after the checkpoint.
-        CheckpointError: the checkpoint is of another architecture or image shape.
-    """
-    trainer.branch_from(start.state, start.origin)
-    if trainer.step >= trainer.total_steps:
-        from advnets.errors import AdvnetsError
-
+    if getattr(args, "nproc", None) is not None:
+        raise AdvnetsError("--nproc starts torchrun itself; leave it out when you run torchrun")
+    if args.out is None:
         raise AdvnetsError(
-            f"--epochs {trainer.cfg.train.epochs}: {start.origin} has already trained {trainer.epoch} epochs "
-            f"(step {trainer.step}); give more epochs to branch from it"
+            "a data-parallel run needs --out DIR: every process, and torchrun's restarts, must find the same run"
         )
+    if env.restart_count > 0:  # from its last checkpoint or, killed before the first, from step 0
+        args.resume = True
 
 
-def _complete(trainer, out: Path) -> bool:
-    """Whether the resumed run in ``out`` has no steps left (said on stderr: the run is complete).
+def _launch(args: argparse.Namespace) -> int:
+    """`advnets train --nproc N`: the same command, less the launcher's options, in N processes under torchrun
+    on this machine (advnets.distributed.run_torchrun)."""
+    from advnets import distributed
+    from advnets.errors import AdvnetsError
+    from advnets.runs import holds_run
 
-    Raises:
-        AdvnetsError: --epochs ends before the epochs the run has already trained.
-    """
-    if trainer.step < trainer.total_steps:
-        return False
-    epochs = trainer.cfg.train.epochs
-    if epochs < trainer.epoch:
-        from advnets.errors import AdvnetsError
-
-        raise AdvnetsError(
-            f"--epochs {epochs}: the run in {out} has already trained {trainer.epoch} epochs (step {trainer.step}); "
-            "give more epochs to continue it"
-        )
-    print(f"{out} is complete: step {trainer.step} of {trainer.total_steps} ({epochs} epochs); nothing to train "
-          f"(continue it with --resume --epochs N, N > {epochs})", file=sys.stderr)  # fmt: skip
-    return True
+    if distributed.torchrun_env() is not None:
+        raise AdvnetsError("--nproc starts torchrun itself; leave it out when you run torchrun")
+    if args.out is None:
+        raise AdvnetsError("--nproc needs --out DIR: every process, and torchrun's restarts, must find the same run")
+    if not args.resume and holds_run(args.out):
+        raise AdvnetsError(f"--out {args.out} already holds a run; add --resume to continue it")
+    argv = distributed.without_launcher_options(list(getattr(args, "argv", sys.argv[1:])))
+    return distributed.run_torchrun(args.nproc, args.max_restarts, ["-m", "advnets", *argv])
 
 
-def _dry_run(args: argparse.Namespace, cfg, dataset, start) -> int:
+def _dry_run(args: argparse.Namespace, plan, dataset) -> int:
     """Everything the real run does before its first step, nothing written: the data has loaded; build the
-    trainer (the nets, the batch against the split, the validation monitor), load a resumed checkpoint (its
-    architecture and image shape) or check that --out is free; then print the config."""
+    trainer (the nets, the batch against the split, the validation monitor), load the plan (a checkpoint's
+    architecture and image shape) or check that --out is free; then print the config and the plan."""
     from advnets.config import to_dict
     from advnets.runs import check_new_run_dir
     from advnets.train import Trainer
+    from advnets.train.session import complete_note, start
 
-    trainer = Trainer(cfg, dataset)
-    if start.origin is not None:
-        _start_branch(trainer, start)
-        if args.out is not None:
-            check_new_run_dir(args.out)
-        plan = f"would branch {start.origin} at step {trainer.step} into a new run of {trainer.total_steps} steps"
-    elif start.state is not None:
-        trainer.load_state_dict(start.state)
-        plan = f"would resume {args.out} at step {trainer.step} of {trainer.total_steps}"
-        if _complete(trainer, args.out):
-            return 0
-    elif start.stored is not None:
-        trainer.continue_run(start.stored)
-        plan = f"would continue {args.out} from step 0 (it has no checkpoint yet)"
-    else:
-        if args.out is not None:
-            check_new_run_dir(args.out)
-        plan = f"would train {trainer.total_steps} steps"
-    print(json.dumps(to_dict(cfg), indent=2))
-    print(f"dry run: {dataset.name} ({len(dataset.train)} train images); {plan}; nothing written", file=sys.stderr)
+    trainer = Trainer(plan.cfg, dataset)
+    if not start(plan, trainer):
+        _say(complete_note(plan, trainer))
+        return 0
+    if plan.kind in ("new", "branch") and args.out is not None:
+        check_new_run_dir(args.out)
+    what = {
+        "branch": f"would branch {plan.start.origin} at step {trainer.step} into a new run of {trainer.total_steps} "
+        "steps",
+        "resume": f"would resume {args.out} at step {trainer.step} of {trainer.total_steps}",
+        "continue": f"would continue {args.out} from step 0 (it has no checkpoint yet)",
+        "new": f"would train {trainer.total_steps} steps",
+    }[plan.kind]
+    print(json.dumps(to_dict(plan.cfg), indent=2))
+    print(f"dry run: {dataset.name} ({len(dataset.train)} train images); {what}; nothing written", file=sys.stderr)
     _say(trainer.optimizer_note)
     return 0
 
