@@ -302,13 +302,15 @@ def _wait_for(ready, proc, timeout=300):
 
 
 def _uninterrupted(run_dir, args=KILL_ARGS):
-    """The reference: the same configuration trained in one go, in this process."""
+    """The reference: the same configuration trained in one go, in this process, on one thread."""
     from advnets.cli.train import config_from_argv
     from advnets.data import load_dataset
     from advnets.train import Trainer
+    from conftest import one_thread
 
     cfg = config_from_argv(args)
-    Trainer(cfg, load_dataset(cfg.data)).fit(run_dir, progress=False, tensorboard=False)
+    with one_thread():  # as the killed subprocesses train (OMP_NUM_THREADS=1)
+        Trainer(cfg, load_dataset(cfg.data)).fit(run_dir, progress=False, tensorboard=False)
 
 
 def _assert_same_run(a, b):

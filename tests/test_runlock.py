@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from advnets.runlock import LOCK_DIR_ENV, LOCK_FILE, RunLocked, hold_run, holds, lock_path, read_holder
-from conftest import cli_in_process, tiny_config
+from conftest import cli_in_process, one_thread, tiny_config
 from test_resume import (
     KILL_ARGS,
     SHORT,
@@ -267,20 +267,6 @@ def _wait_until(ready, procs, timeout=300):
 
 def _holder_pid(run_dir: Path) -> int | None:
     return read_holder(run_dir).get("pid")
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Train in this process as the subprocesses do (OMP_NUM_THREADS=1): CPU results are bit-identical only for
-    the same number of intra-op threads (seen: 4e-9 apart between 1 and 2 threads)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
