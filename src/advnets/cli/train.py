@@ -355,12 +355,13 @@ def _trainer(plan, dataset, torchrun):
     from advnets import distributed
     from advnets.devices import resolve_device
     from advnets.train import Trainer
+    from advnets.train.session import collapse_classifier
 
     cfg = plan.cfg
     if torchrun is None:
-        return Trainer(cfg, dataset, classifier=_collapse_classifier(cfg, dataset, resolve_device(cfg.train.device)))
+        return Trainer(cfg, dataset, classifier=collapse_classifier(cfg, dataset, resolve_device(cfg.train.device)))
     group = distributed.join(torchrun, cfg.train.device)
-    classifier = _collapse_classifier(cfg, dataset, group.device) if group.rank == 0 else None
+    classifier = collapse_classifier(cfg, dataset, group.device) if group.rank == 0 else None
     return distributed.DistributedTrainer(cfg, dataset, group, classifier=classifier)
 
 
@@ -445,12 +446,3 @@ def _dry_run(args: argparse.Namespace, plan, dataset) -> int:
 def _say(line: str) -> None:
     if line:
         print(line, file=sys.stderr)
-
-
-def _collapse_classifier(cfg, dataset, device):
-    """The digit classifier the collapse monitor counts classes with (--monitor-classes), or None."""
-    if not (cfg.train.monitor_classes and cfg.train.monitor_every):
-        return None
-    from advnets.monitor import digit_classifier
-
-    return digit_classifier(dataset, device)

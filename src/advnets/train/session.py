@@ -30,7 +30,18 @@ from advnets.config import RunConfig, config_changes, from_dict, train_config_fr
 from advnets.errors import AdvnetsError
 from advnets.runs import StartPoint, branch_point, holds_run, start_point
 
-__all__ = ["KINDS", "RunPlan", "open_run_dir", "plan_run", "start", "train_run"]
+__all__ = [
+    "KINDS",
+    "RunPlan",
+    "TrainResult",
+    "collapse_classifier",
+    "complete_note",
+    "open_run_dir",
+    "plan_run",
+    "size_for_data",
+    "start",
+    "train_run",
+]
 
 #: What a training call does with its run directory.
 KINDS = ("new", "resume", "continue", "branch")
@@ -186,6 +197,15 @@ def open_run_dir(plan: RunPlan, trainer: Any, dataset: Any, held: ExitStack | No
     return run_dir
 
 
+def collapse_classifier(cfg: RunConfig, dataset: Any, device: Any) -> Any:
+    """The digit classifier the collapse monitor counts classes with (``train.monitor_classes``), or None."""
+    if not (cfg.train.monitor_classes and cfg.train.monitor_every):
+        return None
+    from advnets.monitor import digit_classifier
+
+    return digit_classifier(dataset, device)
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """What :func:`train_run` did: the run directory, the trainer (its nets and counters) and the last log row
@@ -227,6 +247,7 @@ def train_run(
         another training holds ``out``; TrainingInterrupted / TrainingDiverged / TrainingCollapsed from fit.
     """
     from advnets.data import load_dataset
+    from advnets.devices import resolve_device
     from advnets.runlock import hold_run
     from advnets.train import Trainer
 
@@ -236,7 +257,8 @@ def train_run(
             held.enter_context(hold_run(Path(out)))
         plan = plan_run(options, preset=preset, out=out, resume=resume, branch_from=branch_from)
         dataset = data if data is not None else load_dataset(plan.cfg.data, data_dir=data_dir)
-        trainer = Trainer(plan.cfg, dataset)
+        classifier = collapse_classifier(plan.cfg, dataset, resolve_device(plan.cfg.train.device))
+        trainer = Trainer(plan.cfg, dataset, classifier=classifier)
         if not start(plan, trainer):
             say(complete_note(plan, trainer))
             return TrainResult(plan.out, trainer, None)
