@@ -5,7 +5,7 @@ SGD, m = 100 per process) on the embedded MNIST digits, both update rules. Each 
 
 * 1 process, all cores: the plain Trainer with torch using every core (what ``advnets train`` runs);
 * 1 process, 1 thread: the same, one thread (one worker's share of the machine below);
-* 1 process under DDP, 1 thread: DistributedTrainer in a group of one (gloo): DDP's own overhead, no peer;
+* 1 process under DDP, 1 thread: a data-parallel Trainer in a group of one (gloo): DDP's own overhead, no peer;
 * 2 processes x 1 thread (DDP, gloo): ``advnets train --nproc 2``: m = 100 each, a global batch of 200;
 * on CUDA, when available: 1 GPU (plain Trainer), and 1 GPU under DDP (NCCL, a group of one);
 * and, once per round, the all-reduce of one step's gradients alone between the 2 processes (its time per step).
@@ -73,7 +73,7 @@ def worker(args) -> None:
     if env is None:
         trainer, world = Trainer(cfg, data), 1
     else:
-        trainer = distributed.DistributedTrainer(cfg, data, distributed.join(env, args.device))
+        trainer = distributed.rank_trainer(cfg, data, distributed.join(env, args.device))
         world = env.world_size
     device = trainer.device
 

@@ -57,7 +57,7 @@ def _trainer(tt, data, update: str, kind: str, precision: str, device: torch.dev
     trainer = Trainer(cfg=override(cfg, train=override(cfg.train, compile=compile_, precision=precision)), dataset=data,
                       device=device)  # fmt: skip
     if kind == "compiled, no CUDA graphs":  # on CUDA the compiled step uses CUDA graphs; this row is without them
-        trainer.steps = CompiledSteps(trainer, mode="default")
+        trainer.updates = CompiledSteps(trainer, mode="default")
     return trainer
 
 

@@ -247,59 +247,14 @@ def tweak_old_nets(trainer):
     tweak_old_maxout(trainer)
 
 
-def tweak_fused_sgd(trainer):
-    """Proposed for train.py's _make_optimizer: SGD(..., fused=True), one pass per tensor instead of three."""
+def tweak_unfused_sgd(trainer):
+    """Undo the fused SGD kernel (advnets.train.algorithm.make_optimizer): torch's default multi-tensor SGD,
+    three passes per tensor instead of one."""
     for name in ("opt_g", "opt_d"):
         old = getattr(trainer, name)
         group = old.param_groups[0]
-        new = torch.optim.SGD(group["params"], lr=group["lr"], momentum=group["momentum"], fused=True)
+        new = torch.optim.SGD(group["params"], lr=group["lr"], momentum=group["momentum"], fused=False)
         setattr(trainer, name, new)
-
-
-def tweak_pair_forward(trainer):
-    """Proposed for train.py's _simultaneous_step: ``self.d_train(x, fake)`` instead of
-    ``self.d_train(torch.cat([x, fake]))`` (same masks and values; no input gradient for D's first layer on
-    the real rows). Done here by handing D the two blocks that the step concatenates."""
-    trainer_cls = type(trainer)
-
-    def simultaneous_step(self):
-        real = {}
-        original_cat = torch.cat
-
-        def cat_as_blocks(tensors, *args, **kwargs):
-            if not args and not kwargs and len(tensors) == 2 and not real:
-                real["blocks"] = tuple(tensors)
-                return _Blocks(tensors)
-            return original_cat(tensors, *args, **kwargs)
-
-        torch.cat = cat_as_blocks
-        try:
-            return trainer_cls._simultaneous_step(self)
-        finally:
-            torch.cat = original_cat
-
-    trainer._simultaneous_step = types.MethodType(simultaneous_step, trainer)
-    d = trainer.d
-    d_forward = d.forward
-
-    def forward(*xs):
-        if len(xs) == 1 and isinstance(xs[0], _Blocks):
-            return d_forward(*xs[0].blocks)
-        return d_forward(*xs)
-
-    d.forward = forward
-
-
-class _Blocks:
-    """Stands for torch.cat([x, fake]) in tweak_pair_forward: D receives the blocks themselves."""
-
-    def __init__(self, blocks) -> None:
-        self.blocks = tuple(blocks)
-
-
-def tweak_pair_forward_fused_sgd(trainer):
-    tweak_pair_forward(trainer)
-    tweak_fused_sgd(trainer)
 
 
 def tweak_no_grad_norm(trainer):
@@ -382,14 +337,12 @@ ABLATIONS = {
         ("advnets, DataLoader over a TensorDataset", tweak_dataloader),
         ("advnets, .item() of the losses every step", tweak_sync_every_step),
         ("advnets without the grad-norm monitor", tweak_no_grad_norm),
-        ("advnets + fused SGD (proposed)", tweak_fused_sgd),
+        ("advnets, unfused SGD", tweak_unfused_sgd),
     ],
     "simultaneous": [
         ("advnets, nets.py before issue 7 (amax maxout, bernoulli_ masks)", tweak_old_nets),
         ("advnets without the grad-norm monitor", tweak_no_grad_norm),
-        ("advnets + D(x, fake) (proposed)", tweak_pair_forward),
-        ("advnets + fused SGD (proposed)", tweak_fused_sgd),
-        ("advnets + D(x, fake) + fused SGD (proposed)", tweak_pair_forward_fused_sgd),
+        ("advnets, unfused SGD", tweak_unfused_sgd),
     ],
 }
 

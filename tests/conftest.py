@@ -97,3 +97,26 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+class UpdatesThen:
+    """A trainer's update functions (``trainer.updates``: advnets.train.algorithm or its compiled twin) calling
+    ``after(kind)`` once each update is done, kind "d", "g" or "simultaneous": where tests send signals from inside
+    Algorithm 1 (``trainer.updates = UpdatesThen(trainer.updates, after)``)."""
+
+    def __init__(self, updates, after) -> None:
+        self.updates, self.after = updates, after
+
+    def _then(self, kind: str, players):
+        out = getattr(self.updates, f"{kind}_step")(players)
+        self.after(kind)
+        return out
+
+    def d_step(self, players):
+        return self._then("d", players)
+
+    def g_step(self, players):
+        return self._then("g", players)
+
+    def simultaneous_step(self, players):
+        return self._then("simultaneous", players)

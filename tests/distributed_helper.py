@@ -1,7 +1,7 @@
 """Run by tests/test_distributed.py in processes that torchrun starts (not a test module).
 
-``steps OUT``: a few Algorithm-1 iterations of DistributedTrainer on the 8x8 digits, per-rank
-batch M, for both update rules, in equivalence_config (so that one process with batch 2M can draw
+``steps OUT``: a few Algorithm-1 iterations of a data-parallel Trainer (distributed.rank_trainer) on the
+8x8 digits, per-rank batch M, for both update rules, in equivalence_config (so that one process with batch 2M can draw
 the very same numbers); then the same with counting all-reduce hooks; then a save/load round trip
 against an uninterrupted run. Rank 0 saves everything to OUT.
 
@@ -64,14 +64,13 @@ def steps(out: str) -> None:
     result = {}
     for update, k in (("simultaneous", 1), ("alternating", 2)):
         cfg = equivalence_config(update, k, M)
-        tr = distributed.DistributedTrainer(cfg, digits, group)
+        tr = distributed.rank_trainer(cfg, digits, group)
         for _ in range(STEPS):
             tr.train_step()
         result[update] = weights(tr)
 
         # The same steps again, counting the buckets each network's DDP all-reduces.
-        tr = distributed.DistributedTrainer(cfg, digits, group)
-        tr.wrap()
+        tr = distributed.rank_trainer(cfg, digits, group)
         counts = {"G": 0, "D": 0}
         for name, net in (("G", tr.g_train), ("D", tr.d_train)):
 
@@ -95,15 +94,15 @@ def steps(out: str) -> None:
             generator=override(plain.generator, condition=condition, cond_dim=cond_dim),
             discriminator=override(plain.discriminator, cond_dim=d_cond_dim),
         )
-        straight = distributed.DistributedTrainer(cfg, digits, group)
+        straight = distributed.rank_trainer(cfg, digits, group)
         for _ in range(2 * STEPS):
             straight.train_step()
-        first = distributed.DistributedTrainer(cfg, digits, group)
+        first = distributed.rank_trainer(cfg, digits, group)
         for _ in range(STEPS):
             first.train_step()
         run_dir = Path(out).parent / f"resume-{condition}"
         first.save(run_dir)
-        resumed = distributed.DistributedTrainer(cfg, digits, group)
+        resumed = distributed.rank_trainer(cfg, digits, group)
         resumed.load_state_dict(load_checkpoint(latest_checkpoint(run_dir)))
         for _ in range(STEPS):
             resumed.train_step()
@@ -112,13 +111,13 @@ def steps(out: str) -> None:
     # Decisions the ranks share: what each rank raised when (a) G's loss turns NaN on rank 1 alone,
     # from step 3 on (the divergence guard); (b) rank 0's collapse monitor sees a collapse (on-collapse stop).
     outcomes = {}
-    tr = distributed.DistributedTrainer(tiny_config(update="simultaneous", log_every=2), digits, group)
+    tr = distributed.rank_trainer(tiny_config(update="simultaneous", log_every=2), digits, group)
     if group.rank == 1:
         loss = tr.g_loss_fn
         tr.g_loss_fn = lambda logits: loss(logits) * (float("nan") if tr.step >= 2 else 1.0)
     outcomes["diverged"] = fit_outcome(tr)
     cfg = tiny_config(update="simultaneous", monitor_every=3, on_collapse="stop")
-    tr = distributed.DistributedTrainer(cfg, digits, group)
+    tr = distributed.rank_trainer(cfg, digits, group)
     if group.rank == 0:
         tr.monitor.check = lambda step, *args: ({}, "G collapsed (a test's verdict)") if step >= 6 else ({}, None)
     outcomes["collapsed"] = fit_outcome(tr)

@@ -35,20 +35,20 @@ def config(**train):
 
 def test_off_and_short_runs_train_eagerly():
     data = small_data()
-    assert Trainer(config(compile="off"), data, device="cpu").steps is algorithm
-    assert Trainer(config(compile="auto"), data, device="cpu").steps is algorithm  # 12 steps: not worth compiling
+    assert Trainer(config(compile="off"), data, device="cpu").updates is algorithm
+    assert Trainer(config(compile="auto"), data, device="cpu").updates is algorithm  # 12 steps: not worth compiling
 
 
 def test_auto_compiles_a_long_run_it_supports_and_not_one_it_does_not():
     data = small_data()
     epochs = AUTO_MIN_STEPS // 3 + 1
-    assert isinstance(Trainer(config(compile="auto", epochs=epochs), data, device="cpu").steps, CompiledSteps)
+    assert isinstance(Trainer(config(compile="auto", epochs=epochs), data, device="cpu").updates, CompiledSteps)
     adam = override(config(compile="auto", epochs=epochs), optim=override(PRESETS["mnist"].optim, optimizer="adam"))
-    assert Trainer(adam, data, device="cpu").steps is algorithm
+    assert Trainer(adam, data, device="cpu").updates is algorithm
 
 
 def test_on_compiles_even_a_short_run():
-    assert isinstance(Trainer(config(compile="on"), small_data(), device="cpu").steps, CompiledSteps)
+    assert isinstance(Trainer(config(compile="on"), small_data(), device="cpu").updates, CompiledSteps)
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ def _trainer(cfg, data, mode: str, state: dict | None = None) -> Trainer:
     ("hand"), optionally continued from ``state``."""
     trainer = Trainer(cfg, data, device="cpu")
     if mode != "eager":
-        trainer.steps = CompiledSteps(trainer, compiled=mode == "compiled")
+        trainer.updates = CompiledSteps(trainer, compiled=mode == "compiled")
     if state is not None:
         trainer.load_state_dict(copy.deepcopy(state))
     return trainer
@@ -163,7 +163,7 @@ def test_a_compiled_run_never_recompiles_between_steps():
             for _ in range(4):
                 trainer.train_step()
         assert trainer.epoch >= 2
-        assert set(trainer.steps.compile_seconds) == ({"simultaneous"} if update == "simultaneous" else {"d", "g"})
+        assert set(trainer.updates.compile_seconds) == ({"simultaneous"} if update == "simultaneous" else {"d", "g"})
 
 
 # ----- the benchmark's table (its numbers are the lead's, on a quiet machine)
@@ -206,7 +206,7 @@ def test_a_failed_compile_trains_eagerly_under_auto_and_is_one_line_under_on(cap
     data = small_data()
     eager = _trainer(config(), data, "eager")
     trainer = Trainer(config(), data, device="cpu")
-    trainer.steps = CompiledSteps(trainer, fallback=fallback)
+    trainer.updates = CompiledSteps(trainer, fallback=fallback)
     broken = torch._inductor.config.patch({"cpp.cxx": ("/nonexistent/c++",), "fx_graph_cache": False})
     if not fallback:
         with broken, pytest.raises(CompileError, match="compiling the training step failed"):
@@ -214,7 +214,7 @@ def test_a_failed_compile_trains_eagerly_under_auto_and_is_one_line_under_on(cap
         return
     with broken:
         outs = [(trainer.train_step(), eager.train_step())]
-    assert trainer.steps is algorithm
+    assert trainer.updates is algorithm
     assert "compiling the training step failed" in capfd.readouterr().err
     outs.append((trainer.train_step(), eager.train_step()))
     for out, want in outs:

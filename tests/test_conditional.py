@@ -61,7 +61,7 @@ def test_configs_must_agree_and_the_conv_d_is_refused():
 
 def test_real_rows_carry_their_own_labels_and_generated_rows_the_labels_g_was_given(digits):
     tr = Trainer(_conditional(tiny_config()), digits)
-    idx = tr.perm[:20]
+    idx = tr.order.perm[:20]
     rows = tr.next_real_batch()
     assert rows.shape == (20, 64 + 10)
     assert torch.equal(rows[:, :64], digits.train.reshape(len(digits.train), -1)[idx])
@@ -71,7 +71,7 @@ def test_real_rows_carry_their_own_labels_and_generated_rows_the_labels_g_was_gi
     counts = z[:, 16:].sum(0)
     assert counts.min() > 20  # labels for generated rows are drawn uniformly over the classes
     fake = tr.g(z)
-    assert torch.equal(tr._d_rows(fake, z)[:, 64:], z[:, 16:])
+    assert torch.equal(tr.d_rows(fake, z)[:, 64:], z[:, 16:])
 
 
 def test_grid_rows_show_one_class_each():

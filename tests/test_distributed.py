@@ -288,7 +288,7 @@ def test_a_plain_run_is_unaffected_and_makes_no_collective_call(tmp_path, monkey
 def test_one_process_under_torch_distributed_trains_exactly_like_a_plain_run(digits, tmp_path, monkeypatch):
     """A group of one (gloo, in this process): rank 0 keeps the single-process streams, DDP changes
     nothing numerically, and its checkpoints load into a plain Trainer (and back) exactly."""
-    from advnets.distributed import DistributedTrainer, Group
+    from advnets.distributed import Group, rank_trainer
     from conftest import tiny_config
 
     cfg = tiny_config(update="alternating", k=2, epochs=2)
@@ -296,7 +296,7 @@ def test_one_process_under_torch_distributed_trains_exactly_like_a_plain_run(dig
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
         group = Group(0, 1, torch.device("cpu"), "gloo", dist.group.WORLD)
-        ddp = DistributedTrainer(cfg, digits, group)
+        ddp = rank_trainer(cfg, digits, group)
         for _ in range(5):
             plain.train_step()
             ddp.train_step()
@@ -306,13 +306,13 @@ def test_one_process_under_torch_distributed_trains_exactly_like_a_plain_run(dig
         path = ddp.save(tmp_path)
         again = Trainer(cfg, digits)
         again.load_state_dict(load_checkpoint(path))
-        back = DistributedTrainer(cfg, digits, group)
+        back = rank_trainer(cfg, digits, group)
         back.load_state_dict(copy.deepcopy(plain.state_dict()))  # a copy: it would share the momentum buffers
         for tr in (plain, again, back):
             tr.train_step()
         for tr in (again, back):
             assert all(torch.equal(a, b) for a, b in zip(plain.g.parameters(), tr.g.parameters(), strict=True))
-            assert (tr.step, tr.epoch, tr.batch_in_epoch, tr.total_steps) == (6, 0, 12, plain.total_steps)
+            assert (tr.step, tr.epoch, tr.order.batch_in_epoch, tr.total_steps) == (6, 0, 12, plain.total_steps)
     finally:
         dist.destroy_process_group()
 
@@ -346,3 +346,15 @@ def test_the_means_averaged_over_ranks_are_every_scalar_train_step_logs(digits):
     from conftest import tiny_config
 
     assert set(Trainer(tiny_config(), digits).train_step()) == set(LOGGED)
+
+
+@pytest.mark.slow  # one two-process launch (~20 s)
+def test_a_two_process_inpainting_run_with_the_collapse_monitor_on_trains_to_the_end(tmp_path):
+    """Inpainting has no collapse statistics (its completions share their visible pixels): every rank must agree
+    there is no monitor. Rank 0 used to have none while the others stood in for one and waited for its verdict,
+    so the ranks' collectives crossed and the run crashed at its first check."""
+    out = _run(
+        _advnets("train", *DIGITS, "--inpaint", "--nproc", 2, "--epochs", 2, "--monitor-every", 2, "--out", tmp_path)
+    )
+    assert "done: step 14" in out.stderr
+    assert _final(tmp_path)["step"] == 14

@@ -59,11 +59,11 @@ def test_completion_keeps_the_visible_pixels_and_takes_the_hidden_ones_from_g():
 def test_the_trainer_feeds_d_real_rows_with_masks_and_completed_generated_rows(digits):
     tr = Trainer(_inpainting(), digits)
     real = tr.next_real_batch()
-    x, masks = tr.context
+    x, masks = tr.conditioning.context
     assert real.shape == (20, 128) and torch.equal(real[:, 64:], masks) and torch.equal(real[:, :64], x)
     z = tr.noise(20)
     fake = tr.g(z)
-    rows = tr._d_rows(fake, z)
+    rows = tr.d_rows(fake, z)
     assert torch.equal(rows[:, 64:], masks)
     assert torch.equal(rows[:, :64][masks == 0], x[masks == 0])  # only the hidden part is generated
     # G's gradient comes only through the pixels it fills in.

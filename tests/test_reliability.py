@@ -13,7 +13,7 @@ import torch
 from advnets.checkpoint import latest_checkpoint, load_checkpoint
 from advnets.errors import CheckpointError
 from advnets.train import Trainer, TrainingDiverged
-from conftest import tiny_config
+from conftest import UpdatesThen, tiny_config
 
 
 def _start_training(run_dir, *extra, epochs=500):
@@ -182,7 +182,7 @@ def test_skip_nonfinite_skips_bad_updates_and_stops_after_k_in_a_row(digits):
     tr.g_loss_fn = every_third_nan
     tr.total_steps = 30
     tr.fit(progress=False)
-    assert tr.skipped_updates == 10 and tr.g_updates == 20 and tr.d_updates == 20
+    assert tr.skip.skipped == 10 and tr.g_updates == 20 and tr.d_updates == 20
     assert all(torch.isfinite(p).all() for p in [*tr.g.parameters(), *tr.d.parameters()])
     tr.g_loss_fn = lambda logits: real_loss(logits) * float("nan")
     before = [p.detach().clone() for p in tr.g.parameters()]
@@ -315,17 +315,14 @@ def test_a_second_sigint_inside_a_step_aborts_that_step_and_keeps_the_last_check
     reach a process as one): the first SIGINT asks for a graceful stop, the
     second, in the same step, aborts at once with KeyboardInterrupt."""
     tr = Trainer(tiny_config(update="simultaneous", checkpoint_every=2), digits)
-    real_step = tr._simultaneous_step
     before = signal.getsignal(signal.SIGINT)  # SIG_IGN when the suite runs in a background job
 
-    def step_with_two_sigints():
-        out = real_step()
+    def two_sigints(kind):
         if tr.step == 4:  # the fifth step
             os.kill(os.getpid(), signal.SIGINT)  # graceful: finish the step, checkpoint, stop
             os.kill(os.getpid(), signal.SIGINT)  # abort now
-        return out
 
-    tr._simultaneous_step = step_with_two_sigints
+    tr.updates = UpdatesThen(tr.updates, two_sigints)
     with pytest.raises(KeyboardInterrupt):
         tr.fit(tmp_path, progress=False, tensorboard=False)
     assert tr.step == 4  # the fifth step never completed
@@ -342,20 +339,18 @@ def test_a_second_sigint_while_a_checkpoint_is_written_aborts_once_it_is_whole(t
     import advnets.checkpoint as checkpoint
 
     tr = Trainer(tiny_config(update="simultaneous", checkpoint_every=2), digits)
-    real_step, real_write = tr._simultaneous_step, checkpoint.atomic_write_bytes
+    real_write = checkpoint.atomic_write_bytes
 
-    def step_then_sigint():
-        out = real_step()
+    def sigint(kind):
         if tr.step == 5:  # the sixth step
             os.kill(os.getpid(), signal.SIGINT)  # graceful: checkpoint at step 6, then stop
-        return out
 
     def write_with_a_sigint_after_the_checkpoint_file(path, data):
         real_write(path, data)
         if path.name == "step-00000006.pt":
             os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, before the digest and `latest`
 
-    tr._simultaneous_step = step_then_sigint
+    tr.updates = UpdatesThen(tr.updates, sigint)
     monkeypatch.setattr(checkpoint, "atomic_write_bytes", write_with_a_sigint_after_the_checkpoint_file)
     with pytest.raises(KeyboardInterrupt):
         tr.fit(tmp_path, progress=False, tensorboard=False)
@@ -409,16 +404,15 @@ def test_a_stop_inside_the_k_step_inner_loop_resumes_bit_identically_in_a_new_pr
         {"data.source": "embedded-digits", "train.update": "alternating", "train.k": 2, "train.epochs": 2}
     )
     tr = Trainer(cfg, load_dataset(cfg.data))
-    real_d_step, calls = tr._d_step, []
+    calls = []
 
-    def d_step_then_sigterm():
-        out = real_d_step()
-        calls.append(1)
-        if len(calls) == 5:  # iteration 3, first D update; minibatch 5 of 14 in epoch 0
-            os.kill(os.getpid(), signal.SIGTERM)
-        return out
+    def sigterm_after_fifth_d_update(kind):
+        if kind == "d":
+            calls.append(kind)
+            if len(calls) == 5:  # iteration 3, first D update; minibatch 5 of 14 in epoch 0
+                os.kill(os.getpid(), signal.SIGTERM)
 
-    tr._d_step = d_step_then_sigterm
+    tr.updates = UpdatesThen(tr.updates, sigterm_after_fifth_d_update)
     with pytest.raises(TrainingInterrupted, match=r"after 1 of 2 D steps"):
         tr.fit(tmp_path / "half", progress=False, tensorboard=False)
     state = load_checkpoint(latest_checkpoint(tmp_path / "half"))

@@ -9,7 +9,7 @@ import pytest
 
 from advnets.runlog import MetricsLog, describe_rewind, read_metrics, rewind_metrics
 from advnets.runs import create_run
-from conftest import cli_in_process
+from conftest import UpdatesThen, cli_in_process
 
 # 1439 digits / m = 50: 28 steps in one epoch, a row every 7.
 SHORT = ["--data", "embedded-digits", "--epochs", "1", "--batch-size", "50", "--log-every", "7", "--monitor-every", "0"]
@@ -232,15 +232,12 @@ def test_a_stop_between_two_log_rows_resumes_to_the_log_of_an_uninterrupted_run(
 
     half = Trainer(cfg, digits)
     half.total_steps = 12
-    real_step = half._simultaneous_step
 
-    def step_then_sigterm():
-        out = real_step()
+    def sigterm(kind):
         if half.step == 6:  # during the seventh step
             os.kill(os.getpid(), signal.SIGTERM)
-        return out
 
-    half._simultaneous_step = step_then_sigterm
+    half.updates = UpdatesThen(half.updates, sigterm)
     with pytest.raises(TrainingInterrupted, match="at step 7"):
         half.fit(tmp_path / "half", progress=False, tensorboard=False)
     assert _steps(tmp_path / "half") == [4]

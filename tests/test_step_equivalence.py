@@ -314,7 +314,7 @@ def compiled_trainer(cfg, data, compiled: bool = True, mode: str | None = None) 
     from advnets.train.compiled import CompiledSteps
 
     trainer = Trainer(cfg, data, device="cpu")
-    trainer.steps = CompiledSteps(trainer, compiled=compiled, mode=mode)
+    trainer.updates = CompiledSteps(trainer, compiled=compiled, mode=mode)
     return trainer
 
 

@@ -11,7 +11,7 @@ from advnets.config import PRESETS, override
 from advnets.generators import load_generator
 from advnets.losses import discriminator_loss, generator_loss_nonsaturating
 from advnets.nets import sample_noise
-from advnets.train import Trainer, lr_at, momentum_at
+from advnets.train import Trainer, algorithm, lr_at, momentum_at
 from conftest import tiny_config
 
 
@@ -81,7 +81,7 @@ def test_schedules_reach_the_optimizers(digits):
     cfg = tiny_config(epochs=3)
     cfg = override(cfg, optim=override(cfg.optim, momentum_saturate_epoch=2, lr_decay=1.01))
     tr = Trainer(cfg, digits)
-    per_epoch = tr.batches_per_epoch
+    per_epoch = tr.order.batches_per_epoch
     for _ in range(per_epoch + 1):
         tr.train_step()
     # the step just taken was the first of epoch 1, at iteration per_epoch
@@ -120,12 +120,12 @@ def test_g_step_leaves_d_untouched_and_d_step_leaves_g_untouched(digits):
     tr = Trainer(tiny_config(update="alternating"), digits)
     g0 = [p.clone() for p in tr.g.parameters()]
     d0 = [p.clone() for p in tr.d.parameters()]
-    tr._d_step()
+    algorithm.d_step(tr)
     assert all(torch.equal(a, b) for a, b in zip(g0, tr.g.parameters(), strict=True))
     d1 = [p.clone() for p in tr.d.parameters()]
     assert any(not torch.equal(a, b) for a, b in zip(d0, d1, strict=True))
     tr.opt_d.zero_grad(set_to_none=True)
-    tr._g_step()
+    algorithm.g_step(tr)
     assert all(torch.equal(a, b) for a, b in zip(d1, tr.d.parameters(), strict=True))
     assert all(p.grad is None for p in tr.d.parameters())  # no weight gradients for D in G's step
 
@@ -287,7 +287,7 @@ def test_bf16_autocast_trains_close_to_fp32_and_keeps_float32_weights(digits, up
 
 def test_d_step_uses_the_smoothed_real_label(digits):
     tr = Trainer(tiny_config(real_label=0.9), digits)
-    out = tr._d_step()
+    out = algorithm.d_step(tr)
     expected = discriminator_loss(out["real_logits"], out["fake_logits"], real_label=0.9)
     assert torch.equal(out["d_loss"], expected)
     assert not torch.equal(out["d_loss"], discriminator_loss(out["real_logits"], out["fake_logits"]))
@@ -308,12 +308,12 @@ def test_instance_noise_decays_linearly_and_leaves_appended_labels_alone(digits)
     rows = with_condition(torch.zeros(4000, pixels), torch.arange(4000) % 10, 10)
     for step, expected in ((0, 0.3), (tr.total_steps // 2, 0.3 * (1 - (tr.total_steps // 2) / tr.total_steps))):
         tr.step = step
-        seen = tr._seen_by_d(rows)
+        seen = tr.seen_by_d(rows)
         assert math.isclose(seen[:, :pixels].std().item(), expected, rel_tol=0.01)
         assert torch.equal(seen[:, pixels:], rows[:, pixels:])
     tr.step = tr.total_steps
-    assert torch.equal(tr._seen_by_d(rows), rows)
-    assert torch.equal(Trainer(tiny_config(), digits)._seen_by_d(rows[:, :pixels]), rows[:, :pixels])
+    assert torch.equal(tr.seen_by_d(rows), rows)
+    assert torch.equal(Trainer(tiny_config(), digits).seen_by_d(rows[:, :pixels]), rows[:, :pixels])
 
 
 @pytest.mark.parametrize("update", ["simultaneous", "alternating"])

@@ -58,7 +58,6 @@ from torch.distributed.constants import default_pg_timeout
 from torch.nn.parallel import DistributedDataParallel
 
 from advnets.config import RunConfig
-from advnets.data import Dataset
 from advnets.devices import resolve_device
 from advnets.errors import AdvnetsError, CheckpointError
 from advnets.train import Trainer, TrainingCollapsed, TrainingDiverged, TrainingInterrupted
@@ -205,17 +204,6 @@ class _GroupRunning(Running):
         return {k: v / steps for k, v in zip(LOGGED, values, strict=True)} if steps else {}
 
 
-class _MonitorOnRank0:
-    """Stands in for the collapse monitor on ranks other than 0: rank 0 checks G's samples
-    and tells the others its verdict (DataParallel.collapse_verdict)."""
-
-    def state_dict(self) -> None:
-        return None
-
-    def load_state_dict(self, state: Any) -> None:
-        pass
-
-
 class DataParallel(SingleProcess):
     """The coordination of one rank of a data-parallel run (see the module docstring), given to a Trainer as its
     ``parallel``."""
@@ -225,24 +213,12 @@ class DataParallel(SingleProcess):
         self.rank, self.world_size = group.rank, group.world_size
         self._rank_states: list[dict[str, Any]] | None = None  # gathered by save() for annotate_state()
 
-    def prepare(self, trainer: Trainer) -> None:
-        if self.rank > 0:
-            trainer.streams.reseed_for_rank(self.rank, step=0)
-
-    def make_monitor(self, trainer: Trainer, build):
-        if self.rank == 0 or trainer.cfg.train.monitor_every == 0:
-            return build()
-        return _MonitorOnRank0()
-
-    def wrap(self, trainer: Trainer) -> None:
-        """Wrap G and D in DistributedDataParallel (once; the first step does it, so after any
-        checkpoint was loaded). DDP starts by broadcasting rank 0's weights (neither net has
-        buffers: no batch norm, nothing else to keep in sync)."""
-        if isinstance(trainer.g_train, DistributedDataParallel):
-            return
-        ids = [trainer.device.index] if trainer.device.type == "cuda" else None
-        trainer.g_train = DistributedDataParallel(trainer.g, device_ids=ids, find_unused_parameters=False)
-        trainer.d_train = DistributedDataParallel(trainer.d, device_ids=ids, find_unused_parameters=False)
+    def reduced(self, net: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
+        """``net`` in DistributedDataParallel: its backward pass all-reduces (averages) the gradients. DDP starts
+        by broadcasting rank 0's weights (every rank built the same ones from the seed; neither net has buffers
+        to keep in sync); a checkpoint loaded later is loaded in place into the same parameters on every rank."""
+        ids = [device.index] if device.type == "cuda" else None
+        return DistributedDataParallel(net, device_ids=ids, find_unused_parameters=False)
 
     def all_finite(self, values: tuple[torch.Tensor, ...]) -> bool:
         """--skip-nonfinite: the ranks skip an update together (the losses differ between
@@ -346,20 +322,13 @@ class DataParallel(SingleProcess):
         return Path(text)
 
 
-class DistributedTrainer(Trainer):
-    """A Trainer for one rank of a data-parallel run: ``Trainer(cfg, dataset, device=group.device,
-    parallel=DataParallel(group))``; see the module docstring."""
-
-    def __init__(self, cfg: RunConfig, dataset: Dataset, group: Group, classifier: Any = None) -> None:
-        self.group = group
-        super().__init__(cfg, dataset, device=group.device, parallel=DataParallel(group), classifier=classifier)
-
-    def wrap(self) -> None:
-        """Wrap G and D in DistributedDataParallel now rather than at the first step."""
-        self.parallel.wrap(self)
+def rank_trainer(cfg: RunConfig, dataset: Any, group: Group, classifier: Any = None) -> Trainer:
+    """This rank's Trainer of a data-parallel run: a plain Trainer on the rank's device, given a
+    :class:`DataParallel` as its ``parallel`` (see the module docstring)."""
+    return Trainer(cfg, dataset, group.device, parallel=DataParallel(group), classifier=classifier)
 
 
-def follow(trainer: DistributedTrainer, state: dict[str, Any] | None, run_dir: Path) -> int:
+def follow(trainer: Trainer, state: dict[str, Any] | None, run_dir: Path) -> int:
     """`advnets train` on a rank other than 0: load the same checkpoint and train alongside rank
     0, which checks and writes the run directory and reports. Outcomes that every rank reaches
     together (a stop, divergence, collapse, a failed save) end this rank quietly with rank 0's

@@ -330,7 +330,7 @@ def _train(args: argparse.Namespace, held) -> int:
     if args.dry_run:
         return _dry_run(args, plan, dataset)
     trainer = _trainer(plan, dataset, torchrun)
-    if trainer.rank != 0:  # rank 0 checks and writes the run directory and reports; the others train
+    if trainer.parallel.rank != 0:  # rank 0 checks and writes the run directory and reports; the others train
         return distributed.follow(trainer, plan.start.state, args.out)
     # A requeued command on a finished run: nothing to do, nothing written (single process: under torchrun every
     # rank must reach fit(), which ends at once).
@@ -362,7 +362,7 @@ def _trainer(plan, dataset, torchrun):
         return Trainer(cfg, dataset, classifier=collapse_classifier(cfg, dataset, resolve_device(cfg.train.device)))
     group = distributed.join(torchrun, cfg.train.device)
     classifier = collapse_classifier(cfg, dataset, group.device) if group.rank == 0 else None
-    return distributed.DistributedTrainer(cfg, dataset, group, classifier=classifier)
+    return distributed.rank_trainer(cfg, dataset, group, classifier=classifier)
 
 
 def _fit(args: argparse.Namespace, plan, trainer, dataset, run_dir: Path) -> None:

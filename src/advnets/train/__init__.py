@@ -11,12 +11,15 @@ a resumed run continues the same streams.
 
 The rooms:
 
-* :mod:`advnets.train.algorithm`: the D step, the G step and the reference code's simultaneous step, line by line
-  beside Algorithm 1; the lr and momentum schedules (the reference code, github.com/goodfeli/adversarial).
+* :mod:`advnets.train.algorithm`: Algorithm 1 in one place: the k-loop (:func:`~advnets.train.algorithm.iteration`),
+  the D step, the G step and the reference code's simultaneous step, line by line beside the pseudo-code, against
+  a typed contract of what the players provide (``Players``, ``Iteration``); the lr and momentum schedules (the
+  reference code, github.com/goodfeli/adversarial).
 * :mod:`advnets.train.streams`: the named, seeded random streams (one list) and the position in the data.
 * :mod:`advnets.train.loop`: fit(): when to log, sample, check for collapse and checkpoint; signals; the
   divergence guard.
-* :mod:`advnets.train.parallel`: how processes coordinate (one process here; advnets.distributed for N).
+* :mod:`advnets.train.parallel`: how processes coordinate (one process here; advnets.distributed for N), an object
+  the Trainer is given.
 * :mod:`advnets.train.trainer`: :class:`Trainer`, which composes them with the nets and advnets.conditioning.
 """
 

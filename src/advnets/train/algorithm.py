@@ -18,23 +18,20 @@ experiments" (Algorithm 1's caption); the hyperparameters are the reference code
 rising to 0.7 by epoch 250 (:func:`lr_at`, :func:`momentum_at`). The reference code itself updates both players
 from one batch of G's samples: :func:`simultaneous_step` (the mnist preset's default).
 
-Each step takes the run's ``players`` (an advnets.train.Trainer, or advnets.toy's game): its nets (``g``, ``d``;
-``g_train``, ``d_train`` are the modules whose backward pass is to be reduced across processes, the nets
-themselves in one process; ``g_params``, ``d_params``), optimisers (``opt_g``, ``opt_d``), losses (``g_loss_fn``,
-``real_label``: D's target for real rows), minibatch size ``m``, the max-col-norm constraints
-(``g_max_col_norm``, ``d_max_col_norm``), samplers (``next_real_batch()``: D's rows for m real examples;
-``noise(m)``: G's input; ``d_rows(fake, z)``: D's rows for G's output; ``seen_by_d(rows)``: with instance noise
-added), ``autocast()``, ``may_step(*values)`` and the counters ``d_updates``, ``g_updates``, so that the lines
-below stay those of the algorithm, whatever kind of model or parallelism is in use.
+Each step takes the run's players, anything that provides :class:`Players` (an advnets.train.Trainer, or
+advnets.toy's game), and :func:`iteration` runs the k-loop above over an :class:`Iteration` (a Trainer), so that
+the lines below stay those of the algorithm whatever kind of model or parallelism is in use.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import torch
 
-from advnets.config import OptimConfig
+from advnets.config import OptimConfig, RunConfig
 from advnets.errors import AdvnetsError
 from advnets.losses import discriminator_loss, value_function
 from advnets.nets import apply_max_col_norm
@@ -42,6 +39,71 @@ from advnets.nets import apply_max_col_norm
 
 class TrainingDiverged(AdvnetsError):
     """A loss or a weight became NaN or infinite."""
+
+
+class Players(Protocol):
+    """What Algorithm 1's updates (:func:`d_step`, :func:`g_step`, :func:`simultaneous_step`) take from a run."""
+
+    g: torch.nn.Module  # G: noise rows -> data rows
+    d: torch.nn.Module  # D: rows -> logits (N,)
+    # The modules whose backward pass an update reduces across processes: g and d themselves in one process,
+    # their DistributedDataParallel wrappers in a data-parallel run (advnets.distributed).
+    g_train: torch.nn.Module
+    d_train: torch.nn.Module
+    g_params: list[torch.Tensor]
+    d_params: list[torch.Tensor]
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    g_loss_fn: Callable[[torch.Tensor], torch.Tensor]  # G's loss of D's logits on its samples (advnets.losses)
+    real_label: float  # D's target for real rows (1; one-sided label smoothing < 1)
+    m: int  # the minibatch size (per process)
+    g_max_col_norm: float | None  # the reference's max-col-norm constraints (None: none)
+    d_max_col_norm: float | None
+    d_updates: int  # the updates applied so far (skipped ones not counted)
+    g_updates: int
+
+    def next_real_batch(self) -> torch.Tensor:
+        """D's rows for the next m real examples, (m, D's input width)."""
+
+    def noise(self, n: int) -> torch.Tensor:
+        """G's input for n samples, (n, G's input width): z, with what a conditional G is given appended."""
+
+    def d_rows(self, fake: torch.Tensor, g_input: torch.Tensor) -> torch.Tensor:
+        """D's rows for G's output ``fake`` made from ``g_input`` (a conditional D's columns appended)."""
+
+    def seen_by_d(self, rows: torch.Tensor) -> torch.Tensor:
+        """``rows`` as D sees them (with instance noise, if any)."""
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """The forward passes' precision (bfloat16 autocast or nothing)."""
+
+    def may_step(self, *values: torch.Tensor) -> bool:
+        """Whether to apply an update whose losses and gradient norms are ``values``."""
+
+
+class Updates(Protocol):
+    """The update functions: this module's (eager) or advnets.train.compiled.CompiledSteps (one compiled function
+    per update, same random draws, same results to float tolerance)."""
+
+    def d_step(self, players: Players) -> dict[str, torch.Tensor]: ...
+
+    def g_step(self, players: Players) -> dict[str, torch.Tensor]: ...
+
+    def simultaneous_step(self, players: Players) -> dict[str, torch.Tensor]: ...
+
+
+class Iteration(Players, Protocol):
+    """A run that :func:`iteration` steps: players, the update functions and where the run stands."""
+
+    cfg: RunConfig  # train.update, optim (the schedules)
+    updates: Updates
+    k: int  # D updates per iteration (1 for the simultaneous update)
+    step: int  # completed iterations
+    d_steps_done: int  # D updates done in the current iteration (a stop can fall inside the k-loop)
+
+    @property
+    def epoch(self) -> int:
+        """Completed passes over the training split (the momentum schedule's clock)."""
 
 
 def momentum_at(cfg: OptimConfig, epoch: int) -> float:
@@ -100,7 +162,7 @@ def grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
     return torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
 
 
-def set_schedules(players: Any) -> None:
+def set_schedules(players: Iteration) -> None:
     """The learning rate of this iteration and the momentum of this epoch, into both optimisers."""
     o = players.cfg.optim
     lr = lr_at(o, players.step)
@@ -111,7 +173,7 @@ def set_schedules(players: Any) -> None:
                 group["momentum"] = momentum_at(o, players.epoch)
 
 
-def d_step(players: Any) -> dict[str, torch.Tensor]:
+def d_step(players: Players) -> dict[str, torch.Tensor]:
     """Algorithm 1, inner loop: ascend V's gradient for D on a fresh minibatch of m examples and m noise samples."""
     p = players
     m = p.m
@@ -135,7 +197,7 @@ def d_step(players: Any) -> dict[str, torch.Tensor]:
     return {"d_loss": loss_d, "d_grad_norm": d_grad, "real_logits": real_logits, "fake_logits": fake_logits}
 
 
-def g_step(players: Any) -> dict[str, torch.Tensor]:
+def g_step(players: Players) -> dict[str, torch.Tensor]:
     """Algorithm 1, outer loop: descend G's loss on m fresh noise samples, D held fixed."""
     p = players
     for w in p.d_params:  # no weight gradients for D during G's step
@@ -159,7 +221,7 @@ def g_step(players: Any) -> dict[str, torch.Tensor]:
     return {"g_loss": loss_g, "g_grad_norm": g_grad}
 
 
-def simultaneous_step(players: Any) -> dict[str, torch.Tensor]:
+def simultaneous_step(players: Players) -> dict[str, torch.Tensor]:
     """The reference code's update: one batch of G samples, D's gradient of
     its loss and G's gradient of its loss from the same forward pass (and the
     same dropout masks), then both players step."""
@@ -195,6 +257,29 @@ def simultaneous_step(players: Any) -> dict[str, torch.Tensor]:
         "real_logits": real_logits,
         "fake_logits": fake_logits,
     }
+
+
+def iteration(run: Iteration, stop: Callable[[], bool] | None = None) -> dict[str, torch.Tensor] | None:
+    """One iteration of Algorithm 1's outer loop: k D updates, then G's (train.update = "alternating"), or the
+    reference code's one simultaneous update; returns what it logs (:func:`logged`, on-device scalars).
+
+    ``stop`` is asked after each of the k D updates: when it turns true inside the k-loop the iteration is left
+    half done (None is returned, ``run.d_steps_done`` says how far it got) and the next call, also after a
+    checkpoint and resume, continues it where it stopped."""
+    if run.d_steps_done == 0:  # a resumed half iteration keeps the schedules it started with
+        set_schedules(run)
+    if run.cfg.train.update == "simultaneous":
+        out = run.updates.simultaneous_step(run)
+    else:
+        while run.d_steps_done < run.k:
+            out = run.updates.d_step(run)
+            run.d_steps_done += 1
+            if run.d_steps_done < run.k and stop is not None and stop():
+                return None
+        out.update(run.updates.g_step(run))
+    run.d_steps_done = 0
+    run.step += 1
+    return logged(out)
 
 
 def logged(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -413,7 +413,7 @@ class CompiledSteps:
                 out = self.plain[name](*args)
                 from advnets.train import algorithm
 
-                p.steps = algorithm
+                p.updates = algorithm
         if first:
             self.compile_seconds[name] = time.perf_counter() - t0
         if self.static:  # CUDA graphs reuse their output memory at the next replay: copies of what is read later

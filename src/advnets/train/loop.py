@@ -117,14 +117,14 @@ class _Rows:
         seen *= t.k if t.update == "alternating" else 1
         row = {
             "step": tr.step,
-            "epoch": tr.epoch + tr.batch_in_epoch / tr.batches_per_epoch,
+            "epoch": tr.epoch + tr.order.batch_in_epoch / tr.order.batches_per_epoch,
             **means,
             "lr": tr.opt_g.param_groups[0]["lr"],
             "momentum": tr.opt_g.param_groups[0].get("momentum", 0.0),
             "samples_per_s": seen / max(now - self.tick, 1e-9),
         }
-        if tr.skipped_updates:
-            row["skipped_updates"] = tr.skipped_updates
+        if tr.skip.skipped:
+            row["skipped_updates"] = tr.skip.skipped
         self.tick, self.tick_step = now, tr.step
         return row, means
 

@@ -107,6 +107,17 @@ class Running:
         self.steps = int(state["steps"])
 
 
+class MonitorOnRank0:
+    """Stands in for the collapse monitor on ranks other than 0 of a data-parallel run: rank 0 checks G's samples
+    and tells the others its verdict (``collapse_verdict``); nothing of it is checkpointed."""
+
+    def state_dict(self) -> None:
+        return None
+
+    def load_state_dict(self, state: Any) -> None:
+        pass
+
+
 class SingleProcess:
     """One process: it is rank 0 of 1, writes every file, and decides alone."""
 
@@ -118,16 +129,9 @@ class SingleProcess:
         """Whether this process writes the run directory (metrics, grids, checkpoints, config.json)."""
         return self.rank == 0
 
-    def prepare(self, trainer: Any) -> None:
-        """Called once the trainer is built, before any checkpoint is loaded (per-rank streams)."""
-
-    def make_monitor(self, trainer: Any, build: Callable[[], Any]) -> Any:
-        """The collapse monitor of this process: ``build()`` (None when the run has none)."""
-        return build()
-
-    def wrap(self, trainer: Any) -> None:
-        """Set ``trainer.g_train`` / ``d_train``, the modules whose backward pass is reduced: here G and D."""
-        trainer.g_train, trainer.d_train = trainer.g, trainer.d
+    def reduced(self, net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """The module a backward pass through ``net`` reduces across processes: ``net`` itself here."""
+        return net
 
     def all_finite(self, values: tuple[torch.Tensor, ...]) -> bool:
         """Whether every value is finite (on every rank): one host sync per value."""

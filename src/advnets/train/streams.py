@@ -62,13 +62,15 @@ def one_off(seed: int, name: str) -> torch.Generator:
 class Streams:
     """The checkpointed generators of one process, by name (``streams.noise``, ``streams.dropout``, ...)."""
 
-    def __init__(self, seed: int, device: torch.device) -> None:
+    def __init__(self, seed: int, device: torch.device, rank: int = 0) -> None:
+        """The streams of ``rank`` (0 alone) at the start of a run: the data order is every rank's, the others
+        this rank's own (:func:`stream_seed`)."""
         self.seed = seed
         self.generators: dict[str, torch.Generator] = {}
         for name in CHECKPOINTED:
             on_device = STREAMS[name][1]
             self.generators[name] = torch.Generator(device=device if on_device else "cpu").manual_seed(
-                stream_seed(seed, name)
+                stream_seed(seed, name, rank if name in PER_RANK else 0)
             )
 
     def __getattr__(self, name: str) -> torch.Generator:

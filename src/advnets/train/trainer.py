@@ -3,7 +3,8 @@
 It composes the parts and holds none of their logic: the updates are advnets.train.algorithm's, the streams and
 the data order advnets.train.streams', what G is given and D sees advnets.conditioning's, the bookkeeping of
 fit() advnets.train.loop's, and how processes coordinate the ``parallel`` object's (advnets.train.parallel for
-one process, advnets.distributed.DataParallel for N).
+one process, advnets.distributed.DataParallel for N), given to it: there is no Trainer subclass per kind of
+parallelism.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from advnets.losses import GENERATOR_LOSSES
 from advnets.monitor import MONITOR_BATCH, CollapseDetector, CollapseMonitor, collapse_advice
 from advnets.nets import build_nets, sample_noise
 from advnets.train import algorithm, compiled, loop
-from advnets.train.parallel import SingleProcess
+from advnets.train.parallel import MonitorOnRank0, SingleProcess
 from advnets.train.streams import DataOrder, Streams, one_off
 from advnets.train.validation import ValidationMonitor
 
@@ -56,36 +57,13 @@ class Trainer:
         self.cfg, self.dataset = cfg, dataset
         self.parallel = parallel if parallel is not None else SingleProcess()
         self.device = torch.device(device) if device is not None else resolve_device(cfg.train.device)
-        t, world = cfg.train, self.parallel.world_size
-        if len(dataset.train) < world * t.batch_size:
-            what = (
-                f"--batch-size {t.batch_size} is larger than"
-                if world == 1
-                else (f"{world} processes x --batch-size {t.batch_size} is more than")
-            )
-            raise AdvnetsError(f"{what} the training split ({len(dataset.train)} images)")
-        # Initial weights come from the seed without disturbing the caller's
-        # global RNG; after that every random draw has its own generator.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(t.seed)
-            self.g, self.d = build_nets(cfg.generator, cfg.discriminator, dataset.image_shape)
-        self.data = dataset.train.reshape(len(dataset.train), -1).to(self.device)
-        if cfg.generator.output_bias_from_data and cfg.generator.output_activation == "sigmoid":
-            self.g.init_output_bias_from_data(dataset.train)
-        self.g.to(self.device).train()
-        self.d.to(self.device).train()
-        self.opt_g = algorithm.make_optimizer(cfg.optim, self.g.parameters(), self.device)
-        self.opt_d = algorithm.make_optimizer(cfg.optim, self.d.parameters(), self.device)
-        self.g_loss_fn = GENERATOR_LOSSES[t.g_loss]
-        self.d_params = list(self.d.parameters())
-        self.g_params = list(self.g.parameters())
-        # The modules whose backward pass is reduced across processes (the nets themselves in one process).
-        self.g_train: torch.nn.Module = self.g
-        self.d_train: torch.nn.Module = self.d
-
-        self.streams = Streams(t.seed, self.device)
+        t = cfg.train
+        self._check_batch(len(dataset.train), t.batch_size)
+        self._build_players(cfg, dataset)
+        # Every random draw from here on has its own stream (each rank's own in a data-parallel run).
+        self.streams = Streams(t.seed, self.device, rank=self.parallel.rank)
         self.d.dropout_generator = self.streams.dropout
-        self.order = DataOrder(len(self.data), t.batch_size, self.streams.data, self.parallel.rank, world)
+        self.order = DataOrder(len(self.data), t.batch_size, self.streams.data, self.parallel.rank, self.world_size)
         self.conditioning = conditioning_for(cfg, dataset, self.data, self.streams)
         self.conditioning.refill = self.next_real_batch  # (inpainting: G's batch after a resume)
         fixed = one_off(t.seed, "fixed")
@@ -95,21 +73,17 @@ class Trainer:
         self.k = t.k if t.update == "alternating" else 1  # D updates per iteration
         self.total_steps = t.epochs * self.order.batches_per_epoch // self.k
         self.step = 0  # completed Algorithm-1 iterations
-        self.d_updates = 0  # counters that tests of Algorithm 1 read
-        self.g_updates = 0
+        self.d_steps_done = 0  # D updates done in the current iteration (a stop can fall inside the k-loop)
+        self.d_updates = self.g_updates = 0  # updates applied (skipped ones not counted)
         self.skip = algorithm.SkipNonfinite(t.skip_nonfinite)
-        # D updates already done in the current iteration: a stop can fall
-        # inside Algorithm 1's k-step inner loop and resume exactly there.
-        self.d_steps_done = 0
         self._resumed: dict[str, Any] | None = None  # a resume that fit() is yet to record in config.json
         self._continues_run = False  # whether config.json's earlier resumes belong to this trainer's run
         # One line for the user when a resume or branch starts another optimiser fresh ("" otherwise).
         self.optimizer_note = ""
-        self.parallel.prepare(self)
-        # The update functions: advnets.train.algorithm's (eager), or the compiled whole steps of
-        # advnets.train.compiled (train.compile; same signatures, same random streams, same checkpoints).
-        self.steps: Any = compiled.select(self, t.compile)
-        self.monitor = self.parallel.make_monitor(self, lambda: self._build_monitor(classifier))
+        # The update functions: advnets.train.algorithm's (eager), or the compiled whole updates of
+        # advnets.train.compiled (train.compile; same random streams, same checkpoints).
+        self.updates: algorithm.Updates = compiled.select(self, t.compile)
+        self.monitor = self._build_monitor(classifier)
         # The sums of the logged values since the last log row (advnets.train.loop): checkpointed, so
         # that a run stopped between two rows logs, once resumed, the row an uninterrupted run logs.
         self.running = self.parallel.running(self.device)
@@ -119,15 +93,42 @@ class Trainer:
                 dataset.valid, t.eval_every, t.eval_sigma, t.seed, metrics=t.eval_metrics
             )
 
+    def _check_batch(self, rows: int, m: int) -> None:
+        if rows < self.world_size * m:
+            what = (
+                f"--batch-size {m} is larger than"
+                if self.world_size == 1
+                else f"{self.world_size} processes x --batch-size {m} is more than"
+            )
+            raise AdvnetsError(f"{what} the training split ({rows} images)")
+
+    def _build_players(self, cfg: RunConfig, dataset: Dataset) -> None:
+        """G and D from the seed, their optimisers and losses, and the data on the device: what
+        advnets.train.algorithm.Players lists."""
+        # Initial weights come from the seed without disturbing the caller's global RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.train.seed)
+            self.g, self.d = build_nets(cfg.generator, cfg.discriminator, dataset.image_shape)
+        self.data = dataset.train.reshape(len(dataset.train), -1).to(self.device)
+        if cfg.generator.output_bias_from_data and cfg.generator.output_activation == "sigmoid":
+            self.g.init_output_bias_from_data(dataset.train)
+        self.g.to(self.device).train()
+        self.d.to(self.device).train()
+        self.g_params, self.d_params = list(self.g.parameters()), list(self.d.parameters())
+        self.opt_g = algorithm.make_optimizer(cfg.optim, self.g_params, self.device)
+        self.opt_d = algorithm.make_optimizer(cfg.optim, self.d_params, self.device)
+        self.g_loss_fn = GENERATOR_LOSSES[cfg.train.g_loss]
+        self.real_label = cfg.train.real_label
+        self.m = cfg.train.batch_size  # per process
+        self.g_max_col_norm, self.d_max_col_norm = cfg.generator.max_col_norm, cfg.discriminator.max_col_norm
+        # The modules whose backward pass is reduced across processes (the nets themselves in one process).
+        self.g_train = self.parallel.reduced(self.g, self.device)
+        self.d_train = self.parallel.reduced(self.d, self.device)
+
     # ----- where the run stands -------------------------------------------------------------
     @property
-    def rank(self) -> int:
-        """This process's place in a data-parallel run (0 alone): a step takes world_size * m examples, and only
-        rank 0 writes files."""
-        return self.parallel.rank
-
-    @property
     def world_size(self) -> int:
+        """The processes training this run together (1 alone): a step takes world_size * m examples."""
         return self.parallel.world_size
 
     @property
@@ -135,46 +136,7 @@ class Trainer:
         """Completed passes over the training split."""
         return self.order.epoch
 
-    @property
-    def batch_in_epoch(self) -> int:
-        return self.order.batch_in_epoch
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return self.order.batches_per_epoch
-
-    @property
-    def perm(self) -> torch.Tensor:
-        """This process's rows of the current epoch's permutation."""
-        return self.order.perm
-
-    @property
-    def context(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Inpainting: the last real batch and its masks, which G's next rows complete (None otherwise)."""
-        return getattr(self.conditioning, "context", None)
-
-    @property
-    def skipped_updates(self) -> int:
-        return self.skip.skipped
-
-    # ----- what Algorithm 1 uses (advnets.train.algorithm calls these) -----------------------
-    @property
-    def m(self) -> int:
-        """The minibatch size m (per process)."""
-        return self.cfg.train.batch_size
-
-    @property
-    def real_label(self) -> float:
-        return self.cfg.train.real_label
-
-    @property
-    def g_max_col_norm(self) -> float | None:
-        return self.cfg.generator.max_col_norm
-
-    @property
-    def d_max_col_norm(self) -> float | None:
-        return self.cfg.discriminator.max_col_norm
-
+    # ----- what Algorithm 1 draws (advnets.train.algorithm.Players) ---------------------------
     def next_real_batch(self) -> torch.Tensor:
         """D's rows for the next minibatch of m examples; a new epoch starts a new permutation."""
         idx = self.order.next_indices().to(self.device)
@@ -200,9 +162,6 @@ class Trainer:
         noise = torch.randn(len(rows), n, generator=gen, device=rows.device, dtype=rows.dtype)
         return torch.cat([rows[:, :n] + sigma * noise, rows[:, n:]], dim=1)
 
-    _d_rows = d_rows
-    _seen_by_d = seen_by_d
-
     def autocast(self):
         """Forward passes in bfloat16 with train.precision = "bf16" (weights,
         gradients, losses and optimiser state stay float32); a no-op otherwise."""
@@ -215,37 +174,10 @@ class Trainer:
         return self.skip(self.parallel.all_finite(values), self.step + 1)
 
     # ----- Algorithm 1 -----------------------------------------------------------------------
-    def _d_step(self) -> dict[str, torch.Tensor]:
-        return self.steps.d_step(self)
-
-    def _g_step(self) -> dict[str, torch.Tensor]:
-        return self.steps.g_step(self)
-
-    def _simultaneous_step(self) -> dict[str, torch.Tensor]:
-        return self.steps.simultaneous_step(self)
-
     def train_step(self, stop=None) -> dict[str, torch.Tensor] | None:
-        """One Algorithm-1 iteration; returns on-device scalars for logging.
-
-        With ``stop``, asked after each of the k D updates: when it turns true
-        inside the inner loop the iteration is left half done (None is
-        returned, ``d_steps_done`` says how far it got) and the next call,
-        also after a checkpoint and resume, continues it where it stopped."""
-        self.parallel.wrap(self)
-        if self.d_steps_done == 0:  # a resumed half iteration keeps the schedules it started with
-            algorithm.set_schedules(self)
-        if self.cfg.train.update == "simultaneous":
-            out = self._simultaneous_step()
-        else:
-            while self.d_steps_done < self.k:
-                out = self._d_step()
-                self.d_steps_done += 1
-                if self.d_steps_done < self.k and stop is not None and stop():
-                    return None
-            out.update(self._g_step())
-        self.d_steps_done = 0
-        self.step += 1
-        return algorithm.logged(out)
+        """One Algorithm-1 iteration (advnets.train.algorithm.iteration); returns on-device scalars for logging,
+        or None when ``stop`` turned true inside the k-loop (the next call continues it)."""
+        return algorithm.iteration(self, stop)
 
     # ----- drawing from G --------------------------------------------------------------------
     def sample(
@@ -271,16 +203,18 @@ class Trainer:
         t = self.cfg.train
         if t.monitor_every == 0:
             return None
+        # Its own generator: the checks never disturb the training streams.
+        gen = one_off(t.seed, "monitor")
+        noise = self.conditioning.monitor_input(sample_noise(self.cfg.generator, MONITOR_BATCH, generator=gen), gen)
+        if noise is None:
+            return None  # (decided alike on every rank: each either joins the checks' verdict or none does)
+        if self.parallel.rank > 0:
+            return MonitorOnRank0()
         if t.monitor_classes and classifier is None:
             raise AdvnetsError(
                 "train.monitor_classes: pass the digit classifier to Trainer(..., classifier=...) "
                 "(advnets.monitor.digit_classifier; `advnets train --monitor-classes` does)"
             )
-        # Its own generator: the checks never disturb the training streams.
-        gen = one_off(t.seed, "monitor")
-        noise = self.conditioning.monitor_input(sample_noise(self.cfg.generator, MONITOR_BATCH, generator=gen), gen)
-        if noise is None:
-            return None
         real = self.data[torch.randperm(len(self.data), generator=gen)[:MONITOR_BATCH].to(self.device)]
         # The warning's advice names what this run does not already do (collapse_advice).
         detector = CollapseDetector(advice=collapse_advice(self.cfg.optim.d_lr_scale, t.instance_noise))
@@ -301,7 +235,7 @@ class Trainer:
             **self.order.state_dict(),  # epoch, batch_in_epoch, perm
             "d_updates": self.d_updates,
             "g_updates": self.g_updates,
-            "skipped_updates": self.skipped_updates,
+            "skipped_updates": self.skip.skipped,
             "d_steps_done": self.d_steps_done,
             "inpaint_context": self.conditioning.state_dict(),
             "rng": self.streams.state_dict(),
@@ -388,7 +322,8 @@ class Trainer:
         k batches); after a resume with another number of processes (advnets.distributed), whose
         steps take another number of examples, the run still ends after train.epochs epochs."""
         t = self.cfg.train
-        batches_left = (t.epochs - self.epoch) * self.batches_per_epoch - self.batch_in_epoch + self.d_steps_done
+        order = self.order
+        batches_left = (t.epochs - order.epoch) * order.batches_per_epoch - order.batch_in_epoch + self.d_steps_done
         return self.step + max(batches_left, 0) // self.k
 
     def save(self, run_dir: Path) -> Path:
