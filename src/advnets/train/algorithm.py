@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -41,6 +41,7 @@ class TrainingDiverged(AdvnetsError):
     """A loss or a weight became NaN or infinite."""
 
 
+@runtime_checkable
 class Players(Protocol):
     """What Algorithm 1's updates (:func:`d_step`, :func:`g_step`, :func:`simultaneous_step`) take from a run."""
 
@@ -92,6 +93,7 @@ class Updates(Protocol):
     def simultaneous_step(self, players: Players) -> dict[str, torch.Tensor]: ...
 
 
+@runtime_checkable
 class Iteration(Players, Protocol):
     """A run that :func:`iteration` steps: players, the update functions and where the run stands."""
 
