@@ -135,6 +135,8 @@ def test_api_reference_renders_the_public_api(site):
         "AdvnetsError",
     ):
         assert re.search(rf'id="advnets\.[\w.]*\b{name}"', text), name
+    assert "train_run(" in html.unescape(re.sub(r"<[^>]+>", "", text))  # the signatures are rendered
+    assert not re.search(r":(func|class|mod|meth|data|attr):", text)  # roles read as code (scripts/griffe_roles.py)
 
 
 @pytest.mark.slow
