@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -118,6 +119,18 @@ def test_links_out_of_docs_reach_site_pages(site):
     assert 'href="../results/"' in performance and "RESULTS.md" not in re.findall(r'href="([^"]*)"', performance)
     first_heading = next(line for line in (ROOT / "benchmarks" / "RESULTS.md").read_text().splitlines() if line)
     assert html.escape(first_heading.lstrip("# ").strip(), quote=False) in (site / "results" / "index.html").read_text()
+
+
+def test_site_links_follow_the_page_depth():
+    """The hook's rewriting, alone: a link to a repository file it serves, from a page at docs/ or below it."""
+    spec = importlib.util.spec_from_file_location("mkdocs_hooks", ROOT / "scripts" / "mkdocs_hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    site_links = hooks.site_links
+    assert site_links("[home](../README.md)", "data.md") == "[home](index.md)"
+    assert site_links("[r](../../benchmarks/RESULTS.md#table-1)", "tutorials/x.md") == "[r](../results.md#table-1)"
+    unchanged = "[n](../benchmarks/NOTES.md) [p](runs.md) [t](../src/advnets/cli/train.py)"
+    assert site_links(unchanged, "data.md") == unchanged  # not served: the strict build reports them
 
 
 def test_api_reference_renders_the_public_api(site):
