@@ -160,9 +160,12 @@ def test_a_broken_link_fails_the_strict_build(tmp_path):
     (docs / "data.md").write_text((docs / "data.md").read_text() + "\n[gone](no-such-page.md)\n")
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
     config.update(docs_dir=str(docs), hooks=[str(ROOT / "scripts" / "mkdocs_hooks.py")])
-    config["plugins"][1]["mkdocstrings"]["handlers"]["python"]["paths"] = [str(ROOT / "src")]
+    python = config["plugins"][1]["mkdocstrings"]["handlers"]["python"]
+    python["paths"] = [str(ROOT / "src")]
+    python["options"]["extensions"] = [str(ROOT / "scripts" / "griffe_roles.py") + ":SphinxRoles"]
     (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(config))
     result = build(tmp_path / "mkdocs.yml", tmp_path / "site")
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "no-such-page.md" in output and "strict mode" in output
+    assert output.count("WARNING") == 1, output  # the broken link, and nothing else stopped the build
