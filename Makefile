@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow venv clean
+.PHONY: demo test test-slow venv docs docs-serve dist-check clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,5 +28,23 @@ test: $(BIN)/.installed
 test-slow: $(BIN)/.installed
 	$(BIN)/python -m pytest -m slow
 
+# The documentation site (mkdocs.yml): strict, so a broken link, a missing reference or any warning fails.
+# The dev extra includes the docs extra (tests/test_docs_site.py builds the site too).
+# NO_MKDOCS_2_WARNING: Material prints a banner about its successor on every build otherwise.
+docs: $(BIN)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(BIN)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+# Build the sdist and wheel, check them, install the wheel into a fresh venv outside the work tree and
+# run advnets from there (scripts/dist_smoke.sh says what it runs).
+$(BIN)/.dist-installed: $(BIN)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,dist]'
+	touch $@
+
+dist-check: $(BIN)/.dist-installed
+	PYTHON=$(BIN)/python scripts/dist_smoke.sh
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

@@ -81,11 +81,13 @@ def kernel_distance(
     """KID between two ``N×d`` feature sets: mean and std of MMD²_u over random subsets.
 
     Args:
-        real_features, generated_features: ``N_r×d`` and ``N_g×d`` arrays or tensors.
+        real_features: ``N_r×d`` array or tensor.
+        generated_features: ``N_g×d`` array or tensor.
         subsets: how many subset pairs to average (default 100).
         subset_size: features per subset (default ``min(1000, N_r, N_g)``; at
             least 2 and at most the smaller set).
-        degree, coef: the kernel ``(x·y/d + coef)**degree`` (default the cubic, coef 1).
+        degree: the power of the kernel ``(x·y/d + coef)**degree`` (default 3, the cubic).
+        coef: its constant (default 1).
         seed: seeds the subset draws.
 
     Returns:

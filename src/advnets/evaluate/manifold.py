@@ -79,7 +79,8 @@ def manifold_metrics(
     """Precision and recall (k-NN radii with ``k``) and density and coverage (with ``k_dc``).
 
     Args:
-        real_features, generated_features: ``N_r×d`` and ``N_g×d`` arrays or tensors.
+        real_features: ``N_r×d`` array or tensor.
+        generated_features: ``N_g×d`` array or tensor.
         k: neighbours for precision/recall (default 3, Kynkäänniemi et al.).
         k_dc: neighbours for density/coverage (default 5, Naeem et al.).
         dtype: precision of the distance products (float64 default; float32 faster).

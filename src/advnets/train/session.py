@@ -236,15 +236,19 @@ def train_run(
         options: ``{config field: value}``, e.g. ``{"train.epochs": 40, "optim.lr": 0.01}`` (None values are
             ignored); applied to the preset's config, or to the stored run's when resuming or branching.
         data: a :class:`~advnets.data.Dataset` to train on (default: the configuration's ``data.source``).
-        preset, out, resume, branch_from: as :func:`plan_run`.
+        preset: as :func:`plan_run`.
+        out: as :func:`plan_run`.
+        resume: as :func:`plan_run`.
+        branch_from: as :func:`plan_run`.
         say: called with each line `advnets train` prints to stderr (default: nothing is printed).
 
     Returns:
         :class:`TrainResult`.
 
     Raises:
-        everything :func:`plan_run`, :func:`start` and :func:`open_run_dir` raise; advnets.runlock.RunLocked when
-        another training holds ``out``; TrainingInterrupted / TrainingDiverged / TrainingCollapsed from fit.
+        AdvnetsError: everything :func:`plan_run`, :func:`start` and :func:`open_run_dir` raise.
+        advnets.runlock.RunLocked: another training holds ``out``.
+        TrainingInterrupted: from fit (a signal); likewise TrainingDiverged and TrainingCollapsed.
     """
     from advnets.data import load_dataset
     from advnets.devices import resolve_device
