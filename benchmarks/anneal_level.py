@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from advnets.config import get_preset
 from advnets.errors import AdvnetsError
 from advnets.evaluate.annealing import MODELS, fit_annealed_level
 from advnets.evaluate.protocol import PAPER_TABLE1_MNIST
+from advnets.presets import get_preset
 
 REPO = Path(__file__).resolve().parent.parent
 BATCHES_PER_EPOCH = 50_000 // 100  # full MNIST's 50,000 training images, minibatches of 100

@@ -155,7 +155,8 @@ def run_ring(config: str, seed: int, args: argparse.Namespace, path: Path) -> di
 
 
 def _mnist_config(config: str, seed: int, args: argparse.Namespace):
-    from advnets.config import get_preset, override
+    from advnets.config import override
+    from advnets.presets import get_preset
 
     spec = CONFIGS[config]
     base = get_preset("mnist")

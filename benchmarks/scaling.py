@@ -47,8 +47,9 @@ def worker(args) -> None:
     import torch.distributed as dist
 
     from advnets import distributed
-    from advnets.config import PRESETS, override
+    from advnets.config import override
     from advnets.data import load_dataset
+    from advnets.presets import PRESETS
     from advnets.train import Trainer
 
     torch.set_num_threads(args.threads)

@@ -99,11 +99,12 @@ def run_one(name: str, seed: int, epochs: int, out: Path, device: str = "cpu") -
     import torch
 
     torch.set_num_threads(1)
-    from advnets.config import get_preset, override
+    from advnets.config import override
     from advnets.data import load_dataset
     from advnets.evaluate.classifier import class_coverage, load_or_train_classifier
     from advnets.evaluate.diversity import diversity_ratio, near_duplicate_fraction
     from advnets.evaluate.parzen import parzen_evaluate
+    from advnets.presets import get_preset
     from advnets.train import Trainer
 
     spec = CONFIGS[name]

@@ -181,7 +181,8 @@ def load_data():
 def mnist_config(update: str, k: int):
     """The preset with the eager step (compile "off"): the issue-7 table compares the eager step with the plain
     loop; the compiled step has its own table (step_modes.py, ``--modes``)."""
-    from advnets.config import PRESETS, override
+    from advnets.config import override
+    from advnets.presets import PRESETS
 
     cfg = PRESETS["mnist"]
     return override(cfg, train=override(cfg.train, update=update, k=k, batch_size=M, compile="off"))

@@ -8,7 +8,8 @@ import os
 import pytest
 import torch
 
-from advnets.config import PRESETS, override
+from advnets.config import override
+from advnets.presets import PRESETS
 
 
 @pytest.fixture(autouse=True, scope="session")

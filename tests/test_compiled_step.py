@@ -12,8 +12,9 @@ import copy
 import pytest
 import torch
 
-from advnets.config import PRESETS, override
+from advnets.config import override
 from advnets.data import Dataset
+from advnets.presets import PRESETS
 from advnets.train import Trainer, algorithm
 from advnets.train.compiled import AUTO_MIN_STEPS, CompiledSteps, CompileError
 from conftest import cli_in_process, tiny_config

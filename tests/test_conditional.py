@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from advnets.conditional import conditional_accuracy, grid_labels, one_hot, with_condition
-from advnets.config import PRESETS, override
+from advnets.config import override
 from advnets.errors import AdvnetsError, ConfigError
 from advnets.evaluate.classifier import load_or_train_classifier
 from advnets.nets import build_nets
+from advnets.presets import PRESETS
 from advnets.train import Trainer
 from conftest import cli_subprocess as _advnets
 from conftest import tiny_config

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from advnets.config import PRESETS, RunConfig, from_dict, get_preset, override, to_dict
+from advnets.config import RunConfig, from_dict, override, to_dict
 from advnets.errors import ConfigError
+from advnets.presets import PRESETS, get_preset
 
 
 def test_preset_round_trips_through_json():

@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "core",
         (
             "advnets.config",
+            "advnets.presets",  # the reference code's hyperparameters, over config
             "advnets.nets",
             "advnets.losses",
             "advnets.conditioning",

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from advnets.config import PRESETS, override
+from advnets.config import override
 from advnets.nets import Discriminator, Generator, Maxout, apply_max_col_norm, sample_noise
+from advnets.presets import PRESETS
 
 
 def test_maxout_shape_and_value_equal_max_over_pieces():

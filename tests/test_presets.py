@@ -7,10 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from advnets.config import PRESETS, ConvMaxoutConfig, override
+from advnets.config import ConvMaxoutConfig, override
 from advnets.data import load_dataset, to_display
 from advnets.errors import ConfigError
 from advnets.nets import ConvMaxout, Discriminator, Generator
+from advnets.presets import PRESETS
 from advnets.train import Trainer
 
 

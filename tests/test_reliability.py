@@ -385,8 +385,8 @@ def test_a_stop_inside_the_k_step_inner_loop_resumes_bit_identically_in_a_new_pr
     """SIGTERM during iteration 3's first of k = 2 D updates, in the middle of an
     epoch: the checkpoint holds the half-done iteration, and a new process
     continues it to the same end state as an uninterrupted run."""
-    from advnets.config import train_config_from_options
     from advnets.data import load_dataset
+    from advnets.presets import train_config_from_options
     from advnets.train import TrainingInterrupted
 
     common = ["--data", "embedded-digits", "--update", "alternating", "--k", "2", "--epochs", "2", "--no-progress"]

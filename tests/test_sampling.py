@@ -2,8 +2,9 @@
 
 import torch
 
-from advnets.config import PRESETS, override
+from advnets.config import override
 from advnets.nets import Generator
+from advnets.presets import PRESETS
 from advnets.sampling import generate, interpolation_noise, nearest_figure, slerp
 
 G_CFG = override(PRESETS["mnist"].generator, noise_dim=6, hidden_sizes=(8,), hidden_activations=("relu",))

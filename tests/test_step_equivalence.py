@@ -21,8 +21,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from advnets.config import PRESETS, override
+from advnets.config import override
 from advnets.data import Dataset
+from advnets.presets import PRESETS
 from advnets.train import Trainer
 from conftest import tiny_config
 

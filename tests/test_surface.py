@@ -19,8 +19,9 @@ import advnets
 import advnets.evaluate
 from advnets.cli.common import decay_factor, nonneg_float, nonneg_int, positive_float, positive_int, seed_int
 from advnets.cli.train import OPTIONS, config_from_argv
-from advnets.config import PRESETS, RunConfig, override, train_config_from_options
+from advnets.config import RunConfig, override
 from advnets.errors import AdvnetsError, ConfigError
+from advnets.presets import PRESETS, train_config_from_options
 from conftest import cli_in_process, tiny_config
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -7,10 +7,11 @@ import torch
 
 import advnets
 from advnets.checkpoint import latest_checkpoint, load_checkpoint
-from advnets.config import PRESETS, override
+from advnets.config import override
 from advnets.generators import load_generator
 from advnets.losses import discriminator_loss, generator_loss_nonsaturating
 from advnets.nets import sample_noise
+from advnets.presets import PRESETS
 from advnets.train import Trainer, algorithm, lr_at, momentum_at
 from conftest import tiny_config
 

@@ -14,11 +14,11 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it (the README's "Python API" section lists the same names).
 _HOME = {
-    "PRESETS": "advnets.config",
+    "PRESETS": "advnets.presets",
     "RunConfig": "advnets.config",
-    "get_preset": "advnets.config",
+    "get_preset": "advnets.presets",
     "override": "advnets.config",
-    "train_config_from_options": "advnets.config",
+    "train_config_from_options": "advnets.presets",
     "load_dataset": "advnets.data",
     "Trainer": "advnets.train",
     "train_run": "advnets.train.session",

@@ -35,9 +35,10 @@ from advnets.checkpoint import (
     require_run,
     resolve_checkpoint,
 )
-from advnets.config import RunConfig, from_dict, get_preset, to_dict
+from advnets.config import RunConfig, from_dict, to_dict
 from advnets.errors import AdvnetsError, CheckpointError
 from advnets.io import atomic_write_json
+from advnets.presets import get_preset
 from advnets.runlock import LOCK_FILE, ensure_held
 
 _RUN_KEYS = ("dataset", "image_shape", "splits", "resumes")  # what config.json holds beside the RunConfig

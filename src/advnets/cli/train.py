@@ -4,7 +4,7 @@ The options are one table, :data:`OPTIONS`, in ``--help`` order: each row the fl
 the RunConfig field it sets (``None``: an option of the command, not of the
 config) and argparse's keywords. A new training option is its config field
 (with its check in ``advnets.config.validate``) and one row here; the parser and
-the flags-to-config mapping (``advnets.config.train_config_from_options``) follow.
+the flags-to-config mapping (``advnets.presets.train_config_from_options``) follow.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from advnets.config import (
     ON_COLLAPSE,
     OPTIMIZERS,
     PRECISIONS,
-    PRESETS,
     UPDATES,
 )
+from advnets.presets import PRESETS
 
 EXAMPLES = """\
 examples:

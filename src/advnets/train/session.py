@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advnets.config import RunConfig, config_changes, from_dict, train_config_from_options, with_condition
+from advnets.config import RunConfig, config_changes, from_dict, with_condition
 from advnets.errors import AdvnetsError
+from advnets.presets import train_config_from_options
 from advnets.runs import StartPoint, branch_point, holds_run, start_point
 
 __all__ = [
@@ -96,7 +97,7 @@ def plan_run(
     conditional: bool = False,
 ) -> RunPlan:
     """Decide what training with ``options`` (``{config field: value}``, None values ignored, as
-    :func:`advnets.config.train_config_from_options` takes them) does with ``out``.
+    :func:`advnets.presets.train_config_from_options` takes them) does with ``out``.
 
     With ``resume``, ``out`` holding a checkpoint is resumed at its step; holding only a config.json (killed
     before its first checkpoint) it is continued from step 0 with that config; missing or empty, it is a new
