@@ -282,40 +282,8 @@ def unpack_archive(archive: Path, source: Source, target: Path) -> None:
         tmp_dir = Path(tempfile.mkdtemp(prefix=f".{source.extract_to}.", suffix=".unpack", dir=target))
     except OSError as e:
         raise DataError(write_failure(target, e, f"a temporary folder to unpack {archive.name} in", _ELSEWHERE)) from e
-    base = tmp_dir.resolve()
     try:
-        written = 0
-        count = 0
-        with tarfile.open(archive, mode="r:*") as tar:
-            for member in tar:
-                parts = _member_parts(archive, member)
-                count += 1
-                if count > source.max_members:
-                    raise DataError(
-                        f"{archive}: more than {source.max_members} members; expected a {source.name} archive"
-                    )
-                if not parts:
-                    continue  # the archive's own "." folder
-                dest = tmp_dir.joinpath(*parts)
-                if os.path.commonpath([base, dest.resolve()]) != str(base):
-                    raise DataError(
-                        f"{archive}: refusing to unpack member {member.name!r}: it leaves the target folder"
-                    )
-                if member.isdir():
-                    dest.mkdir(parents=True, exist_ok=True)
-                    continue
-                written += member.size
-                if written > source.max_unpacked_bytes:
-                    raise DataError(
-                        f"{archive}: unpacks to more than {source.max_unpacked_bytes} bytes; "
-                        f"expected a {source.name} archive"
-                    )
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                stream = tar.extractfile(member)
-                if stream is None:  # pragma: no cover - isreg() members always have data
-                    raise DataError(f"{archive}: cannot read member {member.name!r}")
-                with stream, open(dest, "xb") as out:
-                    shutil.copyfileobj(stream, out, _CHUNK)
+        _extract_members(archive, source, tmp_dir)
         produced = tmp_dir / source.extract_to
         if not produced.is_dir():
             raise DataError(f"{archive}: expected the archive to hold a folder {source.extract_to}/, found none")
@@ -338,3 +306,35 @@ def unpack_archive(archive: Path, source: Source, target: Path) -> None:
         raise DataError(f"{archive}: cannot unpack: {e}") from e
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _extract_members(archive: Path, source: Source, tmp_dir: Path) -> None:
+    """Write ``archive``'s members under ``tmp_dir``, refusing one that leaves it, more than source.max_members
+    members or more than source.max_unpacked_bytes bytes in all (a tar bomb); DataError names the archive."""
+    base = tmp_dir.resolve()
+    written = 0
+    with tarfile.open(archive, mode="r:*") as tar:
+        for count, member in enumerate(tar, start=1):
+            parts = _member_parts(archive, member)
+            if count > source.max_members:
+                raise DataError(f"{archive}: more than {source.max_members} members; expected a {source.name} archive")
+            if not parts:
+                continue  # the archive's own "." folder
+            dest = tmp_dir.joinpath(*parts)
+            if os.path.commonpath([base, dest.resolve()]) != str(base):
+                raise DataError(f"{archive}: refusing to unpack member {member.name!r}: it leaves the target folder")
+            if member.isdir():
+                dest.mkdir(parents=True, exist_ok=True)
+                continue
+            written += member.size
+            if written > source.max_unpacked_bytes:
+                raise DataError(
+                    f"{archive}: unpacks to more than {source.max_unpacked_bytes} bytes; "
+                    f"expected a {source.name} archive"
+                )
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            stream = tar.extractfile(member)
+            if stream is None:  # pragma: no cover - isreg() members always have data
+                raise DataError(f"{archive}: cannot read member {member.name!r}")
+            with stream, open(dest, "xb") as out:
+                shutil.copyfileobj(stream, out, _CHUNK)
