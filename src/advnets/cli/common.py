@@ -39,14 +39,6 @@ def add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help=DATA_DIR_HELP)
 
 
-def baseline_cache(data_dir: str | None) -> Path:
-    """Where the baselines' k-means centroids and Gaussian draws are kept between evaluations
-    (``<data root>/baselines``; :func:`advnets.evaluate.baselines.baseline_samples`)."""
-    from advnets.data.fetch import data_root
-
-    return data_root(data_dir) / "baselines"
-
-
 def _number_type(convert, ok, expected: str, name: str):
     """An argparse ``type=``: ``convert(text)`` when that works and ``ok`` holds, else a message saying
     what was ``expected``."""

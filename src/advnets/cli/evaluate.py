@@ -9,7 +9,6 @@ from pathlib import Path
 from advnets.cli.common import (
     add_command,
     add_data_dir,
-    baseline_cache,
     check_output_path,
     load_array,
     positive_int,
@@ -177,12 +176,15 @@ def _check_combination(args: argparse.Namespace) -> None:
         raise AdvnetsError("--features goes with --metrics (the Parzen window works on pixels)")
     if args.metrics is not None and (args.folds is not None or args.split != "test"):
         raise AdvnetsError("--metrics scores the test split; --folds and --split are Parzen options")
+    if args.pretrained is not None and args.data is None:
+        raise AdvnetsError("--pretrained needs --data SOURCE: the dataset to score against (e.g. the MNIST IDX dir)")
+    if args.samples is not None and args.metrics is not None and args.test is None and args.data is None:
+        raise AdvnetsError("--samples with --metrics needs the real images: --test T.npy, or a dataset with --data")
 
 
-def _scores_of_samples(args: argparse.Namespace, sigmas, options) -> dict:
-    """``--samples S.npy --valid V.npy --test T.npy``: any model's samples, scored by the same code."""
+def _parzen_arrays(args: argparse.Namespace) -> tuple:
+    """``--samples S.npy --valid V.npy --test T.npy`` as rows, checked against each other by file name."""
     from advnets.errors import AdvnetsError
-    from advnets.evaluate.scoring import evaluate_samples
 
     samples = load_array(args.samples, "--samples")
     valid, test = load_array(args.valid, "--valid"), load_array(args.test, "--test")
@@ -192,7 +194,40 @@ def _scores_of_samples(args: argparse.Namespace, sigmas, options) -> dict:
                 f"{option} {path}: {array.shape[1]} features per image, but --samples "
                 f"{args.samples} has {samples.shape[1]}"
             )
-    return evaluate_samples(samples, test, valid, sigmas=sigmas, options=options)
+    return samples, valid, test
+
+
+def _request(args: argparse.Namespace, sigmas):
+    """The options as one advnets.evaluate.scoring.ScoreRequest (the .npy files read, their errors named)."""
+    from advnets.cli.evaluate_metrics import npy_images
+    from advnets.evaluate.scoring import ScoreRequest
+
+    samples = valid = test = None
+    if args.samples is not None and args.metrics is None:
+        samples, valid, test = _parzen_arrays(args)
+    elif args.samples is not None:
+        samples = npy_images(args.samples, "--samples")
+        test = npy_images(args.test, "--test") if args.test is not None else None
+        valid = npy_images(args.valid, "--valid") if args.valid is not None else None
+    return ScoreRequest(
+        run=args.run,
+        pretrained=args.pretrained,
+        samples=samples,
+        metrics=args.metrics,
+        data=args.data,
+        data_dir=args.data_dir,
+        test=test,
+        valid=valid,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        valid_size=args.valid_size,
+        split=args.split,
+        folds=args.folds,
+        baselines=args.baselines,
+        sigmas=sigmas,
+        context=not args.no_context,
+        features=args.features,
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -201,8 +236,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from advnets.devices import resolve_device
     from advnets.evaluate.options import MetricOptions
     from advnets.evaluate.protocol import parse_sigmas
-    from advnets.evaluate.scoring import evaluate_run
-    from advnets.runs import run_dir_of
+    from advnets.evaluate.scoring import score
 
     check_output_path(args.json, "--json")
     sigmas = parse_sigmas(args.sigmas)
@@ -212,34 +246,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_combination(args)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)  # --out sub/q.json: made, as RUN/ is
-    if args.pretrained is not None and args.metrics is None:
-        return _pretrained(args, sigmas, options)  # None: the registry entry's settings, which reproduce its number
-    for option, default in (("num_samples", 10000), ("seed", 0), ("valid_size", 1000)):
-        setattr(args, option, default if getattr(args, option) is None else getattr(args, option))
-    if args.metrics is not None:
-        from advnets.cli.evaluate_metrics import cmd_metrics
+    result = score(_request(args, sigmas), options, note=lambda text: print(f"advnets: note: {text}", file=sys.stderr))
+    if result["kind"] == "quality":
+        from advnets.cli.evaluate_metrics import report_quality
 
-        return cmd_metrics(args, device)
-    if args.samples is not None:
-        result, run_dir = _scores_of_samples(args, sigmas, options), None
+        report_quality(args, result)
+    elif result["kind"] == "pretrained":
+        _report_pretrained(args, result)
     else:
-        result = evaluate_run(
-            args.run,
-            num_samples=args.num_samples,
-            valid_size=args.valid_size,
-            split=args.split,
-            seed=args.seed,
-            sigmas=sigmas,
-            folds=args.folds,
-            baselines=args.baselines,
-            data_dir=args.data_dir,
-            note=lambda text: print(f"advnets: note: {text}", file=sys.stderr),
-            cache_dir=baseline_cache(args.data_dir),
-            options=options,
-        )
-        run_dir = run_dir_of(args.run)
-    _print_parzen(args, result)
-    _record_parzen(args, result, run_dir, sigmas, options)
+        _print_parzen(args, result)
+        _record_parzen(args, result)
     return 0
 
 
@@ -262,18 +278,15 @@ def _print_parzen(args: argparse.Namespace, result: dict) -> None:
         print(f"  {'paper, Table 1 (' + pname + ')':<28s} {pm:8.1f} ± {pse:<6.1f}(full {pname}{note})")
 
 
-def _record_parzen(args: argparse.Namespace, result: dict, run_dir: Path | None, sigmas, options) -> None:
+def _record_parzen(args: argparse.Namespace, result: dict) -> None:
     """``--json`` (default ``RUN/parzen.json``) written atomically, and the model's row logged in the run."""
-    from advnets.evaluate.protocol import parzen_record
     from advnets.io import atomic_write_json
     from advnets.runlog import append_metrics
 
+    run_dir = result["run_dir"]
     out = args.json or (run_dir / "parzen.json" if run_dir is not None else None)
-    doc = parzen_record(
-        result, num_samples=args.num_samples, split=args.split, seed=args.seed, sigmas=sigmas, options=options
-    )
     if out is not None:
-        atomic_write_json(out, doc)
+        atomic_write_json(out, result["record"])
         print(f"-> {out}")
     if run_dir is not None:
         row = result["rows"][result["label"]]
@@ -289,27 +302,11 @@ def _record_parzen(args: argparse.Namespace, result: dict, run_dir: Path | None,
         )
 
 
-def _pretrained(args: argparse.Namespace, sigmas, options) -> int:
-    """``--pretrained NAME --data DIR``: the registry's protocol on a shipped model, beside its stated number."""
-    from advnets.errors import AdvnetsError
+def _report_pretrained(args: argparse.Namespace, r: dict) -> None:
+    """A shipped model's Parzen rows beside the number its registry entry states; ``--json`` written."""
     from advnets.evaluate.protocol import format_row
-    from advnets.evaluate.scoring import evaluate_pretrained
     from advnets.io import atomic_write_json
 
-    if args.data is None:
-        raise AdvnetsError("--pretrained needs --data SOURCE (e.g. the directory of MNIST's four IDX files)")
-    r = evaluate_pretrained(
-        args.pretrained,
-        args.data,
-        data_dir=args.data_dir,
-        num_samples=args.num_samples,
-        seed=args.seed,
-        valid_size=args.valid_size,
-        sigmas=sigmas,
-        baselines=args.baselines,
-        cache_dir=baseline_cache(args.data_dir),
-        options=options,
-    )
     p, res, exp = r["protocol"], r["result"], r["expected"]
     print(
         f"Parzen-window log-likelihood of {res['n']} test images of {p['dataset']} under {p['num_samples']} "
@@ -322,6 +319,5 @@ def _pretrained(args: argparse.Namespace, sigmas, options) -> int:
     if r["differs_from_stated"]:
         print(f"  not the stated protocol ({'; '.join(r['differs_from_stated'])}): not a reproduction check")
     if args.json is not None:
-        atomic_write_json(args.json, r)
+        atomic_write_json(args.json, {k: v for k, v in r.items() if k != "kind"})
         print(f"-> {args.json}")
-    return 0

@@ -1,10 +1,8 @@
-"""``advnets evaluate --metrics ...``: the sample-quality table of issue 17 (advnets.evaluate.metrics).
+"""``advnets evaluate --metrics ...``: reading ``--samples``-style .npy images, and reporting the sample-quality
+table that :func:`advnets.evaluate.scoring.score` returns (issue 17's metrics, advnets.evaluate.metrics).
 
-A thin layer: it gathers the images (a run's or a shipped model's samples of G, or ``--samples S.npy``), the
-real test images, the validation images Parzen needs and the honest context rows
-(:func:`advnets.evaluate.baselines.context_samples`) through :func:`advnets.evaluate.scoring.quality_table`,
-prints :func:`~advnets.evaluate.metrics.format_table`, writes the JSON atomically and, for a run, logs
-one row per metric through :class:`advnets.runlog.MetricsLog` (metrics.jsonl and TensorBoard).
+It prints :func:`~advnets.evaluate.metrics.format_table`, writes the JSON atomically and, for a run, logs one
+row per metric through :class:`advnets.runlog.MetricsLog` (metrics.jsonl and TensorBoard).
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _npy_images(path: Path, option: str):
+def npy_images(path: Path, option: str):
     """A float image array from ``option``'s .npy file, its shape kept (N x d or N x [C x] H x W); a warning
     when its values are not in [0, 1] (8-bit images not divided by 255 would otherwise score silently wrong)."""
     import warnings
@@ -38,93 +36,20 @@ def _npy_images(path: Path, option: str):
     return flat.reshape(shape) if len(shape) > 2 else flat
 
 
-def _real_sets(args: argparse.Namespace, dataset) -> tuple[Any, Any, Any]:
-    """(test, valid, train) images: from the dataset when there is one, else --test / --valid files."""
-    from advnets.errors import AdvnetsError
-
-    if dataset is not None:
-        return dataset.test, dataset.valid[: args.valid_size], dataset.train
-    if args.test is None:
-        raise AdvnetsError("--samples with --metrics needs the real images: --test T.npy, or a dataset with --data")
-    valid = _npy_images(args.valid, "--valid") if args.valid is not None else None
-    return _npy_images(args.test, "--test"), valid, None
-
-
-def _images_to_score(args: argparse.Namespace) -> dict[str, Any]:
-    """{"label", "images", "dataset" (or None), "step", "run_dir"} for --run, --pretrained or --samples."""
-    from advnets.errors import AdvnetsError
-
-    if args.samples is not None:
-        dataset = None
-        if args.data is not None:
-            from advnets.config import DataConfig
-            from advnets.data import load_dataset
-
-            dataset = load_dataset(DataConfig(source=args.data), data_dir=args.data_dir)
-        return {
-            "label": "samples",
-            "images": _npy_images(args.samples, "--samples"),
-            "dataset": dataset,
-            "step": None,
-            "run_dir": None,
-        }
-    from advnets.generators import load_generator
-    from advnets.runs import run_dir_of
-
-    if args.pretrained is not None and args.data is None:
-        raise AdvnetsError("--pretrained needs --data SOURCE: the dataset to score against (e.g. the MNIST IDX dir)")
-    if args.pretrained is not None:
-        model = load_generator(pretrained=args.pretrained)
-    else:
-        model = load_generator(args.run)
-    return {
-        "label": model.label,
-        "images": model.sample(args.num_samples, args.seed),
-        "dataset": model.load_data(args.data, args.data_dir),
-        "step": model.step,
-        "run_dir": run_dir_of(args.run) if args.run is not None else None,
-    }
-
-
-def cmd_metrics(args: argparse.Namespace, device) -> int:
-    """Score, print, write the JSON and log the rows; the caller has chosen the device."""
-    from advnets.cli.common import baseline_cache
-    from advnets.data.fetch import data_root
-    from advnets.evaluate.options import MetricOptions
-    from advnets.evaluate.protocol import parse_sigmas
-    from advnets.evaluate.scoring import quality_table
+def report_quality(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """Print the table, write ``--json`` (default ``RUN/quality.json``) and log the rows in the run."""
     from advnets.io import atomic_write_json
     from advnets.report.content import QUALITY_FILE
 
-    what = _images_to_score(args)
-    test, valid, train = _real_sets(args, what["dataset"])
-    doc = quality_table(
-        what["images"],
-        test,
-        args.metrics,
-        label=what["label"],
-        valid=valid,
-        train=train,
-        context=not args.no_context,
-        features=args.features,
-        num_samples=args.num_samples,
-        seed=args.seed,
-        sigmas=parse_sigmas(args.sigmas),
-        cache_dir=baseline_cache(args.data_dir),
-        feature_cache=data_root(args.data_dir) / "features",
-        note=lambda text: print(f"advnets: note: {text}", file=sys.stderr),
-        options=MetricOptions(device=device),
-    )
-    _print_table(doc, train is not None)
-    doc.update(step=what["step"], dataset=what["dataset"].name if what["dataset"] is not None else None)
-    run_dir = what["run_dir"]
+    run_dir = doc.pop("run_dir")
+    doc.pop("kind")
+    _print_table(doc, doc["dataset"] is not None)
     out = args.json or (run_dir / QUALITY_FILE if run_dir is not None else None)
     if out is not None:
         atomic_write_json(out, doc)
         print(f"-> {out}")
     if run_dir is not None:
-        _log_rows(run_dir, doc, what["step"], tensorboard=not args.no_tensorboard)
-    return 0
+        _log_rows(run_dir, doc, doc["step"], tensorboard=not args.no_tensorboard)
 
 
 def _print_table(doc: dict[str, Any], with_context: bool) -> None:

@@ -175,19 +175,19 @@ def tfd_fold_sets(
 def protocol_settings(
     *,
     num_samples: int,
-    seed: int,
+    seed: int | None,
     sigmas: Any,
     valid_size: int,
     split: str = "test",
     options: MetricOptions = MetricOptions(),
 ) -> dict[str, Any]:
     """The settings that make two Parzen numbers comparable, as every record and cache writes them:
-    ``num_samples`` (M, samples of G), ``seed`` (of G's noise), ``sigmas`` (the grid, as floats),
-    ``valid_size`` (validation images σ was chosen on: the number used, not asked for), ``split``
-    (the images scored) and ``dtype`` (``"float64"`` or ``"float32"``)."""
+    ``num_samples`` (M, samples of G), ``seed`` (of G's noise; None for samples given as an array),
+    ``sigmas`` (the grid, as floats), ``valid_size`` (validation images σ was chosen on: the number used,
+    not asked for), ``split`` (the images scored) and ``dtype`` (``"float64"`` or ``"float32"``)."""
     return {
         "num_samples": int(num_samples),
-        "seed": int(seed),
+        "seed": None if seed is None else int(seed),
         "sigmas": [float(x) for x in np.atleast_1d(np.asarray(sigmas, dtype=np.float64))],
         "valid_size": int(valid_size),
         "split": split,
@@ -200,7 +200,7 @@ def parzen_record(
     *,
     num_samples: int,
     split: str,
-    seed: int,
+    seed: int | None,
     sigmas: Any,
     options: MetricOptions = MetricOptions(),
 ) -> dict[str, Any]:

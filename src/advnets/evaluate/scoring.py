@@ -1,5 +1,8 @@
 """Scoring a trained generator end to end: load it, sample it, run the reference protocol, compare.
 
+:func:`score` is the one entry: a run, a checkpoint, a shipped model or an array of samples
+(:class:`ScoreRequest`), by Parzen's reference protocol (Table 1) or by today's metrics. It calls the
+functions below, which a notebook may also call directly.
 :func:`evaluate_run` scores a run or a checkpoint, :func:`evaluate_pretrained` a shipped model beside
 the number its registry entry states, :func:`evaluate_samples` any model's samples; all three run the
 reference protocol's code, and the first two load through :func:`advnets.generators.load_generator`.
@@ -12,13 +15,14 @@ file's.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from advnets.devices import resolve_device
-from advnets.errors import DataError
+from advnets.errors import AdvnetsError, DataError
 from advnets.evaluate.baselines import baseline_rows
 from advnets.evaluate.inputs import as_rows
 from advnets.evaluate.nearest import memorization_stats
@@ -28,6 +32,7 @@ from advnets.evaluate.protocol import (
     REFERENCE_NUM_SAMPLES,
     REFERENCE_VALID_SIZE,
     evaluate_folds,
+    parzen_record,
     protocol_settings,
     reference_protocol,
     tfd_fold_sets,
@@ -36,11 +41,13 @@ from advnets.generators import LoadedGenerator, load_generator
 from advnets.pretrained import PretrainedModel, get_entry
 
 __all__ = [
+    "ScoreRequest",
     "evaluate_pretrained",
     "evaluate_run",
     "evaluate_samples",
     "memorization_check",
     "quality_table",
+    "score",
 ]
 
 
@@ -285,3 +292,156 @@ def quality_table(
         "model": label,
         "rows": table,
     }
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """What to score and how: exactly one of ``run`` (a run directory or a checkpoint file), ``pretrained`` (a
+    shipped model's name, advnets.pretrained) or ``samples`` (an array, ``N x d`` or ``N x [C x] H x W`` in [0, 1]).
+
+    ``metrics`` None scores by the paper's Parzen protocol (Table 1: σ chosen on ``valid_size`` validation
+    images, the ``split`` images scored; with ``folds``, TFD's folds; with ``baselines``, reference rows); names
+    or "all" give today's metrics table (FD, KID, precision/recall, ...; advnets.evaluate.metrics) beside the
+    context rows (``context``) on the ``features`` network. ``data``: the dataset a shipped model or ``samples``
+    is scored against (a run scores against its own); ``test``/``valid``: real arrays beside ``samples`` when
+    there is no dataset. None for ``num_samples``, ``seed``, ``valid_size`` means the reference protocol's
+    (10,000 samples, seed 0, 1,000 validation images), or for a shipped model the settings its stated number
+    was measured with."""
+
+    run: str | Path | None = None
+    pretrained: str | None = None
+    samples: Any = None
+    metrics: Any = None
+    data: str | Path | None = None
+    data_dir: str | Path | None = None
+    test: Any = None
+    valid: Any = None
+    num_samples: int | None = None
+    seed: int | None = None
+    valid_size: int | None = None
+    split: str = "test"
+    folds: int | None = None
+    baselines: bool = False
+    sigmas: Any = None  # Parzen's σ grid (None: advnets.evaluate.parzen.DEFAULT_SIGMAS)
+    context: bool = True
+    features: Any = None
+
+
+def score(
+    request: ScoreRequest, options: MetricOptions = MetricOptions(), note: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Score what ``request`` names; what ``advnets evaluate`` prints and writes.
+
+    Returns the result of the function that scored it with ``"kind"`` added: "parzen" (:func:`evaluate_run`'s
+    or :func:`evaluate_samples`' shape, with ``"run_dir"`` and ``"record"``, the JSON document of
+    :func:`advnets.evaluate.protocol.parzen_record`), "pretrained" (:func:`evaluate_pretrained`'s) or
+    "quality" (:func:`quality_table`'s, with ``"step"``, ``"dataset"`` and ``"run_dir"``). ``note`` receives
+    one-line notes for the user (fewer validation images than asked, a cache being built).
+
+    Raises:
+        AdvnetsError: not exactly one of run / pretrained / samples, or a missing dataset or real images.
+        CheckpointError, DataError, ConfigError: from loading the generator or the data, or bad names.
+    """
+    from advnets.data.fetch import data_root
+
+    r = request
+    if r.sigmas is None:
+        r = replace(r, sigmas=DEFAULT_SIGMAS)
+    given = [name for name in ("run", "pretrained", "samples") if getattr(r, name) is not None]
+    if len(given) != 1:
+        raise AdvnetsError(f"score one of run, pretrained or samples; got {' and '.join(given) or 'none'}")
+    cache_dir = data_root(r.data_dir) / "baselines"  # k-means centroids and Gaussian draws, kept between calls
+    if r.metrics is not None:
+        return {"kind": "quality", **_quality(r, options, note, cache_dir)}
+    if r.pretrained is not None:
+        if r.data is None:
+            raise AdvnetsError("a shipped model is scored against a dataset: give data (e.g. the MNIST IDX dir)")
+        result = evaluate_pretrained(
+            r.pretrained,
+            r.data,
+            data_dir=r.data_dir,
+            num_samples=r.num_samples,
+            seed=r.seed,
+            valid_size=r.valid_size,
+            sigmas=r.sigmas,
+            baselines=r.baselines,
+            cache_dir=cache_dir,
+            options=options,
+        )
+        return {"kind": "pretrained", **result}
+    if r.samples is not None:
+        result = evaluate_samples(r.samples, r.test, r.valid, sigmas=r.sigmas, options=options)
+        num_samples, seed, run_dir = len(r.samples), None, None  # samples given: no noise seed of ours
+    else:
+        from advnets.runs import run_dir_of
+
+        num_samples, seed, run_dir = _or(r.num_samples, REFERENCE_NUM_SAMPLES), _or(r.seed, 0), run_dir_of(r.run)
+        result = evaluate_run(
+            r.run,
+            num_samples=num_samples,
+            valid_size=_or(r.valid_size, REFERENCE_VALID_SIZE),
+            split=r.split,
+            seed=seed,
+            sigmas=r.sigmas,
+            folds=r.folds,
+            baselines=r.baselines,
+            data_dir=r.data_dir,
+            note=note,
+            cache_dir=cache_dir,
+            options=options,
+        )
+    record = parzen_record(result, num_samples=num_samples, split=r.split, seed=seed, sigmas=r.sigmas, options=options)
+    return {"kind": "parzen", **result, "run_dir": run_dir, "record": record}
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _quality(r: ScoreRequest, options: MetricOptions, note, cache_dir: Path) -> dict[str, Any]:
+    """:func:`quality_table` of the request's images against its real images, with where they came from."""
+    from advnets.data.fetch import data_root
+
+    num_samples, seed = _or(r.num_samples, REFERENCE_NUM_SAMPLES), _or(r.seed, 0)
+    step, run_dir, dataset = None, None, None
+    if r.samples is not None:
+        label, images = "samples", r.samples
+        if r.data is not None:
+            from advnets.config import DataConfig
+            from advnets.data import load_dataset
+
+            dataset = load_dataset(DataConfig(source=str(r.data)), data_dir=r.data_dir)
+    else:
+        if r.pretrained is not None and r.data is None:
+            raise AdvnetsError("a shipped model is scored against a dataset: give data (e.g. the MNIST IDX dir)")
+        model = load_generator(pretrained=r.pretrained) if r.pretrained is not None else load_generator(r.run)
+        label, images, step = model.label, model.sample(num_samples, seed), model.step
+        dataset = model.load_data(r.data, r.data_dir)
+        if r.run is not None:
+            from advnets.runs import run_dir_of
+
+            run_dir = run_dir_of(r.run)
+    if dataset is not None:
+        test, valid, train = dataset.test, dataset.valid[: _or(r.valid_size, REFERENCE_VALID_SIZE)], dataset.train
+    elif r.test is None:
+        raise AdvnetsError("samples scored by metrics need the real images: test (and valid for parzen), or data")
+    else:
+        test, valid, train = r.test, r.valid, None
+    table = quality_table(
+        images,
+        test,
+        r.metrics,
+        label=label,
+        valid=valid,
+        train=train,
+        context=r.context,
+        features=r.features,
+        num_samples=num_samples,
+        seed=seed,
+        sigmas=r.sigmas,
+        cache_dir=cache_dir,
+        feature_cache=data_root(r.data_dir) / "features",
+        note=note,
+        options=options,
+    )
+    return {**table, "step": step, "dataset": dataset.name if dataset is not None else None, "run_dir": run_dir}
