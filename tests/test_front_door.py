@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,3 +236,26 @@ def test_folder_and_tfd_sources_expand_a_leading_tilde(tmp_path, monkeypatch):
         load_dataset("tfd:~/TFD_48x48.mat")
     code, _, err = cli_in_process("train", "--data", "folder:~/missing", "--image-size", 8, "--out", tmp_path / "r")
     assert code == 2 and str(tmp_path / "missing") in err and "~" not in err, err
+
+
+# --------------------------------------------------------------------------- make demo installs the runtime only
+
+
+def _make_plan(target: str, tmp_path) -> str:
+    """The commands `make TARGET` would run in a fresh checkout with no virtualenv (make -n: none are run)."""
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        ["make", "-n", "-C", str(root), target, f"VENV={tmp_path / 'venv'}"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_make_demo_installs_the_runtime_only_and_make_test_adds_the_dev_extras(tmp_path):
+    demo, test = _make_plan("demo", tmp_path), _make_plan("test", tmp_path)
+    installs = [line for line in demo.splitlines() if "pip install" in line and "--upgrade pip" not in line]
+    assert installs and all(line.rstrip().endswith("-e .") for line in installs), demo
+    assert "[dev]" not in demo and "advnets train" in demo
+    assert "-e '.[dev]'" in test and "pytest" in test
