@@ -7,9 +7,15 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test test-slow venv docs docs-serve dist-check clean
 
-$(BIN)/.installed: pyproject.toml constraints.txt
+# Two stamps: the demo needs only advnets and its runtime dependencies (.runtime); the tests add the
+# dev extras on top (.installed), so `make demo` installs no test tools.
+$(BIN)/.runtime: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.runtime
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
@@ -18,7 +24,7 @@ venv: $(BIN)/.installed
 # The paper's MNIST model (mnist.yaml of its reference code, github.com/goodfeli/adversarial)
 # on the embedded 5k MNIST digits, with D at twice G's learning rate and instance noise: the paper's recipe alone
 # collapses on about 1 seed in 5 at this budget (docs/stability.md, "When training collapses").
-demo: $(BIN)/.installed
+demo: $(BIN)/.runtime
 	$(BIN)/advnets train --preset mnist --data embedded --epochs 100 --d-lr-scale 2 --instance-noise 0.1
 
 # The default suite skips the tests marked slow (pyproject's addopts); test-slow runs only those.

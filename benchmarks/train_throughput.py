@@ -29,7 +29,8 @@ Usage: python benchmarks/train_throughput.py [--update both|alternating|simultan
        [--no-sampling | --sampling-only] [--modes | --modes-only [--threads-list 1,2]]
 (--modes adds, and --modes-only prints alone, the table of issue 28: eager and compiled steps in fp32 and bf16
 against each precision's floor at 1 and 2 threads, with the hours of the paper's 575,000 steps; step_modes.py)
-(--ablations adds rows for each optimisation switched off, and for changes proposed for train.py; see NOTES.md)
+(--ablations adds rows for each optimisation switched off, and for the two changes issue 7 proposed, fused SGD and
+D(x, fake), which the training step has made its own since: those rows re-apply them; see NOTES.md)
 """
 
 from __future__ import annotations
@@ -219,7 +220,7 @@ def plain_variant(data, device, update: str, k: int):
     return Variant("plain PyTorch loop", update, M * (k if update == "alternating" else 1), gan.step)
 
 
-# ----- ablations: each optimisation switched off, and the changes proposed for train.py (see NOTES.md)
+# ----- ablations: each optimisation switched off, and issue 7's two proposals, the step's own since (see NOTES.md)
 
 
 def _old_dropout_mask(self, shape, include_prob, device, dtype):

@@ -140,3 +140,43 @@ def test_a_damaged_file_is_refused_naming_it(shipped, monkeypatch, tmp_path):
     for args in (("sample", "--pretrained", "tiny"), ("evaluate", "--pretrained", "tiny", "--data", "embedded-digits")):
         code, _, err = cli_in_process(*args)
         assert code == 2 and str(bad) in err and "damaged or substituted" in err, err
+
+
+def test_pretrained_outputs_go_to_the_model_s_own_folder_not_the_current_directory(tiny, tmp_path, monkeypatch):
+    """Issue 30: without --out, `sample --pretrained NAME` and `evaluate --pretrained NAME` write under
+    DATA_ROOT/pretrained-outputs/NAME/ (as a run's RUN/samples/ and RUN/parzen.json) and say where."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    root = tmp_path / "root"
+    monkeypatch.setenv("ADVNETS_DATA", str(root))
+    folder = root / "pretrained-outputs" / "tiny"
+    code, text, err = cli_in_process("sample", "--pretrained", "tiny", "-n", 16)
+    assert code == 0 and f"-> {folder / 'sample-seed0.png'}" in text, err
+    code, text, err = cli_in_process(
+        "sample", "--pretrained", "tiny", "--data", "embedded-digits", "--nearest", "-n", 9, "--check-size", 50
+    )
+    assert code == 0 and f"-> {folder / 'nearest-seed0.png'}" in text and f"-> {folder / 'nearest-seed0.json'}" in text
+    code, text, err = cli_in_process("evaluate", "--pretrained", "tiny", "--data", "embedded-digits")
+    assert code == 0 and f"-> {folder / 'parzen.json'}" in text, err
+    assert json.loads((folder / "parzen.json").read_text())["result"]["mean"] == pytest.approx(tiny["mean"], abs=1e-9)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "nearest-seed0.json", "nearest-seed0.png", "parzen.json", "sample-seed0.png"
+    ]  # fmt: skip
+    assert list(cwd.iterdir()) == []
+    # --data-dir moves the place as it moves the datasets; --out still wins
+    code, text, err = cli_in_process("sample", "--pretrained", "tiny", "--data-dir", tmp_path / "elsewhere")
+    assert code == 0 and (tmp_path / "elsewhere" / "pretrained-outputs" / "tiny" / "sample-seed0.png").is_file(), err
+    code, _, err = cli_in_process("sample", "--pretrained", "tiny", "--out", "here.png")
+    assert code == 0 and (cwd / "here.png").is_file(), err
+    # a mistyped name makes no folder
+    code, _, err = cli_in_process("evaluate", "--pretrained", "nope", "--data", "embedded-digits")
+    assert code == 2 and "no such pretrained model" in err and not (root / "pretrained-outputs" / "nope").exists()
+
+
+def test_the_help_of_sample_and_evaluate_states_where_pretrained_outputs_go():
+    for command in ("sample", "evaluate"):
+        code, text, _ = cli_in_process(command, "--help")
+        flat = re.sub(r"-\s+", "-", " ".join(text.split()))  # argparse wraps lines after a hyphen
+        assert code == 0, text
+        assert "--pretrained NAME: DATA_ROOT/pretrained-outputs/NAME/" in flat and "never the current directory" in flat

@@ -174,6 +174,7 @@ COMMANDS_TAKING_A_RUN = [
     ["infer", "--run"],
     ["inpaint", "--run"],
     ["semisup", "--run"],
+    ["explore", "--no-browser", "--port", "0", "--run"],
     ["train", "--data", "embedded-digits", "--out", "{new}", "--branch-from"],
     ["train", "--data", "embedded-digits", "--resume", "--out"],
 ]

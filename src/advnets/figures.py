@@ -31,6 +31,30 @@ def image_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: flo
     return arr[0] if c == 1 else arr.transpose(1, 2, 0)
 
 
+#: The bar between Figure 2's samples and its column of nearest training examples: matplotlib's "tab:red",
+#: a colour no greyscale sample has, so that no reader takes a training image for a sample.
+SEPARATOR_RGB = (214, 39, 40)
+
+
+def nearest_grid(images: torch.Tensor, columns: int, padding: int = 2) -> np.ndarray:
+    """Figure 2's picture: :func:`image_grid` of N x C x H x W images in [0, 1], ``columns`` per row, the
+    rightmost column the nearest training examples (:func:`advnets.sampling.nearest_figure`), and the gap before
+    that column filled with :data:`SEPARATOR_RGB` from top to bottom. Returns an H' x W' x 3 uint8 array (RGB
+    even for grey images, for the colour of the bar).
+
+    The paper's Figure 2 marks its training examples with a yellow outline; a bar the height of the figure says
+    the same with one mark."""
+    if columns < 2:
+        raise ValueError(f"nearest_grid needs a sample column and a neighbour column, got columns={columns}")
+    grid = image_grid(images, columns, padding)
+    if grid.ndim == 2:
+        grid = np.repeat(grid[..., None], 3, axis=2)
+    width = images.shape[-1]
+    left = (columns - 1) * (width + padding)  # the gap just before the rightmost column
+    grid[:, left : left + max(1, padding)] = SEPARATOR_RGB
+    return grid
+
+
 def png_bytes(array: np.ndarray, scale: int = 1) -> bytes:
     img = Image.fromarray(array)
     if scale > 1:

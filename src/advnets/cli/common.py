@@ -39,6 +39,30 @@ def add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help=DATA_DIR_HELP)
 
 
+PRETRAINED_OUTPUTS = "pretrained-outputs"
+# The --help text of that place; FILE is the file's name there.
+PRETRAINED_OUT_HELP = (
+    "--pretrained NAME: DATA_ROOT/pretrained-outputs/NAME/{}, DATA_ROOT being --data-dir, $ADVNETS_DATA or "
+    "~/.cache/advnets; never the current directory"
+)
+
+
+def pretrained_outputs(name: str, data_dir: str | Path | None) -> Path:
+    """Where ``--pretrained NAME`` writes what it makes when ``--out`` does not say:
+    ``<data root>/pretrained-outputs/NAME`` (``~/.cache/advnets/pretrained-outputs/NAME`` by default), one
+    folder per shipped model as a run has its own. Never the current directory, which may be a source tree
+    or a read-only mount, and where a second model's figure would overwrite the first's.
+
+    Raises:
+        AdvnetsError: ``name`` is not a shipped model (so no folder is made for a mistyped one).
+    """
+    from advnets.data.fetch import data_root
+    from advnets.pretrained import get_entry
+
+    get_entry(name)
+    return data_root(data_dir) / PRETRAINED_OUTPUTS / name
+
+
 def _number_type(convert, ok, expected: str, name: str):
     """An argparse ``type=``: ``convert(text)`` when that works and ``ok`` holds, else a message saying
     what was ``expected``."""

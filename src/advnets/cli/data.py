@@ -25,10 +25,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     dsub = dp.add_subparsers(dest="data_command", metavar="ACTION", parser_class=Parser)
     dsub.required = True
-    dl = add_command(dsub, "list", help="every dataset: present or not, size, splits, how to get it, licence")
+    dl = add_command(
+        dsub,
+        "list",
+        help="every dataset: present or not, size, splits, how to get it, licence",
+        description="One row per dataset advnets knows (embedded, mnist, cifar10, tfd, folder:DIR): whether it is in "
+        "the data directory (--data-dir, else $ADVNETS_DATA, else ~/.cache/advnets), its size and splits, how to "
+        "get it and its licence.",
+        epilog="examples:\n  advnets data list\n  advnets data list --data-dir /data\n",
+    )
     add_data_dir(dl)
     dl.set_defaults(func=cmd_data_list)
-    df = add_command(dsub, "fetch", help="download a dataset and verify its SHA-256 checksums")
+    df = add_command(
+        dsub,
+        "fetch",
+        help="download a dataset and verify its SHA-256 checksums",
+        description="Download a dataset into the data directory (--data-dir, else $ADVNETS_DATA, else "
+        "~/.cache/advnets) and check every file against its pinned SHA-256; files already there and intact are not "
+        "downloaded again, and a file is moved into place only once it is whole and verified. Then train with "
+        "--data NAME.",
+        epilog="examples:\n"
+        "  advnets data fetch mnist                 # the four IDX files, about 11.6 MB\n"
+        "  advnets data fetch cifar10 --data-dir /data\n"
+        "  advnets data fetch mnist --mirror https://example.org/mnist/ --timeout 60\n",
+    )
     df.add_argument("name", choices=("mnist", "cifar10"), help="dataset to download")
     add_data_dir(df)
     df.add_argument(

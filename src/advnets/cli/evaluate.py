@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 from advnets.cli.common import (
+    PRETRAINED_OUT_HELP,
     add_command,
     add_data_dir,
     check_output_path,
     load_array,
     positive_int,
+    pretrained_outputs,
     seed_int,
 )
 
@@ -149,7 +151,7 @@ def _add_compute_and_output(e: argparse.ArgumentParser) -> None:
         default=None,
         metavar="FILE",
         help="write the result here, atomically (default with --run: RUN/parzen.json, or RUN/quality.json with "
-        "--metrics)",
+        f"--metrics; {PRETRAINED_OUT_HELP.format('parzen.json or quality.json')}; --samples: not written)",
     )
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -238,6 +240,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from advnets.evaluate.protocol import parse_sigmas
     from advnets.evaluate.scoring import score
 
+    if args.pretrained is not None and args.json is None:  # as a run's RUN/parzen.json, in the model's own folder
+        name = "quality.json" if args.metrics is not None else "parzen.json"
+        args.json = pretrained_outputs(args.pretrained, args.data_dir) / name
     check_output_path(args.json, "--json")
     sigmas = parse_sigmas(args.sigmas)
     device = resolve_device(args.device, float64=not args.float32)

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from advnets.cli.common import add_command, add_data_dir, check_png, figure_count, nonneg_int, positive_int, seed_int
+from advnets.cli.common import (
+    PRETRAINED_OUT_HELP,
+    add_command,
+    add_data_dir,
+    check_png,
+    figure_count,
+    nonneg_int,
+    positive_int,
+    pretrained_outputs,
+    seed_int,
+)
 
 EXAMPLES = """\
 examples:
@@ -61,8 +71,8 @@ def _add_source_and_grid(s: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="FILE.png",
-        help="output PNG (default: RUN/samples/{sample,nearest,interpolation}-seedS.png; --pretrained: "
-        "NAME-{sample,nearest,interpolation}-seedS.png here)",
+        help="output PNG (default: RUN/samples/KIND-seedS.png, KIND one of sample, sample-classK, nearest, "
+        f"interpolation; {PRETRAINED_OUT_HELP.format('KIND-seedS.png')})",
     )
 
 
@@ -72,8 +82,9 @@ def _add_figure_options(s: argparse.ArgumentParser) -> None:
     mode.add_argument(
         "--nearest",
         action="store_true",
-        help="Figure 2: the rightmost column shows the training example nearest to the sample beside "
-        "it; also prints and writes (next to the PNG, as .json) a memorisation check",
+        help="Figure 2: the rightmost column, after a red bar, shows the training example nearest to the sample "
+        "beside it; also prints and writes (next to the PNG, as .json) a memorisation check of samples drawn with "
+        "the same --seed",
     )
     mode.add_argument(
         "--interpolate",
@@ -110,13 +121,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
         setattr(args, option, default if getattr(args, option) is None else getattr(args, option))
     if args.steps < 2 and args.interpolate:
         raise AdvnetsError("--steps must be at least 2 (the two endpoints of each path)")
+    if args.label is not None and (args.nearest or args.interpolate):
+        raise AdvnetsError("--class works with plain sample grids, not with --nearest or --interpolate")
     kind = "nearest" if args.nearest else "interpolation" if args.interpolate else "sample"
+    kind += "" if args.label is None else f"-class{args.label}"  # not over the grid of every class
     if args.pretrained is not None:
         model = load_generator(pretrained=args.pretrained)
-        out = check_png(args.out or Path(f"{args.pretrained}-{kind}-seed{args.seed}.png"))
+        folder = pretrained_outputs(args.pretrained, args.data_dir)
     else:
         model = load_generator(args.run)
-        out = check_png(args.out or run_dir_of(args.run) / "samples" / f"{kind}-seed{args.seed}.png")
+        folder = run_dir_of(args.run) / "samples"
+    out = check_png(args.out or folder / f"{kind}-seed{args.seed}.png")
     step, preprocess = model.step, model.config.data.preprocess
     if args.interpolate:
         images = interpolate(model.generator, args.rows, args.steps, args.seed, model.image_shape, args.spherical)
@@ -124,8 +139,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
         how = "spherical" if args.spherical else "linear"
         print(f"{args.rows} {how} paths x {args.steps} steps in z (seed {args.seed}) from step {step} -> {out}")
         return 0
-    if args.label is not None and args.nearest:
-        raise AdvnetsError("--class works with plain sample grids, not with --nearest or --interpolate")
     if not args.nearest:
         import torch
 
@@ -145,8 +158,8 @@ def _nearest(args: argparse.Namespace, model, out: Path) -> int:
     from advnets.data import to_display
     from advnets.evaluate.nearest import memorization_verdict
     from advnets.evaluate.scoring import memorization_check
-    from advnets.figures import save_grid
-    from advnets.io import atomic_write_json
+    from advnets.figures import nearest_grid, png_bytes
+    from advnets.io import atomic_write_bytes, atomic_write_json
     from advnets.sampling import grid_columns, nearest_figure
 
     data = model.load_data(args.data, args.data_dir)
@@ -154,7 +167,9 @@ def _nearest(args: argparse.Namespace, model, out: Path) -> int:
     columns = grid_columns(args.n) + 1
     rows = -(-args.n // (columns - 1))
     images, neighbours = nearest_figure(model.sample(rows * (columns - 1), args.seed), data.train, columns)
-    save_grid(to_display(images, model.config.data.preprocess), out, nrow=columns, scale=2)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid = nearest_grid(to_display(images, model.config.data.preprocess), columns)
+    atomic_write_bytes(out, png_bytes(grid, scale=2))
     check = memorization_check(model, data.train, data.test, args.seed, args.check_size)
     json_path = out.with_suffix(".json")
     atomic_write_json(
@@ -170,7 +185,7 @@ def _nearest(args: argparse.Namespace, model, out: Path) -> int:
     )
     s, h = check["samples"], check["heldout"]
     n = h["n"]
-    print(f"{rows} rows of samples, nearest training example on the right (seed {args.seed}) -> {out}")
+    print(f"{rows} rows of samples, nearest training example after the red bar (seed {args.seed}) -> {out}")
     print(f"distance to the nearest of {len(data.train)} training images (Euclidean, pixel space):")
     print(f"  {n:5d} samples of G:     median {s['median']:.3f}  p5 {s['p5']:.3f}  min {s['min']:.3f}")
     print(f"  {n:5d} held-out images:  median {h['median']:.3f}  p5 {h['p5']:.3f}  min {h['min']:.3f}")

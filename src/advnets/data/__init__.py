@@ -103,6 +103,9 @@ def load_dataset(
       ``$ADVNETS_DATA`` or ``~/.cache/advnets``), see ``advnets data list``;
     - ``tfd:FILE.mat``, ``folder:DIR`` (any tree of PNG/JPEG images);
     - a directory of IDX files or of CIFAR-10 batches, or a TFD ``.mat`` file.
+
+    A leading ``~`` in a path (``folder:~/sprites``, ``tfd:~/TFD_48x48.mat``) is the home directory, as in a
+    shell, which expands it only at the start of a word and so not after ``folder:``.
     """
     cfg = source if isinstance(source, DataConfig) else DataConfig(source=source, valid_size=valid_size)
     return replace(_load(cfg, data_dir), origin=cfg)
@@ -122,7 +125,7 @@ def _load(cfg: DataConfig, data_dir: str | Path | None) -> Dataset:
     if src.startswith("folder:"):
         from advnets.data.folder import load_image_folder
 
-        path = Path(src.removeprefix("folder:"))
+        path = Path(src.removeprefix("folder:")).expanduser()  # the shell leaves ~ after "folder:" as it is
         splits = load_image_folder(path, image_size=cfg.image_size, channels=cfg.channels)
         return _as_dataset(f"folder:{path.name}", splits, pre)
     if src in NAMED or src.startswith("tfd:"):
@@ -134,7 +137,9 @@ def _load(cfg: DataConfig, data_dir: str | Path | None) -> Dataset:
         elif src == "cifar10":
             path = root / "cifar10"
         else:
-            path = Path(src.removeprefix("tfd:")) if src.startswith("tfd:") else root / "tfd" / "TFD_48x48.mat"
+            path = root / "tfd" / "TFD_48x48.mat"
+            if src.startswith("tfd:"):
+                path = Path(src.removeprefix("tfd:")).expanduser()
         if not path.exists():
             how = (
                 "bring TFD_48x48.mat (the Toronto Face Database is not public)"
@@ -145,7 +150,7 @@ def _load(cfg: DataConfig, data_dir: str | Path | None) -> Dataset:
         if src.startswith("tfd"):
             return _as_dataset(f"tfd:fold{cfg.fold}", _tfd_splits(path, cfg.fold), pre)
     else:
-        path = Path(src)
+        path = Path(src).expanduser()  # a config file or the Python API: no shell to expand ~
         if not path.exists():
             raise DataError(
                 f"--data {src}: no such file or directory; expected one of {', '.join(EMBEDDED + NAMED)}, "

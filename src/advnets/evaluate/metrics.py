@@ -139,7 +139,12 @@ def classifier_metrics(real_images: Any, generated_images: Any, *, classifier: A
 
 
 REGISTRY["mnist_score"] = Metric(
-    "mnist_score", "images", classifier_metrics, ("mnist_score",), "higher", "MNIST score (max 10)"
+    "mnist_score",
+    "images",
+    classifier_metrics,
+    ("mnist_score",),
+    "higher",
+    "MNIST score, shipped digit network (max 10)",  # `advnets classes` uses the run's own (docs/metrics.md)
 )
 REGISTRY["class_coverage"] = Metric(
     "class_coverage", "images", classifier_metrics, ("classes_covered",), "higher", "classes covered"

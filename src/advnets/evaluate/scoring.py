@@ -198,10 +198,11 @@ def _protocol_differences(
 
 def memorization_check(model: LoadedGenerator, train: Any, test: Any, seed: int, size: int) -> dict[str, Any]:
     """Figure 2's memorisation check of a generator: :func:`advnets.evaluate.nearest.memorization_stats` of
-    ``min(size, len(test))`` samples of ``model`` (noise seed ``seed + 1``, so that they are not the figure's
-    own samples) and as many held-out ``test`` images, against the ``train`` images."""
+    ``min(size, len(test))`` samples of ``model`` and as many held-out ``test`` images, against the ``train``
+    images. The samples are drawn with Figure 2's own noise seed ``seed``, so that a figure and its check are
+    named by one seed (`advnets sample --nearest --seed S` and the report print that one)."""
     heldout = test[:size]
-    return memorization_stats(model.sample(len(heldout), seed + 1), train, heldout)
+    return memorization_stats(model.sample(len(heldout), seed), train, heldout)
 
 
 def evaluate_samples(

@@ -140,7 +140,7 @@ def _figure2_section(
     g: Any, data: Any, data_error: str, cfg: Any, shape: tuple[int, ...], *, seed: int, n: int, scale: int, padding: int
 ) -> Section:
     from advnets.data import to_display
-    from advnets.figures import image_grid, png_bytes
+    from advnets.figures import nearest_grid, png_bytes
     from advnets.sampling import generate, grid_columns, nearest_figure
 
     sec = Section("Figure 2: samples and their nearest training examples", "figure2")
@@ -154,10 +154,10 @@ def _figure2_section(
     sec.figure(
         Figure(
             "figure2-nearest.png",
-            png_bytes(image_grid(to_display(images, cfg.data.preprocess), nrow=columns, padding=padding), scale=scale),
+            png_bytes(nearest_grid(to_display(images, cfg.data.preprocess), columns, padding=padding), scale=scale),
             alt=f"{n_rows} rows of {columns - 1} generated samples, each row ending with the training image "
             "nearest to its last sample",
-            caption=f"Figure 2: fair random samples (seed {seed}); rightmost column: the "
+            caption=f"Figure 2: fair random samples (seed {seed}); rightmost column, after the red bar: the "
             f"nearest training example (Euclidean distance in pixel space, exact, over all {len(data.train)} "
             f"training images) of the sample beside it. Not cherry-picked. Distances: median "
             f"{float(np.median(dist)):.3f}, min {min(dist):.3f}. Same samples as "
@@ -203,7 +203,7 @@ def _memorisation_section(model: Any, data: Any, data_error: str, *, seed: int, 
     check = memorization_check(model, data.train, data.test, seed, check_size)
     s, h = check["samples"], check["heldout"]
     sec.text(
-        f"Distance from each of {h['n']} samples of G (seed {seed + 1}) and of {h['n']} held-out "
+        f"Distance from each of {h['n']} samples of G (seed {seed}, as Figure 2) and of {h['n']} held-out "
         f"test images to its nearest of the {len(data.train)} training images (Euclidean, pixel space). "
         "Samples much closer to the training set than unseen real images are would be a sign of memorisation."
     )
