@@ -198,7 +198,7 @@ def test_stability_benchmark_docstring_counts_the_runs_of_its_defaults():
 
 
 def test_results_hours_for_1151_epochs_follow_from_the_rate_it_recorded():
-    from advnets.config import PRESETS
+    from advnets.presets import PRESETS
 
     text = flat(read("benchmarks/RESULTS.md"))
     run = re.search(r"\(one run each, 200 epochs, two side by side, ~(\d+) steps/s each, (\d+) min\)", text)
