@@ -230,23 +230,27 @@ def test_the_lock_dir_env_moves_the_lock_file_out_of_the_run(tmp_path, monkeypat
     assert list(run_dir.iterdir()) == []
 
 
-def test_rank_0_holds_the_lock_for_a_torchrun_group():
-    import argparse
+def test_only_the_process_that_writes_the_run_takes_its_lock_and_a_dry_run_takes_none(tmp_path, digits):
+    """train_run takes the lock where it writes files: one process, or rank 0 of a torchrun group (rank 0's
+    DataParallel writes, the others' do not); a dry run only checks that no one holds it."""
+    import torch
 
-    from advnets.cli.train import takes_lock
-    from advnets.distributed import TorchrunEnv
+    from advnets.distributed import DataParallel, Group
+    from advnets.train.parallel import SingleProcess
+    from advnets.train.session import train_run
 
-    def args(**kw):
-        return argparse.Namespace(**{"dry_run": False, "nproc": None, **kw})
+    def group(rank):
+        return Group(rank, 2, torch.device("cpu"), "gloo", None)
 
-    def env(rank, restart=0):
-        return TorchrunEnv(rank=rank, world_size=2, local_rank=rank, restart_count=restart)
-
-    assert takes_lock(args(), None)  # one process
-    assert takes_lock(args(), env(0)) and takes_lock(args(), env(0, restart=2))  # rank 0, also after a restart
-    assert not takes_lock(args(), env(1))
-    assert not takes_lock(args(nproc=2), None)  # --nproc's launcher: its rank 0 takes it
-    assert not takes_lock(args(dry_run=True), None)
+    assert SingleProcess().writes_files and DataParallel(group(0)).writes_files
+    assert not DataParallel(group(1)).writes_files
+    run_dir = tmp_path / "run"
+    options = {"data.source": "embedded-digits", "train.epochs": 1}
+    dry = train_run(options, digits, out=run_dir, dry_run=True, progress=False)
+    assert dry.last is None and not run_dir.exists()  # nothing written, no lock file made
+    with hold_run(run_dir):
+        with pytest.raises(RunLocked):
+            train_run(options, digits, out=run_dir, dry_run=True, progress=False)
 
 
 # ----------------------------------------------------------------------------- slow: real trainings at once

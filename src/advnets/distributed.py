@@ -60,7 +60,7 @@ from torch.nn.parallel import DistributedDataParallel
 from advnets.config import RunConfig
 from advnets.devices import resolve_device
 from advnets.errors import AdvnetsError, CheckpointError
-from advnets.train import Trainer, TrainingCollapsed, TrainingDiverged, TrainingInterrupted
+from advnets.train import Trainer, TrainingCollapsed
 from advnets.train.parallel import Running, SingleProcess, StopOnSignal
 from advnets.train.streams import PER_RANK, stream_seed  # noqa: F401 (stream_seed: imported from here by tests)
 
@@ -210,7 +210,7 @@ class DataParallel(SingleProcess):
 
     def __init__(self, group: Group) -> None:
         self.group = group
-        self.rank, self.world_size = group.rank, group.world_size
+        self.rank, self.world_size, self.device = group.rank, group.world_size, group.device
         self._rank_states: list[dict[str, Any]] | None = None  # gathered by save() for annotate_state()
 
     def reduced(self, net: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
@@ -326,22 +326,6 @@ def rank_trainer(cfg: RunConfig, dataset: Any, group: Group, classifier: Any = N
     """This rank's Trainer of a data-parallel run: a plain Trainer on the rank's device, given a
     :class:`DataParallel` as its ``parallel`` (see the module docstring)."""
     return Trainer(cfg, dataset, group.device, parallel=DataParallel(group), classifier=classifier)
-
-
-def follow(trainer: Trainer, state: dict[str, Any] | None, run_dir: Path) -> int:
-    """`advnets train` on a rank other than 0: load the same checkpoint and train alongside rank
-    0, which checks and writes the run directory and reports. Outcomes that every rank reaches
-    together (a stop, divergence, collapse, a failed save) end this rank quietly with rank 0's
-    exit code; anything else is this rank's own error and is reported as usual."""
-    if state is not None:
-        trainer.load_state_dict(state)
-    try:
-        trainer.fit(run_dir, progress=False)
-    except (TrainingInterrupted, TrainingCollapsed) as e:
-        return e.exit_code
-    except (TrainingDiverged, CheckpointError):
-        return 2
-    return 0
 
 
 # ----- `advnets train --nproc N`: torchrun on this machine, bound to loopback --------------------

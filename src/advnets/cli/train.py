@@ -234,28 +234,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """``{config field: value}`` of the flags (None where not given: the preset's or the stored run's)."""
+    return {field: getattr(args, _dest(flag)) for flag, field, _ in OPTIONS if field is not None}
+
+
+def _named_by_flag(e: Exception) -> Exception:
+    """A ConfigError about a config field, with the option the user typed named first."""
+    from advnets.errors import ConfigError
+
+    flag = next((f for f, field, _ in OPTIONS if field and str(e).startswith(f"{field} ")), None)
+    return ConfigError(f"{flag}: {e}" if flag else str(e))
+
+
 def train_config(args: argparse.Namespace):
-    """The library's plan (advnets.train.session.RunPlan) for ``advnets train ARGS``: the RunConfig to train
-    with (before --inpaint, which needs the data) and what --out (or --branch-from) holds."""
-    from advnets.errors import AdvnetsError, ConfigError
+    """The library's plan (advnets.train.session.RunPlan) for ``advnets train ARGS``, its options checked: the
+    RunConfig to train with (before --inpaint, which needs the data) and what --out (or --branch-from) holds."""
+    from advnets.errors import ConfigError
     from advnets.train.session import plan_run
 
-    if args.branch_from is not None and args.nproc is not None:
-        raise AdvnetsError("--branch-from goes without --nproc: branch in one process, then continue the new run "
-                           "with --resume --nproc N")  # fmt: skip
-    options = {field: getattr(args, _dest(flag)) for flag, field, _ in OPTIONS if field is not None}
     try:
         plan = plan_run(
-            options,
+            _options(args),
             preset=args.preset,
             out=args.out,
             resume=args.resume,
             branch_from=args.branch_from,
             conditional=args.conditional,
         )
-    except ConfigError as e:  # name the option the user typed beside the config field it sets
-        flag = next((f for f, field, _ in OPTIONS if field and str(e).startswith(f"{field} ")), None)
-        raise ConfigError(f"{flag}: {e}" if flag else str(e)) from None
+    except ConfigError as e:
+        raise _named_by_flag(e) from None
     _check_data_options(args, plan.cfg.data.source)
     return plan
 
@@ -287,93 +295,65 @@ def config_from_argv(argv: list[str]):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from contextlib import ExitStack
-
-    with ExitStack() as held:  # the run's lock (advnets.runlock), when this process takes it
-        return _train(args, held)
-
-
-def takes_lock(args: argparse.Namespace, torchrun) -> bool:
-    """Whether this process holds the run directory's lock while it trains: a training in one process, or rank 0
-    of a torchrun group (for the group: the other ranks write nothing). Not a dry run, nor --nproc's launcher,
-    whose rank 0 takes it."""
-    return not args.dry_run and (torchrun.rank == 0 if torchrun is not None else args.nproc is None)
-
-
-def _train(args: argparse.Namespace, held) -> int:
+    """``advnets train``: the options as advnets.train.session.train_run's arguments, one call; under torchrun
+    this process's rank of the group; with --nproc, this command again in N processes."""
     from advnets import distributed
-    from advnets.runlock import check_free, hold_run
-    from advnets.runs import holds_run
-    from advnets.train import session
+    from advnets.config import to_dict
+    from advnets.errors import AdvnetsError, CheckpointError, ConfigError
+    from advnets.train import TrainingCollapsed, TrainingDiverged, TrainingInterrupted
 
     torchrun = distributed.torchrun_env()  # None unless torchrun started this process
     if args.max_restarts and args.nproc is None and torchrun is None:
-        from advnets.errors import AdvnetsError
-
         raise AdvnetsError("--max-restarts goes with --nproc N (it restarts the group of N processes)")
+    if args.branch_from is not None and args.nproc is not None:
+        raise AdvnetsError("--branch-from goes without --nproc: branch in one process, then continue the new run "
+                           "with --resume --nproc N")  # fmt: skip
     if torchrun is not None:
         check_torchrun_args(args, torchrun)  # needs --out; resumes after one of torchrun's restarts
-    locking = takes_lock(args, torchrun)
-    if locking and args.out is not None and holds_run(args.out):  # before reading the run
-        held.enter_context(hold_run(args.out))
-        locking = False
-    plan = train_config(args)
-    if args.out is not None and (args.dry_run or args.nproc is not None):
-        check_free(args.out)  # say now that another training holds it
-    dataset = None
-    if args.inpaint and plan.kind == "new":  # G's and D's inputs grow by the image size: load the data first
-        dataset = _load_data(plan, args)
-        plan = session.size_for_data(plan, dataset)
-    if args.nproc is not None and not args.dry_run:  # this command again, in N processes under torchrun
+    if args.nproc is not None and not args.dry_run:
         return _launch(args)
-    dataset = dataset if dataset is not None else _load_data(plan, args)
+    parallel = None
+    if torchrun is not None:  # this rank joins the group on the run's device (the stored run's, resuming)
+        parallel = distributed.DataParallel(distributed.join(torchrun, train_config(args).cfg.train.device))
+    group_outcomes = (TrainingInterrupted, TrainingCollapsed, TrainingDiverged, CheckpointError)
+    try:
+        result = _train_run(args, parallel)
+    except ConfigError as e:  # name the option the user typed beside the config field it sets
+        raise _named_by_flag(e) from None
+    except group_outcomes as e:
+        if parallel is None or parallel.rank == 0:
+            raise
+        return getattr(e, "exit_code", 2)  # every rank got there together; rank 0 reports it
     if args.dry_run:
-        return _dry_run(args, plan, dataset)
-    trainer = _trainer(plan, dataset, torchrun)
-    if trainer.parallel.rank != 0:  # rank 0 checks and writes the run directory and reports; the others train
-        return distributed.follow(trainer, plan.start.state, args.out)
-    # A requeued command on a finished run: nothing to do, nothing written (single process: under torchrun every
-    # rank must reach fit(), which ends at once).
-    if not session.start(plan, trainer) and torchrun is None:
-        _say(session.complete_note(plan, trainer))
-        return 0
-    run_dir = session.open_run_dir(plan, trainer, dataset, held if locking else None)
-    _say(plan.describe(trainer, run_dir))
-    _say(trainer.optimizer_note)
-    _fit(args, plan, trainer, dataset, run_dir)
+        print(json.dumps(to_dict(result.plan.cfg), indent=2))
+    elif result.last is not None and result.trainer.parallel.writes_files:  # (None: nothing was left to train)
+        _report(result)
     return 0
 
 
-def _load_data(plan, args: argparse.Namespace):
-    from advnets.data import load_dataset
+def _train_run(args: argparse.Namespace, parallel):
+    from advnets.train.session import train_run
 
-    return load_dataset(plan.cfg.data, data_dir=args.data_dir)
-
-
-def _trainer(plan, dataset, torchrun):
-    """The Trainer of this process: one process's, or this rank's in a torchrun group."""
-    from advnets import distributed
-    from advnets.devices import resolve_device
-    from advnets.train import Trainer
-    from advnets.train.session import collapse_classifier
-
-    cfg = plan.cfg
-    if torchrun is None:
-        return Trainer(cfg, dataset, classifier=collapse_classifier(cfg, dataset, resolve_device(cfg.train.device)))
-    group = distributed.join(torchrun, cfg.train.device)
-    classifier = collapse_classifier(cfg, dataset, group.device) if group.rank == 0 else None
-    return distributed.rank_trainer(cfg, dataset, group, classifier=classifier)
-
-
-def _fit(args: argparse.Namespace, plan, trainer, dataset, run_dir: Path) -> None:
-    cfg = plan.cfg
-    print(
-        f"training {cfg.preset} on {dataset.name} ({len(dataset.train)} train images, "
-        f"{trainer.total_steps} steps, {cfg.train.update} update, device {trainer.device}) -> {run_dir}",
-        file=sys.stderr,
+    return train_run(
+        _options(args),
+        preset=args.preset,
+        out=args.out,
+        resume=args.resume,
+        branch_from=args.branch_from,
+        conditional=args.conditional,
+        inpaint=args.inpaint,
+        data_dir=args.data_dir,
+        dry_run=args.dry_run,
+        progress=not args.no_progress,
+        say=_say,
+        parallel=parallel,
+        check=lambda plan: _check_data_options(args, plan.cfg.data.source),
     )
-    last = trainer.fit(run_dir, progress=not args.no_progress)
-    if last:
+
+
+def _report(result) -> None:
+    last, run_dir, trainer = result.last, result.run_dir, result.trainer
+    if last:  # (no row: no step was logged)
         print(
             f"done: step {last['step']}, D loss {last['d_loss']:.4f}, G loss {last['g_loss']:.4f}, "
             f"D(x) {last['d_real']:.3f}, D(G(z)) {last['d_fake']:.3f}",
@@ -403,6 +383,7 @@ def _launch(args: argparse.Namespace) -> int:
     on this machine (advnets.distributed.run_torchrun)."""
     from advnets import distributed
     from advnets.errors import AdvnetsError
+    from advnets.runlock import check_free
     from advnets.runs import holds_run
 
     if distributed.torchrun_env() is not None:
@@ -411,36 +392,10 @@ def _launch(args: argparse.Namespace) -> int:
         raise AdvnetsError("--nproc needs --out DIR: every process, and torchrun's restarts, must find the same run")
     if not args.resume and holds_run(args.out):
         raise AdvnetsError(f"--out {args.out} already holds a run; add --resume to continue it")
+    train_config(args)  # the options checked here, once, rather than in N processes
+    check_free(args.out)  # another training holds it: say so now (the group's rank 0 takes the lock)
     argv = distributed.without_launcher_options(list(getattr(args, "argv", sys.argv[1:])))
     return distributed.run_torchrun(args.nproc, args.max_restarts, ["-m", "advnets", *argv])
-
-
-def _dry_run(args: argparse.Namespace, plan, dataset) -> int:
-    """Everything the real run does before its first step, nothing written: the data has loaded; build the
-    trainer (the nets, the batch against the split, the validation monitor), load the plan (a checkpoint's
-    architecture and image shape) or check that --out is free; then print the config and the plan."""
-    from advnets.config import to_dict
-    from advnets.runs import check_new_run_dir
-    from advnets.train import Trainer
-    from advnets.train.session import complete_note, start
-
-    trainer = Trainer(plan.cfg, dataset)
-    if not start(plan, trainer):
-        _say(complete_note(plan, trainer))
-        return 0
-    if plan.kind in ("new", "branch") and args.out is not None:
-        check_new_run_dir(args.out)
-    what = {
-        "branch": f"would branch {plan.start.origin} at step {trainer.step} into a new run of {trainer.total_steps} "
-        "steps",
-        "resume": f"would resume {args.out} at step {trainer.step} of {trainer.total_steps}",
-        "continue": f"would continue {args.out} from step 0 (it has no checkpoint yet)",
-        "new": f"would train {trainer.total_steps} steps",
-    }[plan.kind]
-    print(json.dumps(to_dict(plan.cfg), indent=2))
-    print(f"dry run: {dataset.name} ({len(dataset.train)} train images); {what}; nothing written", file=sys.stderr)
-    _say(trainer.optimizer_note)
-    return 0
 
 
 def _say(line: str) -> None:

@@ -123,6 +123,7 @@ class SingleProcess:
 
     rank = 0
     world_size = 1
+    device: torch.device | None = None  # this process's device (None: the config's train.device)
 
     @property
     def writes_files(self) -> bool:

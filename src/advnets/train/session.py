@@ -20,7 +20,7 @@ takes ``resume_pkl`` the same way: the caller says what to start from, the libra
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,10 +209,11 @@ def collapse_classifier(cfg: RunConfig, dataset: Any, device: Any) -> Any:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What :func:`train_run` did: the run directory, the trainer (its nets and counters) and the last log row
-    (None when the run was already complete)."""
+    """What :func:`train_run` did: the plan it followed, the run directory, the trainer (its nets and counters)
+    and the last log row (None when nothing was trained: the run was complete, or a dry run)."""
 
-    run_dir: Path
+    plan: RunPlan
+    run_dir: Path | None
     trainer: Any
     last: dict[str, float] | None
 
@@ -225,23 +226,32 @@ def train_run(
     out: str | Path | None = None,
     resume: bool = False,
     branch_from: str | Path | None = None,
+    conditional: bool = False,
+    inpaint: bool = False,
     data_dir: str | Path | None = None,
+    dry_run: bool = False,
     progress: bool = True,
     tensorboard: bool = True,
-    say: Any = None,
+    say: Callable[[str], None] | None = None,
+    parallel: Any = None,
+    check: Callable[[RunPlan], None] | None = None,
 ) -> TrainResult:
-    """Train a run from Python as ``advnets train`` does: new, resumed (bit-identically), continued or
-    branched, with its run directory locked throughout and one log row per step.
+    """Train a run from Python as ``advnets train`` does (it calls this): new, resumed (bit-identically),
+    continued or branched, with its run directory locked throughout and one log row per step.
 
     Args:
         options: ``{config field: value}``, e.g. ``{"train.epochs": 40, "optim.lr": 0.01}`` (None values are
             ignored); applied to the preset's config, or to the stored run's when resuming or branching.
-        data: a :class:`~advnets.data.Dataset` to train on (default: the configuration's ``data.source``).
-        preset: as :func:`plan_run`.
-        out: as :func:`plan_run`.
-        resume: as :func:`plan_run`.
-        branch_from: as :func:`plan_run`.
-        say: called with each line `advnets train` prints to stderr (default: nothing is printed).
+        data: a :class:`~advnets.data.Dataset` to train on (default: the configuration's ``data.source``, read
+            from ``data_dir``).
+        preset, out, resume, branch_from, conditional: as :func:`plan_run`.
+        inpaint: a new run of §7.3's inpainting model, G's and D's inputs sized for the data (:func:`size_for_data`).
+        dry_run: do everything the run does before its first step (data, nets, checkpoint, ``out`` checked) and
+            write nothing.
+        say: called with each line for the user (`advnets train` prints them to stderr; default: none).
+        parallel: this process's coordination with others (advnets.distributed.DataParallel under torchrun;
+            default one process). Only the process that writes files takes the lock and lays out ``out``.
+        check: called with the plan before any data are read (the CLI refuses options the plan's data ignore).
 
     Returns:
         :class:`TrainResult`.
@@ -251,24 +261,93 @@ def train_run(
         advnets.runlock.RunLocked: another training holds ``out``.
         TrainingInterrupted: from fit (a signal); likewise TrainingDiverged and TrainingCollapsed.
     """
-    from advnets.data import load_dataset
-    from advnets.devices import resolve_device
     from advnets.runlock import hold_run
+    from advnets.train.parallel import SingleProcess
+
+    say = _unless_empty(say or (lambda line: None))
+    parallel = parallel if parallel is not None else SingleProcess()
+    writes = parallel.writes_files and not dry_run
+    with ExitStack() as held:
+        if writes and out is not None and holds_run(Path(out)):  # locked before the run is read
+            held.enter_context(hold_run(Path(out)))
+        plan = plan_run(
+            options, preset=preset, out=out, resume=resume, branch_from=branch_from, conditional=conditional
+        )
+        if check is not None:
+            check(plan)
+        dataset = data if data is not None else _load_data(plan, data_dir)
+        if inpaint and plan.kind == "new":
+            plan = size_for_data(plan, dataset)
+        trainer = _trainer(plan, dataset, parallel)
+        if dry_run:
+            return _dry_run(plan, trainer, dataset, say)
+        # A finished run has nothing to do and writes nothing (under torchrun every rank reaches fit(), which
+        # ends at once: a rank that stopped here would leave the others waiting).
+        if not start(plan, trainer) and trainer.world_size == 1:
+            say(complete_note(plan, trainer))
+            return TrainResult(plan, plan.out, trainer, None)
+        run_dir = plan.out
+        if parallel.writes_files:
+            run_dir = open_run_dir(plan, trainer, dataset, held if plan.kind in ("new", "branch") else None)
+            for line in (
+                plan.describe(trainer, run_dir),
+                trainer.optimizer_note,
+                _training_line(plan, trainer, run_dir),
+            ):
+                say(line)
+        last = trainer.fit(run_dir, progress=progress and parallel.writes_files, tensorboard=tensorboard)
+        return TrainResult(plan, run_dir, trainer, last)
+
+
+def _unless_empty(say: Callable[[str], None]) -> Callable[[str], None]:
+    return lambda line: say(line) if line else None
+
+
+def _load_data(plan: RunPlan, data_dir: Any) -> Any:
+    from advnets.data import load_dataset
+
+    return load_dataset(plan.cfg.data, data_dir=data_dir)
+
+
+def _trainer(plan: RunPlan, dataset: Any, parallel: Any) -> Any:
+    """This process's Trainer of ``plan``, on ``parallel``'s device (or the config's); the collapse monitor's
+    classifier is built where the checks run (rank 0)."""
+    from advnets.devices import resolve_device
     from advnets.train import Trainer
 
-    say = say or (lambda line: None)
-    with ExitStack() as held:
-        if out is not None and holds_run(Path(out)):  # locked before the run is read
-            held.enter_context(hold_run(Path(out)))
-        plan = plan_run(options, preset=preset, out=out, resume=resume, branch_from=branch_from)
-        dataset = data if data is not None else load_dataset(plan.cfg.data, data_dir=data_dir)
-        classifier = collapse_classifier(plan.cfg, dataset, resolve_device(plan.cfg.train.device))
-        trainer = Trainer(plan.cfg, dataset, classifier=classifier)
-        if not start(plan, trainer):
-            say(complete_note(plan, trainer))
-            return TrainResult(plan.out, trainer, None)
-        run_dir = open_run_dir(plan, trainer, dataset, held if plan.kind in ("new", "branch") else None)
-        for line in (plan.describe(trainer, run_dir), trainer.optimizer_note):
-            if line:
-                say(line)
-        return TrainResult(run_dir, trainer, trainer.fit(run_dir, progress=progress, tensorboard=tensorboard))
+    device = parallel.device or resolve_device(plan.cfg.train.device)
+    classifier = collapse_classifier(plan.cfg, dataset, device) if parallel.rank == 0 else None
+    return Trainer(plan.cfg, dataset, device, parallel=parallel, classifier=classifier)
+
+
+def _training_line(plan: RunPlan, trainer: Any, run_dir: Path) -> str:
+    d, cfg = trainer.dataset, trainer.cfg
+    return (
+        f"training {cfg.preset} on {d.name} ({len(d.train)} train images, {trainer.total_steps} steps, "
+        f"{cfg.train.update} update, device {trainer.device}) -> {run_dir}"
+    )
+
+
+def _dry_run(plan: RunPlan, trainer: Any, dataset: Any, say: Callable[[str], None]) -> TrainResult:
+    """Everything the run does before its first step, nothing written: the plan loaded into ``trainer`` (a
+    checkpoint's architecture and image shape), or ``plan.out`` checked free for a new run; what it would do said."""
+    from advnets.runlock import check_free
+    from advnets.runs import check_new_run_dir
+
+    if plan.out is not None:
+        check_free(plan.out)  # another training holds it: say so now
+    if not start(plan, trainer):
+        say(complete_note(plan, trainer))
+        return TrainResult(plan, plan.out, trainer, None)
+    if plan.kind in ("new", "branch") and plan.out is not None:
+        check_new_run_dir(plan.out)
+    what = {
+        "branch": f"would branch {plan.start.origin} at step {trainer.step} into a new run of {trainer.total_steps} "
+        "steps",
+        "resume": f"would resume {plan.out} at step {trainer.step} of {trainer.total_steps}",
+        "continue": f"would continue {plan.out} from step 0 (it has no checkpoint yet)",
+        "new": f"would train {trainer.total_steps} steps",
+    }[plan.kind]
+    say(f"dry run: {dataset.name} ({len(dataset.train)} train images); {what}; nothing written")
+    say(trainer.optimizer_note)
+    return TrainResult(plan, plan.out, trainer, None)
