@@ -381,9 +381,9 @@ MUTATIONS = [
     ),
     (
         "15 one training per run directory: train reads the run before it locks it",
-        "src/advnets/cli/train.py",
-        """    if locking and args.out is not None and holds_run(args.out):  # before reading the run""",
-        """    if False:""",
+        "src/advnets/train/session.py",
+        """        if writes and out is not None and holds_run(Path(out)):  # locked before the run is read""",
+        """        if False:""",
         "tests/test_runlock.py::test_a_second_training_is_refused_at_once_naming_the_holder_and_writes_nothing",
     ),
     (
