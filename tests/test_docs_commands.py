@@ -58,7 +58,7 @@ NOT_RUN = [
 ]
 
 #: Files the docs assume the reader has: (path in the run directory, what the test puts there).
-PREPARED = {"my-images": "100 PNG images of digits, 28x28 grey (README's quick start: 'a folder of your images')"}
+PREPARED = {"my-images": "300 PNG images of digits, 28x28 grey (README's quick start: 'a folder of your images')"}
 
 
 @dataclass
@@ -154,7 +154,7 @@ def prepare(where: Path) -> None:
 
     folder = where / "my-images"
     folder.mkdir()
-    for i, image in enumerate(load_digits().images[:100]):
+    for i, image in enumerate(load_digits().images[:300]):
         Image.fromarray((image * 255 / 16).astype("uint8")).resize((28, 28)).save(folder / f"{i:03d}.png")
 
 
