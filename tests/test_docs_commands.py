@@ -338,3 +338,29 @@ def test_the_tutorial_notebook_runs_and_reproduces_the_shipped_models_numbers(tm
     assert "dataset embedded-mnist (stated: mnist)" in text and "ratio 1.04" in text
     pictures = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(pictures) == 2, "Figures 2 and 3"
+
+
+# ---------------------------------------------------------------------------- links
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's and MkDocs' id of a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize(
+    "page",
+    [*DOCS, ROOT / "docs" / "index.md", ROOT / "docs" / "table1.md", ROOT / "docs" / "architecture.md"],
+    ids=lambda p: p.name,
+)
+def test_every_relative_link_of_the_front_door_and_the_tutorials_resolves(page):
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        assert file.exists(), f"{page.name}: link to {target}, which does not exist"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", file.read_text(encoding="utf-8"), re.M)
+            assert anchor in {_anchor(h) for h in headings}, f"{page.name}: no heading #{anchor} in {path}"
