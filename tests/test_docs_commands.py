@@ -364,3 +364,21 @@ def test_every_relative_link_of_the_front_door_and_the_tutorials_resolves(page):
         if anchor:
             headings = re.findall(r"^#+ (.+)$", file.read_text(encoding="utf-8"), re.M)
             assert anchor in {_anchor(h) for h in headings}, f"{page.name}: no heading #{anchor} in {path}"
+
+
+# ---------------------------------------------------------------------------- the README's test counts
+
+
+def _collected(*marker: str) -> int:
+    cmd = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *marker]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300).stdout
+    return int(re.search(r"^(\d+)/\d+ tests collected", out, re.M).group(1))
+
+
+def test_the_readme_test_counts_are_within_a_tenth_of_the_suite():
+    """The README quotes the suite's size; tests come and go, so it must stay within 10 % (then update it)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    default = int(re.search(r"runs the default suite \(([\d,]+) tests", text).group(1).replace(",", ""))
+    slow = int(re.search(r"runs the ([\d,]+) marked slow", text).group(1).replace(",", ""))
+    for stated, collected in ((default, _collected()), (slow, _collected("-m", "slow"))):
+        assert abs(collected - stated) <= stated / 10, f"the README says {stated} tests; pytest collects {collected}"
