@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "--figure",
         type=Path,
         default=REPO / "docs" / "table1_anneal_level.png",
-        help="where to draw the figure (default: docs/table1_anneal_level.png, the README's)",
+        help="where to draw the figure (default: docs/table1_anneal_level.png, docs/table1.md's)",
     )
     p.add_argument("--no-figure", action="store_true", help="print the table only")
     args = p.parse_args(argv)

@@ -130,7 +130,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--figure",
         type=Path,
         default=REPO / "docs" / "table1_validation.png",
-        help="where to draw validation LL against epochs (default: docs/table1_validation.png, the README's)",
+        help="where to draw validation LL against epochs (default: docs/table1_validation.png, docs/table1.md's)",
     )
     p.add_argument("--title", default="Validation Parzen LL on full MNIST (advnets)", help="the figure's title")
     p.add_argument(

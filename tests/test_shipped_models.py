@@ -3,7 +3,7 @@ package, has the pinned size and SHA-256, rebuilds G (and D) from its own config
 samples for the same seed, and a damaged copy is refused naming the file.
 
 The number an entry states (the reference protocol on full MNIST) needs the full MNIST files, which
-tests never read; `advnets evaluate --pretrained NAME --data DIR` reproduces it (README, Table 1).
+tests never read; `advnets evaluate --pretrained NAME --data DIR` reproduces it (docs/table1.md).
 """
 
 from __future__ import annotations

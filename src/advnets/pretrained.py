@@ -86,7 +86,7 @@ REGISTRY: dict[str, PretrainedModel] = {
     # The paper's recipe (the `mnist` preset, simultaneous update) on full MNIST, seed 0: the checkpoint
     # best on validation Parzen LL when it was shipped (186.4 at epoch 306.5). The run went on to epoch 326.6,
     # still rising by 6-8 nats per 50 epochs; its best since (epoch 315.1) scores 189.8 on test, the same
-    # within the SE (README, "Table 1 on full MNIST"). Not the paper's 225.
+    # within the SE (docs/table1.md). Not the paper's 225.
     "mnist-paper": PretrainedModel(
         name="mnist-paper",
         file="mnist-paper.safetensors",
@@ -106,7 +106,7 @@ REGISTRY: dict[str, PretrainedModel] = {
     # The same run continued from epoch 326.6 (step 163,320) with the learning rate the reference's schedule
     # (lr 0.1 / 1.000004 per step, no end) reaches only after ~1,150 epochs (0.01, held 11 epochs), then
     # ~1,950 epochs (0.002, 56 epochs): the best on validation (205.7 at epoch 393.7). Everything else is the
-    # paper's recipe (README, "Table 1 on full MNIST"; benchmarks/RESULTS.md). The best reached, not 225.
+    # paper's recipe (docs/table1.md; benchmarks/RESULTS.md). The best reached, not 225.
     "mnist-paper-annealed": PretrainedModel(
         name="mnist-paper-annealed",
         file="mnist-paper-annealed.safetensors",
