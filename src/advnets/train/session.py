@@ -244,7 +244,11 @@ def train_run(
             ignored); applied to the preset's config, or to the stored run's when resuming or branching.
         data: a :class:`~advnets.data.Dataset` to train on (default: the configuration's ``data.source``, read
             from ``data_dir``).
-        preset, out, resume, branch_from, conditional: as :func:`plan_run`.
+        preset: as :func:`plan_run`.
+        out: as :func:`plan_run`.
+        resume: as :func:`plan_run`.
+        branch_from: as :func:`plan_run`.
+        conditional: as :func:`plan_run`.
         inpaint: a new run of §7.3's inpainting model, G's and D's inputs sized for the data (:func:`size_for_data`).
         dry_run: do everything the run does before its first step (data, nets, checkpoint, ``out`` checked) and
             write nothing.
