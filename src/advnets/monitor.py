@@ -66,7 +66,7 @@ def collapse_advice(d_lr_scale: float = 1.0, instance_noise: float = 0.0) -> str
         return (
             "This run already uses the remedy measured in advnets' stability benchmark (--d-lr-scale 2 "
             f"--instance-noise 0.1; {_MEASURED}, though 1 run in 5 covered only 8 classes). Try another --seed, "
-            "or resume from an earlier checkpoint; the README's 'When training collapses' section has the measured "
+            "or resume from an earlier checkpoint; docs/stability.md ('When training collapses') has the measured "
             "numbers of every option tried."
         )
     if used:
