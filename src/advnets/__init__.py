@@ -31,6 +31,8 @@ _HOME = {
     "interpolate": "advnets.sampling",
     "parzen_evaluate": "advnets.evaluate.parzen",
     "parzen_log_likelihood": "advnets.evaluate.parzen",
+    "score": "advnets.evaluate.scoring",
+    "ScoreRequest": "advnets.evaluate.scoring",
     "evaluate_run": "advnets.evaluate.scoring",
     "evaluate_pretrained": "advnets.evaluate.scoring",
     "MetricOptions": "advnets.evaluate.options",
