@@ -239,6 +239,17 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {field: getattr(args, _dest(flag)) for flag, field, _ in OPTIONS if field is not None}
 
 
+def _what_to_train(args: argparse.Namespace) -> dict[str, Any]:
+    """plan_run's (and train_run's) arguments that say which run: the preset, --out and how to start it."""
+    return {
+        "preset": args.preset,
+        "out": args.out,
+        "resume": args.resume,
+        "branch_from": args.branch_from,
+        "conditional": args.conditional,
+    }
+
+
 def _named_by_flag(e: Exception) -> Exception:
     """A ConfigError about a config field, with the option the user typed named first."""
     from advnets.errors import ConfigError
@@ -254,14 +265,7 @@ def train_config(args: argparse.Namespace):
     from advnets.train.session import plan_run
 
     try:
-        plan = plan_run(
-            _options(args),
-            preset=args.preset,
-            out=args.out,
-            resume=args.resume,
-            branch_from=args.branch_from,
-            conditional=args.conditional,
-        )
+        plan = plan_run(_options(args), **_what_to_train(args))
     except ConfigError as e:
         raise _named_by_flag(e) from None
     _check_data_options(args, plan.cfg.data.source)
@@ -336,11 +340,7 @@ def _train_run(args: argparse.Namespace, parallel):
 
     return train_run(
         _options(args),
-        preset=args.preset,
-        out=args.out,
-        resume=args.resume,
-        branch_from=args.branch_from,
-        conditional=args.conditional,
+        **_what_to_train(args),
         inpaint=args.inpaint,
         data_dir=args.data_dir,
         dry_run=args.dry_run,
