@@ -44,6 +44,7 @@ after --epochs epochs.
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import signal
 import socket
@@ -145,7 +146,14 @@ def join(env: TorchrunEnv, device_name: str = "auto") -> Group:
 
 
 def leave() -> None:
+    """Tear the group down at exit, together with the other ranks."""
     if dist.is_initialized():
+        # A Trainer sits in a reference cycle (its conditioning calls back into it), so its DDP wrappers, which
+        # hold the process group, are freed by the cyclic collector whenever it runs, possibly during the
+        # interpreter's shutdown, after the group is gone: gloo's worker threads are then destroyed still
+        # joinable and the process aborts ("terminate called without an active exception", exit -6, seen twice
+        # at the end of a finished two-process run). Collected here, they go while the group is whole.
+        gc.collect()
         try:
             # Leave together: a rank that tears its group down while another still
             # talks to it can abort that one ("terminate called ...", seen in CI).
