@@ -351,9 +351,10 @@ def score(
     given = [name for name in ("run", "pretrained", "samples") if getattr(r, name) is not None]
     if len(given) != 1:
         raise AdvnetsError(f"score one of run, pretrained or samples; got {' and '.join(given) or 'none'}")
-    cache_dir = data_root(r.data_dir) / "baselines"  # k-means centroids and Gaussian draws, kept between calls
+    root = data_root(r.data_dir)
+    cache_dir = root / "baselines"  # k-means centroids and Gaussian draws, kept between calls
     if r.metrics is not None:
-        return {"kind": "quality", **_quality(r, options, note, cache_dir)}
+        return {"kind": "quality", **_quality(r, options, note, cache_dir, feature_cache=root / "features")}
     if r.pretrained is not None:
         if r.data is None:
             raise AdvnetsError("a shipped model is scored against a dataset: give data (e.g. the MNIST IDX dir)")
@@ -399,10 +400,8 @@ def _or(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def _quality(r: ScoreRequest, options: MetricOptions, note, cache_dir: Path) -> dict[str, Any]:
+def _quality(r: ScoreRequest, options: MetricOptions, note, cache_dir: Path, feature_cache: Path) -> dict[str, Any]:
     """:func:`quality_table` of the request's images against its real images, with where they came from."""
-    from advnets.data.fetch import data_root
-
     num_samples, seed = _or(r.num_samples, REFERENCE_NUM_SAMPLES), _or(r.seed, 0)
     step, run_dir, dataset = None, None, None
     if r.samples is not None:
@@ -441,7 +440,7 @@ def _quality(r: ScoreRequest, options: MetricOptions, note, cache_dir: Path) -> 
         seed=seed,
         sigmas=r.sigmas,
         cache_dir=cache_dir,
-        feature_cache=data_root(r.data_dir) / "features",
+        feature_cache=feature_cache,
         note=note,
         options=options,
     )

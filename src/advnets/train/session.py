@@ -296,7 +296,7 @@ def train_run(
             for line in (
                 plan.describe(trainer, run_dir),
                 trainer.optimizer_note,
-                _training_line(plan, trainer, run_dir),
+                _training_line(trainer, run_dir),
             ):
                 say(line)
         last = trainer.fit(run_dir, progress=progress and parallel.writes_files, tensorboard=tensorboard)
@@ -324,7 +324,7 @@ def _trainer(plan: RunPlan, dataset: Any, parallel: Any) -> Any:
     return Trainer(plan.cfg, dataset, device, parallel=parallel, classifier=classifier)
 
 
-def _training_line(plan: RunPlan, trainer: Any, run_dir: Path) -> str:
+def _training_line(trainer: Any, run_dir: Path) -> str:
     d, cfg = trainer.dataset, trainer.cfg
     return (
         f"training {cfg.preset} on {d.name} ({len(d.train)} train images, {trainer.total_steps} steps, "
