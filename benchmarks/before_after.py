@@ -1,13 +1,14 @@
 """A refactor's cost to the training step: this checkout's Trainer.train_step beside a git revision's, in one run.
 
 A restructuring (issue 27) must leave throughput within noise. This extracts ``--base``'s ``src/`` into a
-temporary folder (``git archive``), then times the same eager step of the same preset in alternating rounds:
-one subprocess per tree and round, ``PYTHONPATH`` pointing at that tree's ``src`` (it comes before the
-editable install), the same thread count, the same data. Prints steps/s per tree (median over rounds, with
-the spread) and their ratio.
+temporary folder (``git archive``), then times the same step of the same preset (eager, or with ``--compile on``
+the compiled one) in alternating rounds: one subprocess per tree and round, ``PYTHONPATH`` pointing at that
+tree's ``src`` (it comes before the editable install), the same thread count, the same data. Prints steps/s per
+tree (median over rounds, with the spread) and their ratio.
 
     python benchmarks/before_after.py --base 412093c                      # the paper's simultaneous step
     python benchmarks/before_after.py --base HEAD~3 --update alternating --k 2 --rounds 8
+    python benchmarks/before_after.py --base HEAD~1 --compile on          # a change to the compiled step
 """
 
 from __future__ import annotations
@@ -35,9 +36,13 @@ except ImportError:  # a revision from before advnets.presets
     from advnets.config import get_preset
 from advnets.train import Trainer
 update, k, steps, warmup, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+compile_, precision = sys.argv[6], sys.argv[7]
 torch.set_num_threads(threads)
 cfg = get_preset("mnist")
-cfg = override(cfg, train=override(cfg.train, update=update, k=k, compile="off", eval_every=0, monitor_every=0))
+train = dict(update=update, k=k, compile=compile_, eval_every=0, monitor_every=0)
+if precision != "fp32":  # (a revision from before --precision has no such field: only asked for when set)
+    train["precision"] = precision
+cfg = override(cfg, train=override(cfg.train, **train))
 trainer = Trainer(cfg, load_dataset(override(cfg.data, source="embedded")))
 for _ in range(warmup):
     trainer.train_step()
@@ -60,7 +65,8 @@ def extract(rev: str, into: Path) -> Path:
 
 def time_once(src: Path, args: argparse.Namespace) -> float:
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": str(args.threads)}
-    cmd = [sys.executable, "-c", WORKER, args.update, str(args.k), str(args.steps), str(args.warmup), str(args.threads)]
+    cmd = [sys.executable, "-c", WORKER, args.update, str(args.k), str(args.steps), str(args.warmup), str(args.threads),
+           args.compile, args.precision]  # fmt: skip
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
     return json.loads(out.stdout.strip().splitlines()[-1])["steps_per_s"]
 
@@ -74,6 +80,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=6, help="alternating rounds per tree")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compile", choices=["off", "on"], default="off",
+                    help="the step to time: eager (off) or advnets.train.compiled's (on; each subprocess compiles "
+                    "or loads its graphs from the inductor cache before the warm-up)")  # fmt: skip
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="advnets-before-after-") as tmp:
         trees = {f"{args.base} (base)": extract(args.base, Path(tmp)), "this checkout": ROOT / "src"}
@@ -83,7 +93,8 @@ def main() -> None:
                 rates[name].append(time_once(src, args))
     base, here = (statistics.median(r) for r in rates.values())
     print(
-        f"mnist preset, {args.update} update (k={args.k}), eager fp32, {args.threads} threads, embedded digits; "
+        f"mnist preset, {args.update} update (k={args.k}), {'compiled' if args.compile == 'on' else 'eager'} "
+        f"{args.precision}, {args.threads} threads, embedded digits; "
         f"{args.steps} steps x {args.rounds} alternating rounds"
     )
     print(f"{'tree':<28s} {'steps/s (median)':>17s} {'min':>7s} {'max':>7s}")

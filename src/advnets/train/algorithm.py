@@ -84,7 +84,11 @@ class Players(Protocol):
 
 class Updates(Protocol):
     """The update functions: this module's (eager) or advnets.train.compiled.CompiledSteps (one compiled function
-    per update, same random draws, same results to float tolerance)."""
+    per update, same random draws, same results to float tolerance).
+
+    Each returns on-device values: d_step d_loss, d_grad_norm, real_logits and fake_logits; g_step g_loss and
+    g_grad_norm; simultaneous_step all six. An implementation may add d_real, d_fake and value, computed as
+    :func:`logged` would compute them from the logits (the compiled step does, inside its graph)."""
 
     def d_step(self, players: Players) -> dict[str, torch.Tensor]: ...
 
@@ -286,15 +290,17 @@ def iteration(run: Iteration, stop: Callable[[], bool] | None = None) -> dict[st
 
 def logged(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """What an iteration reports (on-device scalars): both losses and gradient norms, D's mean output on real
-    and generated rows, and the value V(D, G) of Eq. 1 on this minibatch."""
+    and generated rows, and the value V(D, G) of Eq. 1 on this minibatch. The last three come from the logits,
+    unless the step computed them already (the compiled step does, inside its graph)."""
+    real, fake = out["real_logits"], out["fake_logits"]
     return {
         "d_loss": out["d_loss"],
         "g_loss": out["g_loss"],
         "d_grad_norm": out["d_grad_norm"],
         "g_grad_norm": out["g_grad_norm"],
-        "d_real": torch.sigmoid(out["real_logits"]).mean(),
-        "d_fake": torch.sigmoid(out["fake_logits"]).mean(),
-        "value": value_function(out["real_logits"], out["fake_logits"]),
+        "d_real": out["d_real"] if "d_real" in out else torch.sigmoid(real).mean(),
+        "d_fake": out["d_fake"] if "d_fake" in out else torch.sigmoid(fake).mean(),
+        "value": out["value"] if "value" in out else value_function(real, fake),
     }
 
 

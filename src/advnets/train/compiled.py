@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn.functional import softplus
 
 from advnets.errors import AdvnetsError
+from advnets.losses import value_function
 
 #: ``train.compile = "auto"`` compiles a run with at least this many steps to go (compile time ~1 minute on a
 #: 2-core CPU without a cache, a few seconds with one, against ~10 ms saved per step: benchmarks/NOTES.md).
@@ -230,6 +231,13 @@ def _g_loss_and_grad(spec: Spec, f: torch.Tensor):
     return -softplus(f).mean(), -torch.sigmoid(f) / n
 
 
+def _logged(logits: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """D's mean outputs on the m real and the generated rows and V(D, G), as advnets.train.algorithm.logged
+    computes them from the logits; here inside the graph, where they cost no kernels of their own."""
+    r, f = logits[:m], logits[m:]
+    return torch.sigmoid(r).mean(), torch.sigmoid(f).mean(), value_function(r, f)
+
+
 def _norm(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([g.float().square().sum() for g in grads]).sum().sqrt()
 
@@ -248,7 +256,7 @@ def sgd_(params, bufs, grads, lr: torch.Tensor, momentum: torch.Tensor, max_col_
 def simultaneous_update(spec, gw, dw, g_bufs, d_bufs, x, z, masks, hyper):
     """The reference code's step (advnets.train.algorithm.simultaneous_step) on batch ``x`` (m rows), noise ``z``
     and masks for the 2m rows [x; G(z)]; ``hyper`` = [lr_g, lr_d, momentum]. Updates ``gw``, ``dw`` and the
-    buffers in place; returns (loss_d, loss_g, logits, |grad_d|, |grad_g|, d_grads, g_grads)."""
+    buffers in place; returns (loss_d, loss_g, logits, |grad_d|, |grad_g|, d_grads, g_grads, :func:`_logged`)."""
     m = len(x)
     hs = g_forward(spec, gw, z)
     logits, cache, a_out = d_forward(spec, dw, torch.cat([x.to(hs[-1].dtype), hs[-1]]), masks)
@@ -260,19 +268,19 @@ def simultaneous_update(spec, gw, dw, g_bufs, d_bufs, x, z, masks, hyper):
     d_norm, g_norm = _norm(d_grads), _norm(g_grads)
     sgd_(dw, d_bufs, d_grads, hyper[1], hyper[2], spec.d_max_col_norm)
     sgd_(gw, g_bufs, g_grads, hyper[0], hyper[2], spec.g_max_col_norm)
-    return loss_d, loss_g, logits, d_norm, g_norm, d_grads, g_grads
+    return loss_d, loss_g, logits, d_norm, g_norm, d_grads, g_grads, _logged(logits, m)
 
 
 def d_update(spec, gw, dw, d_bufs, x, z, masks, hyper):
     """Algorithm 1's D step (advnets.train.algorithm.d_step): G(z) without gradients, D on [x; G(z)], D's
-    update. Returns (loss_d, logits, |grad_d|, d_grads)."""
+    update. Returns (loss_d, logits, |grad_d|, d_grads, :func:`_logged`)."""
     fake = g_forward(spec, gw, z)[-1]
     logits, cache, a_out = d_forward(spec, dw, torch.cat([x.to(fake.dtype), fake]), masks)
     loss_d, dl_d = _d_loss_and_grad(spec, logits, len(x))
     d_grads, _ = d_backward(spec, dw, masks, cache, a_out, dl_d, 0, weights=True, inputs=False)
     d_norm = _norm(d_grads)
     sgd_(dw, d_bufs, d_grads, hyper[1], hyper[2], spec.d_max_col_norm)
-    return loss_d, logits, d_norm, d_grads
+    return loss_d, logits, d_norm, d_grads, _logged(logits, len(x))
 
 
 def g_update(spec, gw, dw, g_bufs, z, masks, hyper):
@@ -438,7 +446,7 @@ class CompiledSteps:
         gw, dw = self.gw, self.dw
         g_bufs, d_bufs = self._bufs(p.opt_g, self.g_params), self._bufs(p.opt_d, self.d_params)
         out = self._call(p, "simultaneous", gw, dw, g_bufs, d_bufs, x, z, masks, self._hyper(p))
-        loss_d, loss_g, logits, d_norm, g_norm, d_grads, g_grads = out
+        loss_d, loss_g, logits, d_norm, g_norm, d_grads, g_grads, (d_real, d_fake, value) = out
         self._set_grads(self.d_params, d_grads)
         self._set_grads(self.g_params, g_grads)
         p.d_updates += 1
@@ -450,6 +458,9 @@ class CompiledSteps:
             "g_grad_norm": g_norm,
             "real_logits": logits[:m],
             "fake_logits": logits[m:],
+            "d_real": d_real,
+            "d_fake": d_fake,
+            "value": value,
         }
 
     def d_step(self, p: Any) -> dict[str, torch.Tensor]:
@@ -460,10 +471,18 @@ class CompiledSteps:
         masks = self._masks(p, 2 * m)
         gw, dw = self.gw, self.dw
         out = self._call(p, "d", gw, dw, self._bufs(p.opt_d, self.d_params), x, z, masks, self._hyper(p))
-        loss_d, logits, d_norm, d_grads = out
+        loss_d, logits, d_norm, d_grads, (d_real, d_fake, value) = out
         self._set_grads(self.d_params, d_grads)
         p.d_updates += 1
-        return {"d_loss": loss_d, "d_grad_norm": d_norm, "real_logits": logits[:m], "fake_logits": logits[m:]}
+        return {
+            "d_loss": loss_d,
+            "d_grad_norm": d_norm,
+            "real_logits": logits[:m],
+            "fake_logits": logits[m:],
+            "d_real": d_real,
+            "d_fake": d_fake,
+            "value": value,
+        }
 
     def g_step(self, p: Any) -> dict[str, torch.Tensor]:
         """advnets.train.algorithm.g_step, compiled."""
