@@ -48,11 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=12, help="operations listed (default 12)")
     args = ap.parse_args(argv)
 
-    import torch._inductor.config as inductor_config
-    from torch.profiler import ProfilerActivity, profile
-
     import step_modes
+    import torch._inductor.config as inductor_config
     import train_throughput
+    from torch.profiler import ProfilerActivity, profile
 
     inductor_config.cpp.enable_kernel_profile = True  # kernel names in the profile (part of the cache key)
     torch.set_num_threads(args.threads)

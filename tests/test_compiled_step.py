@@ -221,3 +221,28 @@ def test_a_failed_compile_trains_eagerly_under_auto_and_is_one_line_under_on(cap
     for out, want in outs:
         torch.testing.assert_close(out["d_loss"], want["d_loss"], rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(out["g_loss"], want["g_loss"], rtol=1e-4, atol=1e-6)
+
+
+def test_step_profile_splits_a_step_into_products_draws_and_the_rest():
+    """benchmarks/step_profile.py on the eager step (no compile): its categories add up to the profiled step, the
+    matrix products and the random draws are found, and each listed operation's calls per step are whole."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "step_profile.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--step", "eager", "--threads", "1", "--steps", "3", "--top", "5"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    profiled = float(re.search(r"profiled: ([0-9.]+) ms per step", out.stdout).group(1))
+    shares = re.findall(r"^\| ([^|]+) \| ([0-9.]+) \| (\d+)% \|$", out.stdout, re.M)
+    rows = {what: (float(ms), int(share)) for what, ms, share in shares}
+    assert {"matrix products", "random draws (batch order, noise, masks)"} <= set(rows)
+    assert abs(sum(ms for ms, _ in rows.values()) - profiled) <= 0.02 + 0.005 * profiled
+    assert abs(sum(share for _, share in rows.values()) - 100) <= len(rows)  # rounded shares
+    ops = re.findall(r"^\| (aten::\S+|[^|]+) \| ([0-9.]+) \| ([0-9.]+) \|$", out.stdout, re.M)
+    assert len(ops) == 5 and all(float(calls).is_integer() for _, _, calls in ops)
+    assert {"aten::mm", "aten::addmm"} & {name.strip() for name, _, _ in ops}
