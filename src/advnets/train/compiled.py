@@ -325,6 +325,20 @@ def _own_copy(fn: Any, tag: int) -> Any:
     return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
 
 
+def _d_outputs(m: int, loss_d: torch.Tensor, d_norm: torch.Tensor, logits: torch.Tensor, logged: tuple) -> dict:
+    """What D's update reports (advnets.train.algorithm.Updates), with :func:`_logged`'s values."""
+    d_real, d_fake, value = logged
+    return {
+        "d_loss": loss_d,
+        "d_grad_norm": d_norm,
+        "real_logits": logits[:m],
+        "fake_logits": logits[m:],
+        "d_real": d_real,
+        "d_fake": d_fake,
+        "value": value,
+    }
+
+
 class CompiledSteps:
     """d_step, g_step and simultaneous_step with the signatures of advnets.train.algorithm's, for a Trainer
     whose run :func:`unsupported` accepts; each calls one compiled step function.
@@ -446,22 +460,12 @@ class CompiledSteps:
         gw, dw = self.gw, self.dw
         g_bufs, d_bufs = self._bufs(p.opt_g, self.g_params), self._bufs(p.opt_d, self.d_params)
         out = self._call(p, "simultaneous", gw, dw, g_bufs, d_bufs, x, z, masks, self._hyper(p))
-        loss_d, loss_g, logits, d_norm, g_norm, d_grads, g_grads, (d_real, d_fake, value) = out
+        loss_d, loss_g, logits, d_norm, g_norm, d_grads, g_grads, logged = out
         self._set_grads(self.d_params, d_grads)
         self._set_grads(self.g_params, g_grads)
         p.d_updates += 1
         p.g_updates += 1
-        return {
-            "d_loss": loss_d,
-            "g_loss": loss_g,
-            "d_grad_norm": d_norm,
-            "g_grad_norm": g_norm,
-            "real_logits": logits[:m],
-            "fake_logits": logits[m:],
-            "d_real": d_real,
-            "d_fake": d_fake,
-            "value": value,
-        }
+        return {**_d_outputs(m, loss_d, d_norm, logits, logged), "g_loss": loss_g, "g_grad_norm": g_norm}
 
     def d_step(self, p: Any) -> dict[str, torch.Tensor]:
         """advnets.train.algorithm.d_step, compiled."""
@@ -471,18 +475,10 @@ class CompiledSteps:
         masks = self._masks(p, 2 * m)
         gw, dw = self.gw, self.dw
         out = self._call(p, "d", gw, dw, self._bufs(p.opt_d, self.d_params), x, z, masks, self._hyper(p))
-        loss_d, logits, d_norm, d_grads, (d_real, d_fake, value) = out
+        loss_d, logits, d_norm, d_grads, logged = out
         self._set_grads(self.d_params, d_grads)
         p.d_updates += 1
-        return {
-            "d_loss": loss_d,
-            "d_grad_norm": d_norm,
-            "real_logits": logits[:m],
-            "fake_logits": logits[m:],
-            "d_real": d_real,
-            "d_fake": d_fake,
-            "value": value,
-        }
+        return _d_outputs(m, loss_d, d_norm, logits, logged)
 
     def g_step(self, p: Any) -> dict[str, torch.Tensor]:
         """advnets.train.algorithm.g_step, compiled."""
