@@ -114,9 +114,9 @@ def test_sample_pretrained_writes_figure2_over_the_data_and_figure3(tiny, tmp_pa
     [
         (
             ("evaluate", "--pretrained", "nope", "--data", "embedded-digits"),
-            "no such pretrained model; known: mnist-paper, mnist-paper-annealed, tiny",
+            "no such pretrained model; known: mnist-paper, mnist-paper-1151, mnist-paper-annealed, tiny",
         ),
-        (("sample", "--pretrained", "nope"), "known: mnist-paper, mnist-paper-annealed, tiny"),
+        (("sample", "--pretrained", "nope"), "known: mnist-paper, mnist-paper-1151, mnist-paper-annealed, tiny"),
         (("evaluate", "--pretrained", "tiny"), "--pretrained needs --data"),
         (("sample", "--pretrained", "tiny", "--nearest"), "needs --data"),
         (("evaluate", "--pretrained", "tiny", "--run", "x", "--data", "embedded"), "not allowed with argument"),

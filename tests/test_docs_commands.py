@@ -262,7 +262,7 @@ def test_the_readme_states_the_shipped_models_parzen_numbers_of_the_registry():
     from advnets.pretrained import REGISTRY
 
     table = _results_table()
-    for name in ("mnist-paper-annealed", "mnist-paper"):
+    for name in ("mnist-paper-1151", "mnist-paper-annealed", "mnist-paper"):
         entry = REGISTRY[name]
         stated = f"{entry.parzen_ll:.1f} ± {entry.parzen_se:.1f}"
         assert _row(table, f"`{name}`")[0] == stated, name
@@ -285,6 +285,7 @@ def test_the_readme_feature_metrics_are_those_measured_in_table1_and_results():
     investigation = (ROOT / "docs" / "table1.md").read_text(encoding="utf-8")
     results = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
     rows = {
+        "`mnist-paper-1151`": r"\| \(b\) `mnist-paper-1151`[^|]*\|(.*)\|",
         "`mnist-paper-annealed`": r"\| \(b\) `mnist-paper-annealed`[^|]*\|(.*)\|",
         "`mnist-paper`": r"\| \(b\) `mnist-paper` [^|]*\|(.*)\|",
         "real training images": r"\| \(a\) real training images[^|]*\|(.*)\|",
@@ -298,17 +299,17 @@ def test_the_readme_feature_metrics_are_those_measured_in_table1_and_results():
 
 
 def test_the_quick_start_number_on_the_embedded_digits_is_what_evaluate_prints(tmp_path):
-    """The README's quick start says what `evaluate --pretrained mnist-paper-annealed --data embedded` prints."""
+    """The README's quick start says what `evaluate --pretrained mnist-paper-1151 --data embedded` prints."""
     from conftest import cli_in_process
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     stated = re.search(r"On the embedded subset it prints\s+([0-9.]+ ± [0-9.]+) nats", readme).group(1)
-    (block,) = [b for b in blocks_of(ROOT / "README.md") if "--pretrained mnist-paper-annealed --data" in b.text]
+    (block,) = [b for b in blocks_of(ROOT / "README.md") if "--pretrained mnist-paper-1151 --data" in b.text]
     assert any(stated in e for e in block.expects), "the quick start's expect marker and its text differ"
-    code, out, err = cli_in_process("evaluate", "--pretrained", "mnist-paper-annealed", "--data", "embedded",
+    code, out, err = cli_in_process("evaluate", "--pretrained", "mnist-paper-1151", "--data", "embedded",
                                     "--no-progress")  # fmt: skip
     assert code == 0, err
-    assert re.search(rf"mnist-paper-annealed\s+{re.escape(stated)}\s", out), out
+    assert re.search(rf"mnist-paper-1151\s+{re.escape(stated)}\s", out), out
 
 
 # ---------------------------------------------------------------------------- the tutorial notebook
