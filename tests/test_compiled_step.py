@@ -246,3 +246,17 @@ def test_step_profile_splits_a_step_into_products_draws_and_the_rest():
     ops = re.findall(r"^\| (aten::\S+|[^|]+) \| ([0-9.]+) \| ([0-9.]+) \|$", out.stdout, re.M)
     assert len(ops) == 5 and all(float(calls).is_integer() for _, _, calls in ops)
     assert {"aten::mm", "aten::addmm"} & {name.strip() for name, _, _ in ops}
+
+
+def test_outputs_read_after_a_cuda_graph_replay_are_copies_also_inside_nested_tuples():
+    """Under CUDA graphs the step's output memory is reused at the next replay: every tensor read later, also the
+    logged values in their nested tuple, must be a copy; the gradient lists are not read then and stay uncopied."""
+    from advnets.train.compiled import replay_safe
+
+    loss, logged, grads = torch.tensor(1.0), (torch.tensor(0.5), torch.tensor(-1.4)), [torch.ones(3)]
+    out = replay_safe((loss, logged, grads, 7))
+    assert out[0] is not loss and torch.equal(out[0], loss)
+    assert all(c is not o and torch.equal(c, o) for c, o in zip(out[1], logged, strict=True))
+    assert out[2] is grads and out[3] == 7
+    logged[0].fill_(9.0)  # the graph's memory overwritten by a replay: the copy keeps the value it had
+    assert out[1][0].item() == 0.5

@@ -325,6 +325,16 @@ def _own_copy(fn: Any, tag: int) -> Any:
     return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
 
 
+def replay_safe(out: Any) -> Any:
+    """A step function's outputs with every tensor in them, also in nested tuples (:func:`_logged`'s), copied;
+    lists (the gradients, which are not read under CUDA graphs) are left as they are, uncopied."""
+    if isinstance(out, torch.Tensor):
+        return out.clone()
+    if isinstance(out, tuple):
+        return tuple(replay_safe(o) for o in out)
+    return out
+
+
 def _d_outputs(m: int, loss_d: torch.Tensor, d_norm: torch.Tensor, logits: torch.Tensor, logged: tuple) -> dict:
     """What D's update reports (advnets.train.algorithm.Updates), with :func:`_logged`'s values."""
     d_real, d_fake, value = logged
@@ -439,7 +449,7 @@ class CompiledSteps:
         if first:
             self.compile_seconds[name] = time.perf_counter() - t0
         if self.static:  # CUDA graphs reuse their output memory at the next replay: copies of what is read later
-            out = tuple(o.clone() if isinstance(o, torch.Tensor) else o for o in out)
+            out = replay_safe(out)
         return out
 
     def _set_grads(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
