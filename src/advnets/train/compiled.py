@@ -338,15 +338,8 @@ def replay_safe(out: Any) -> Any:
 def _d_outputs(m: int, loss_d: torch.Tensor, d_norm: torch.Tensor, logits: torch.Tensor, logged: tuple) -> dict:
     """What D's update reports (advnets.train.algorithm.Updates), with :func:`_logged`'s values."""
     d_real, d_fake, value = logged
-    return {
-        "d_loss": loss_d,
-        "d_grad_norm": d_norm,
-        "real_logits": logits[:m],
-        "fake_logits": logits[m:],
-        "d_real": d_real,
-        "d_fake": d_fake,
-        "value": value,
-    }
+    return {"d_loss": loss_d, "d_grad_norm": d_norm, "real_logits": logits[:m], "fake_logits": logits[m:],
+            "d_real": d_real, "d_fake": d_fake, "value": value}  # fmt: skip
 
 
 class CompiledSteps:
