@@ -10,7 +10,10 @@ it times in interleaved rounds:
 * on CUDA also "compiled, no CUDA graphs": the compiled fp32 step with ``mode="default"`` (the compiled rows use
   CUDA graphs there, ``mode="reduce-overhead"``);
 * the floor of each precision: every matrix product the step needs (train_throughput.needed_products), each timed
-  alone at its shape in float32 or bfloat16, summed.
+  alone at its shape in float32 or bfloat16, summed;
+* the bound of each precision: the floor plus what no faithful step can skip, each timed alone (:class:`Bound`):
+  the optimiser's pass over weights, momentum buffers and gradients, and the iteration's draws from the named
+  random streams. Its share of the floor is the most any implementation that keeps those can reach here.
 
 and prints one markdown table: steps/s, ms per step, the floor, the share of the floor (floor time / step time),
 and the hours the paper's schedule (575,000 steps: the reference's learning rate reaches 0.01 there) takes at
@@ -61,6 +64,65 @@ def _trainer(tt, data, update: str, kind: str, precision: str, device: torch.dev
     return trainer
 
 
+class Bound:
+    """What every faithful step does besides its matrix products, timed alone for one update rule and precision
+    (the parts of the ``bound`` rows: floor + optimiser pass + draws).
+
+    * the optimiser's pass: advnets.train.compiled.sgd_ (SGD with momentum, then D's max-col-norm), compiled, over
+      copies of the preset's G and D weights with their float32 momentum buffers and a gradient in the products'
+      dtype: a library product writes each weight gradient to memory, and the update reads it with the weight and
+      its buffer and writes both back, once per iteration (float32: the state torch's SGD keeps and a checkpoint
+      holds);
+    * the draws: G's noise and D's dropout masks of one iteration from the run's named generators, as the compiled
+      step draws them (advnets.train.compiled.CompiledSteps._masks; an alternating iteration draws for its D and
+      its G step).
+
+    Both run hot (the same tensors call after call), so the bound is optimistic: no real step can be faster."""
+
+    def __init__(self, tt, data, update: str, precision: str, device: torch.device, calls: int) -> None:
+        from advnets.train import compiled
+
+        self.device, self.calls, self.update, self.sync = device, calls, update, tt.sync
+        self.trainer = _trainer(tt, data, update, "eager", precision, device)
+        self.steps = compiled.CompiledSteps(self.trainer, compiled=False)
+        spec, st = self.steps.spec, self.steps
+        self.weights = [[w.clone() for w in ws] for ws in (st.gw, st.dw)]
+        self.bufs = [[torch.zeros_like(w) for w in ws] for ws in self.weights]
+        self.grads = [[1e-3 * torch.randn_like(w).to(spec.dtype) for w in ws] for ws in self.weights]
+        self.hyper = torch.tensor([1e-3, 1e-3, 0.5], device=device)
+
+        def optimiser_pass(gw, dw, g_bufs, d_bufs, g_grads, d_grads, hyper):
+            compiled.sgd_(dw, d_bufs, d_grads, hyper[1], hyper[2], spec.d_max_col_norm)
+            compiled.sgd_(gw, g_bufs, g_grads, hyper[0], hyper[2], spec.g_max_col_norm)
+
+        self.optimiser_pass = torch.compile(optimiser_pass, fullgraph=True, dynamic=False)
+
+    def _optimiser(self) -> None:
+        with torch.no_grad():
+            self.optimiser_pass(*self.weights, *self.bufs, *self.grads, self.hyper)
+
+    def _draws(self) -> None:
+        p, m = self.trainer, self.trainer.m
+        self.steps._masks(p, 2 * m)
+        p.noise(m)
+        if self.update == "alternating":
+            self.steps._masks(p, m)
+            p.noise(m)
+
+    def measure(self) -> dict[str, float]:
+        """Seconds per iteration of each part, each the mean over ``calls`` back-to-back calls."""
+        out = {}
+        for name, fn in (("optimiser", self._optimiser), ("draws", self._draws)):
+            fn()
+            self.sync(self.device)
+            t0 = time.perf_counter()
+            for _ in range(self.calls):
+                fn()
+            self.sync(self.device)
+            out[name] = (time.perf_counter() - t0) / self.calls
+        return out
+
+
 def _modes(device: torch.device) -> list[tuple[str, str]]:
     if device.type != "cuda":
         return list(MODES)
@@ -91,6 +153,8 @@ def worker(
         return {"first": {f"{v.update}/{v.name}": v.first_s for v in timed}}
     floors = {(u, p): tt.Floor(dev, floor_calls, dtype=d) for u in updates for p, d in _DTYPES}
     floor_times: dict[str, list[float]] = {f"{u}/{p}": [] for u in updates for p, _ in _DTYPES}
+    bounds = {(u, p): Bound(tt, data, u, p, dev, floor_calls) for u in updates for p, _ in _DTYPES}
+    bound_times: dict[str, list[dict[str, float]]] = {f"{u}/{p}": [] for u in updates for p, _ in _DTYPES}
     for rnd in range(rounds):
         shift = rnd % len(timed)
         for v in timed[shift:] + timed[:shift]:
@@ -104,6 +168,7 @@ def worker(
             products = tt.needed_products(u, 1)
             floor.measure(products)
             floor_times[f"{u}/{p}"].append(floor.total(products))
+            bound_times[f"{u}/{p}"].append(bounds[(u, p)].measure())
     return {
         "threads": torch.get_num_threads(),
         "device_name": tt.device_name(dev),
@@ -113,6 +178,7 @@ def worker(
             for v in timed
         ],
         "floors": floor_times,
+        "bounds": bound_times,
     }
 
 
@@ -173,12 +239,26 @@ def table(args) -> str:
                 f"| {update} | floor {precision} (matrix products only) | {n} | {1 / f_med:.1f} | {1e3 * f_med:.1f} "
                 f"| {1e3 * f_med:.1f} | 100% | {PAPER_STEPS * f_med / 3600:.2f} | — |"
             )
+        for key, parts in res["bounds"].items():
+            update, precision = key.split("/")
+            f_med = statistics.median(res["floors"][key])
+            opt, draws = (statistics.median(p[k] for p in parts) for k in ("optimiser", "draws"))
+            b = f_med + opt + draws
+            lines.append(
+                f"| {update} | bound {precision}: floor + optimiser pass {1e3 * opt:.1f} + draws {1e3 * draws:.1f} "
+                f"| {n} | {1 / b:.1f} | {1e3 * b:.1f} | {1e3 * f_med:.1f} | {100 * f_med / b:.0f}% "
+                f"| {PAPER_STEPS * b / 3600:.2f} | — |"
+            )
     lines += [
         "",
         f"- `mnist` preset (m = 100, k = 1) on the embedded MNIST digits, {args.device.upper()} "
         f"({results[0]['device_name']}); {args.rounds} interleaved rounds of "
         f"{args.steps} steps per row in one process per thread count. steps/s: median over rounds (fastest fifth in "
         "brackets); % of floor: median of per-round floor / step time; hours: 575,000 steps at the median rate.",
+        "- bound: the fastest any step can be that keeps these matrix products, torch's SGD state in float32 "
+        "(weights, momentum buffers and gradients pass through memory once per iteration) and advnets' named "
+        "random streams: the floor plus the optimiser's pass and the iteration's draws, each timed alone and hot "
+        "(step_modes.Bound); its % of floor is the highest share such a step can reach on this machine.",
         "- First step of a compiled row: compiling with an empty inductor cache, then the same graphs loaded from "
         f"that cache in a last process at {threads_list[-1]} thread(s) (the same figure on every thread count's row); "
         "both include one step.",

@@ -185,10 +185,16 @@ def test_train_throughput_modes_table_has_every_mode_floor_and_the_paper_hours(t
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| simultaneous")]
     names = [r[1].strip() for r in rows]
-    assert names == [
+    assert names[:6] == [
         "eager fp32", "compiled fp32", "eager bf16", "compiled bf16",
         "floor fp32 (matrix products only)", "floor bf16 (matrix products only)",
     ]  # fmt: skip
+    assert [n.split(":")[0] for n in names[6:]] == ["bound fp32", "bound bf16"]
+    for r in rows[6:]:  # floor + optimiser pass + draws: slower than the floor, and the share follows from the ms
+        parts = [float(x.split()[0]) for x in r[1].split("optimiser pass ")[1].split(" + draws ")]
+        floor_ms, ms = float(r[5]), float(r[4])
+        assert all(x > 0 for x in parts) and abs(ms - (floor_ms + sum(parts))) <= 0.25
+        assert abs(float(r[6].strip().rstrip("%")) - 100 * floor_ms / ms) <= 2.5
     for r in rows:
         steps_per_s, ms, floor_ms, share, hours = (r[i].strip() for i in (3, 4, 5, 6, 7))
         assert float(steps_per_s.split()[0]) > 0 and float(ms) > 0 and float(floor_ms) > 0
