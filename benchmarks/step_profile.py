@@ -11,11 +11,20 @@ every operation; compare the shares, and the step time printed first (timed with
 
     python benchmarks/step_profile.py                                   # compiled fp32, simultaneous, 2 threads
     python benchmarks/step_profile.py --step eager --precision bf16 --threads 1
+    python benchmarks/step_profile.py --ablate 3                        # what removing each part saves
+
+``--ablate N`` measures instead what a part of the compiled step costs by removing it: the step as it is, without
+the optimiser's update (``advnets.train.compiled.sgd_`` does nothing) and without the gradient norms (``_norm``
+returns 0), each in its own process (a compiled graph is specialised to the functions it calls), N processes per
+variant in alternation, 5 x ``--steps`` timed steps in each; it prints each variant's median and what it saves.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +47,59 @@ def category(name: str) -> str:
     return "the rest (copies, small ops, dispatch, guards)"
 
 
+VARIANTS = {
+    "the step as it is": None,
+    "without the optimiser's update": "sgd_",
+    "without the gradient norms": "_norm",
+}
+
+
+def time_variant(args) -> list[float]:
+    """In this process: the compiled step with the part ``args.variant`` names removed; ms per step of 5 rounds."""
+    import step_modes
+    import train_throughput
+
+    from advnets.train import compiled
+
+    removed = VARIANTS[args.variant]
+    if removed == "sgd_":
+        compiled.sgd_ = lambda *a: None
+    elif removed == "_norm":
+        compiled._norm = lambda grads: torch.zeros((), device=grads[0].device)
+    torch.set_num_threads(args.threads)
+    data = train_throughput.load_data()
+    trainer = step_modes._trainer(train_throughput, data, args.update, "compiled", args.precision, torch.device("cpu"))
+    for _ in range(30):
+        trainer.train_step()
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            trainer.train_step()
+        times.append((time.perf_counter() - start) / args.steps * 1e3)
+    return times
+
+
+def ablate(args) -> int:
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for _ in range(args.ablate):
+        for v in VARIANTS:
+            cmd = [sys.executable, __file__, "--variant", v, "--update", args.update, "--precision", args.precision]
+            cmd += ["--threads", str(args.threads), "--steps", str(args.steps)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            times[v] += json.loads(out.stdout.strip().splitlines()[-1])
+    base = statistics.median(times["the step as it is"])
+    print(f"mnist preset, {args.update} update, compiled {args.precision}, {args.threads} thread(s), m = 100; "
+          f"{args.ablate} processes per variant, 5 x {args.steps} steps each")  # fmt: skip
+    print()
+    print("| variant | ms / step (median) | saves, ms |")
+    print("|---|---:|---:|")
+    for v, ts in times.items():
+        med = statistics.median(ts)
+        print(f"| {v} | {med:.2f} | {base - med:+.2f} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--update", choices=["simultaneous", "alternating"], default="simultaneous")
@@ -46,7 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=40, help="profiled steps (default 40)")
     ap.add_argument("--top", type=int, default=12, help="operations listed (default 12)")
+    ap.add_argument("--ablate", type=int, metavar="N", help="time the step without each part, N processes each")
+    ap.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)  # one --ablate process
     args = ap.parse_args(argv)
+    if args.ablate:
+        return ablate(args)
+    if args.variant:
+        print(json.dumps(time_variant(args)))
+        return 0
 
     import step_modes
     import torch._inductor.config as inductor_config

@@ -254,6 +254,31 @@ def test_step_profile_splits_a_step_into_products_draws_and_the_rest():
     assert {"aten::mm", "aten::addmm"} & {name.strip() for name, _, _ in ops}
 
 
+@pytest.mark.slow
+def test_step_profile_ablate_times_the_step_without_each_part():
+    """benchmarks/step_profile.py --ablate: one row per variant, each process's compiled step timed, and what a
+    variant saves is the whole step's median less its own."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "step_profile.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--ablate", "1", "--threads", "1", "--steps", "2"],
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = re.findall(r"^\| ([^|]+) \| ([0-9.]+) \| ([-+][0-9.]+) \|$", out.stdout, re.M)
+    assert [r[0] for r in rows] == [
+        "the step as it is", "without the optimiser's update", "without the gradient norms",
+    ]  # fmt: skip
+    base = float(rows[0][1])
+    assert base > 0 and float(rows[0][2]) == 0
+    for _, ms, saves in rows[1:]:
+        assert float(ms) > 0 and abs(float(saves) - (base - float(ms))) <= 0.011
+
+
 def test_outputs_read_after_a_cuda_graph_replay_are_copies_also_inside_nested_tuples():
     """Under CUDA graphs the step's output memory is reused at the next replay: every tensor read later, also the
     logged values in their nested tuple, must be a copy; the gradient lists are not read then and stay uncopied."""
