@@ -86,7 +86,10 @@ def ablate(args) -> int:
         for v in VARIANTS:
             cmd = [sys.executable, __file__, "--variant", v, "--update", args.update, "--precision", args.precision]
             cmd += ["--threads", str(args.threads), "--steps", str(args.steps)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode:
+                sys.stderr.write(out.stderr)
+                raise SystemExit(f"step_profile.py --ablate: the process for {v!r} failed (exit {out.returncode})")
             times[v] += json.loads(out.stdout.strip().splitlines()[-1])
     base = statistics.median(times["the step as it is"])
     print(f"mnist preset, {args.update} update, compiled {args.precision}, {args.threads} thread(s), m = 100; "
