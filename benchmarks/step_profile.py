@@ -56,9 +56,6 @@ VARIANTS = {
 
 def time_variant(args) -> list[float]:
     """In this process: the compiled step with the part ``args.variant`` names removed; ms per step of 5 rounds."""
-    import step_modes
-    import train_throughput
-
     from advnets.train import compiled
 
     removed = VARIANTS[args.variant]
@@ -66,17 +63,31 @@ def time_variant(args) -> list[float]:
         compiled.sgd_ = lambda *a: None
     elif removed == "_norm":
         compiled._norm = lambda grads: torch.zeros((), device=grads[0].device)
+    return ms_per_step(settled_trainer(args, "compiled"), args.steps, rounds=5)
+
+
+def settled_trainer(args, step: str):
+    """The ``mnist`` preset's Trainer for ``args`` with ``step`` (compiled / eager), 30 steps in: compiled (or its
+    graphs loaded from the cache) and settled."""
+    import step_modes
+    import train_throughput
+
     torch.set_num_threads(args.threads)
     data = train_throughput.load_data()
-    trainer = step_modes._trainer(train_throughput, data, args.update, "compiled", args.precision, torch.device("cpu"))
+    trainer = step_modes._trainer(train_throughput, data, args.update, step, args.precision, torch.device("cpu"))
     for _ in range(30):
         trainer.train_step()
+    return trainer
+
+
+def ms_per_step(trainer, steps: int, rounds: int) -> list[float]:
+    """Milliseconds per step of ``rounds`` rounds of ``steps`` steps."""
     times = []
-    for _ in range(5):
+    for _ in range(rounds):
         start = time.perf_counter()
-        for _ in range(args.steps):
+        for _ in range(steps):
             trainer.train_step()
-        times.append((time.perf_counter() - start) / args.steps * 1e3)
+        times.append((time.perf_counter() - start) / steps * 1e3)
     return times
 
 
@@ -120,23 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(time_variant(args)))
         return 0
 
-    import step_modes
     import torch._inductor.config as inductor_config
-    import train_throughput
     from torch.profiler import ProfilerActivity, profile
 
     inductor_config.cpp.enable_kernel_profile = True  # kernel names in the profile (part of the cache key)
-    torch.set_num_threads(args.threads)
-    data = train_throughput.load_data()
-    trainer = step_modes._trainer(train_throughput, data, args.update, args.step, args.precision, torch.device("cpu"))
-    for _ in range(30):  # compile (or load the graphs), then settle
-        trainer.train_step()
-    rates = []
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            trainer.train_step()
-        rates.append((time.perf_counter() - start) / args.steps * 1e3)
+    trainer = settled_trainer(args, args.step)
+    rates = ms_per_step(trainer, args.steps, rounds=3)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(args.steps):
             trainer.train_step()
