@@ -11,9 +11,10 @@ it times in interleaved rounds:
   CUDA graphs there, ``mode="reduce-overhead"``);
 * the floor of each precision: every matrix product the step needs (train_throughput.needed_products), each timed
   alone at its shape in float32 or bfloat16, summed;
-* the bound of each precision: the floor plus what no faithful step can skip, each timed alone (:class:`Bound`):
-  the optimiser's pass over weights, momentum buffers and gradients, and the iteration's draws from the named
-  random streams. Its share of the floor is the most any implementation that keeps those can reach here.
+* the bound of each precision: the floor plus what a step that keeps torch's float32 SGD state and the same
+  draws (the same noise and masks for a seed) cannot skip, each timed alone (:class:`Bound`): the optimiser's pass
+  over weights, momentum buffers and gradients, and the iteration's draws. Its share of the floor is about the
+  most such an implementation can reach here (CPU-checked only; on CUDA the pass runs without CUDA graphs).
 
 and prints one markdown table: steps/s, ms per step, the floor, the share of the floor (floor time / step time),
 and the hours the paper's schedule (575,000 steps: the reference's learning rate reaches 0.01 there) takes at
@@ -68,7 +69,8 @@ class Bound:
     """What every faithful step does besides its matrix products, timed alone for one update rule and precision
     (the parts of the ``bound`` rows: floor + optimiser pass + draws).
 
-    * the optimiser's pass: advnets.train.compiled.sgd_ (SGD with momentum, then D's max-col-norm), compiled, over
+    * the optimiser's pass: advnets.train.compiled.sgd_ (SGD with momentum, and the max-col-norm where the config
+      sets one; the ``mnist`` preset sets none), compiled, over
       copies of the preset's G and D weights with their float32 momentum buffers and a gradient in the products'
       dtype: a library product writes each weight gradient to memory, and the update reads it with the weight and
       its buffer and writes both back, once per iteration (float32: the state torch's SGD keeps and a checkpoint
@@ -77,7 +79,9 @@ class Bound:
       step draws them (advnets.train.compiled.CompiledSteps._masks; an alternating iteration draws for its D and
       its G step).
 
-    Both run hot (the same tensors call after call), so the bound is optimistic: no real step can be faster."""
+    Both run hot (the same tensors call after call), which favours them over the real step; the optimiser's pass is
+    a compiled call of its own, so its guard and call overhead (a fraction of a millisecond) is counted, which the
+    real step pays once for its whole graph."""
 
     def __init__(self, tt, data, update: str, precision: str, device: torch.device, calls: int) -> None:
         from advnets.train import compiled
@@ -255,10 +259,11 @@ def table(args) -> str:
         f"({results[0]['device_name']}); {args.rounds} interleaved rounds of "
         f"{args.steps} steps per row in one process per thread count. steps/s: median over rounds (fastest fifth in "
         "brackets); % of floor: median of per-round floor / step time; hours: 575,000 steps at the median rate.",
-        "- bound: the fastest any step can be that keeps these matrix products, torch's SGD state in float32 "
-        "(weights, momentum buffers and gradients pass through memory once per iteration) and advnets' named "
-        "random streams: the floor plus the optimiser's pass and the iteration's draws, each timed alone and hot "
-        "(step_modes.Bound); its % of floor is the highest share such a step can reach on this machine.",
+        "- bound: about the fastest a step can be that keeps these matrix products, torch's SGD state in float32 "
+        "(weights, momentum buffers and gradients pass through memory once per iteration) and the same draws (the "
+        "same noise and masks for a seed): the floor plus the optimiser's pass and the iteration's draws, each "
+        "timed alone and hot (step_modes.Bound); its % of floor (median floor / median bound) is about the highest "
+        "share such a step can reach on this machine.",
         "- First step of a compiled row: compiling with an empty inductor cache, then the same graphs loaded from "
         f"that cache in a last process at {threads_list[-1]} thread(s) (the same figure on every thread count's row); "
         "both include one step.",

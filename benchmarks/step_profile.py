@@ -49,8 +49,8 @@ def category(name: str) -> str:
 
 VARIANTS = {
     "the step as it is": None,
-    "without the optimiser's update": "sgd_",
-    "without the gradient norms": "_norm",
+    "without the optimiser's update": ("sgd_", lambda *args: None),
+    "without the gradient norms": ("_norm", lambda grads: torch.zeros((), device=grads[0].device)),
 }
 
 
@@ -58,11 +58,8 @@ def time_variant(args) -> list[float]:
     """In this process: the compiled step with the part ``args.variant`` names removed; ms per step of 5 rounds."""
     from advnets.train import compiled
 
-    removed = VARIANTS[args.variant]
-    if removed == "sgd_":
-        compiled.sgd_ = lambda *a: None
-    elif removed == "_norm":
-        compiled._norm = lambda grads: torch.zeros((), device=grads[0].device)
+    if VARIANTS[args.variant] is not None:  # (name in advnets.train.compiled, what replaces it)
+        setattr(compiled, *VARIANTS[args.variant])
     return ms_per_step(settled_trainer(args, "compiled"), args.steps, rounds=5)
 
 
@@ -120,12 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step", choices=["compiled", "eager"], default="compiled")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=40, help="profiled steps (default 40)")
+    ap.add_argument("--steps", type=int, default=40, help="profiled steps, or steps per timed round (default 40)")
     ap.add_argument("--top", type=int, default=12, help="operations listed (default 12)")
-    ap.add_argument("--ablate", type=int, metavar="N", help="time the step without each part, N processes each")
+    ap.add_argument(
+        "--ablate", type=int, metavar="N", help="time the compiled step without each part, N processes each"
+    )
     ap.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)  # one --ablate process
     args = ap.parse_args(argv)
-    if args.ablate:
+    if args.ablate is not None:
+        if args.ablate < 1 or args.step != "compiled":
+            ap.error("--ablate N needs N >= 1 and times the compiled step (leave --step at compiled)")
         return ablate(args)
     if args.variant:
         print(json.dumps(time_variant(args)))

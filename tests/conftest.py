@@ -77,11 +77,13 @@ def cli_subprocess(*args, timeout=600):
 def load_benchmark(name: str):
     """benchmarks/NAME.py as a module (the benchmarks are scripts, not part of the package)."""
     import importlib.util
+    import sys
     from pathlib import Path
 
     path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # where dataclasses look their module up while the file runs
     spec.loader.exec_module(module)
     return module
 
